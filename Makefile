@@ -1,0 +1,34 @@
+# `make run` and `make test` work on a fresh machine: they create .venv and install the project first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ROWS   ?= 1000000
+K      ?= 5
+
+.PHONY: run test bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The main job on the embedded default: 1,000,000 synthetic customers, segmented with the
+# built-in `customers` feature spec; prints the profile table and the key metrics.
+run: $(STAMP)
+	mkdir -p results
+	$(BIN)/segment generate --rows $(ROWS) --segments $(K) --seed 0 --out results/customers.parquet
+	$(BIN)/segment run results/customers.parquet --spec customers --k $(K) --out results/run --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

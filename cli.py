@@ -1,0 +1,211 @@
+"""`segment`: the command-line interface. Thin by design: parse options, call `engine`, print.
+
+Progress and warnings go to stderr; data and --json go to stdout. Exit codes: 0 success,
+2 bad usage or bad input (one line `Error: ...`), 1 unexpected internal failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+
+import click
+
+
+class InputProblem(click.ClickException):
+    """Bad input or usage: one line, exit code 2."""
+
+    exit_code = 2
+
+
+def engine_errors(func):
+    """Turn engine errors into clean CLI errors; --debug shows the traceback of internal ones."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from engine.errors import InputError
+
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            raise InputProblem(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except MemoryError:
+            raise click.ClickException("out of memory; try fewer rows or features") from None
+        except Exception as exc:  # an internal failure: short message, traceback on request
+            if click.get_current_context().find_root().params.get("debug"):
+                traceback.print_exc()
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(f"internal error: {message} (run `segment --debug ...` for the traceback)") from None
+
+    return wrapper
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit Polars too; it reads POLARS_MAX_THREADS once, at import."""
+    if threads is not None and threads >= 1 and "polars" not in sys.modules:
+        os.environ["POLARS_MAX_THREADS"] = str(threads)
+
+
+def logger(quiet: bool):
+    if quiet:
+        return lambda _msg: None
+    return lambda msg: click.echo(msg, err=True)
+
+
+def feature_options(func):
+    """The feature options shared by every command that builds features."""
+    options = [
+        click.option("--features", help="Comma-separated raw columns to use as features."),
+        click.option("--spec", "spec", help="Feature spec: a TOML file, or a built-in name (customers)."),
+        click.option("--id-col", help="Id column (default: the spec's, else a column named id/customer_id, else row_id)."),
+        click.option("--exclude", help="With neither --features nor --spec: comma-separated columns to leave out."),
+        click.option("--missing", type=click.Choice(["drop", "median", "error"]), help="Missing-value policy (default: drop)."),
+        click.option("--scale", type=click.Choice(["standard", "robust", "none"]), help="Scaler (default: standard)."),
+        click.option("--separator", help="CSV separator (default: sniffed from the file)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def common_options(func):
+    options = [
+        click.option("--threads", type=int, help="Threads to use (default: all cores)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
+        click.option("--quiet", is_flag=True, help="No progress on stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(package_name="segment-engine", prog_name="segment")
+def main(debug: bool) -> None:
+    """Customer segmentation: features from Parquet or CSV, numba MiniBatch k-means on every core,
+    segments and profiles back to Parquet.
+
+    \b
+    Example:
+      segment generate --rows 1000000 --out customers.parquet
+      segment run customers.parquet --spec customers --k 5 --out run/
+      segment predict run/ new_customers.parquet --out new_segments.parquet
+    """
+
+
+@main.command()
+@click.option("--rows", type=int, required=True, help="Number of customers.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--segments", type=int, default=5, show_default=True, help="Planted ground-truth segments.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--spread", type=float, default=1.0, show_default=True,
+              help="Noise within segments: 1 is realistic overlap, 0.25 well separated.")
+@click.option("--kind", type=click.Choice(["customers"]), default="customers", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@engine_errors
+def generate(rows, out, segments, seed, spread, kind, as_json, quiet):
+    """Write synthetic customers shaped like the marketing_campaign dataset, with planted
+    segments in a `true_segment` column. Streams in chunks: 100,000,000 rows fit in bounded memory.
+
+    \b
+    Example:
+      segment generate --rows 1000000 --segments 5 --out customers.parquet
+    """
+    from engine.generate import generate_customers
+
+    log = logger(quiet)
+    summary = generate_customers(out, rows, segments=segments, seed=seed, spread=spread,
+                                 progress=lambda done, total: log(f"generated {done:,} / {total:,} rows"))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {summary['rows']:,} customers in {summary['segments']} segments to {out} "
+                   f"({summary['seconds']:.2f} s)")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--k", "k", type=int, required=True, help="Number of segments.")
+@click.option("--out", required=True, type=click.Path(), help="Output run directory.")
+@feature_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-init", type=int, help="k-means++ restarts (default: 10 on small data, else 3).")
+@click.option("--silhouette-sample", type=int, default=20_000, show_default=True,
+              help="Rows in the silhouette sample (0 to skip).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@common_options
+@engine_errors
+def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init,
+        silhouette_sample, overwrite, threads, as_json, quiet):
+    """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV.
+
+    Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json.
+
+    \b
+    Example:
+      segment run customers.parquet --spec customers --k 5 --out run/
+      segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
+    """
+    set_threads(threads)
+    import engine
+    from engine.profiles import format_profiles
+
+    result = engine.run(
+        list(inputs), k, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
+        exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
+        n_init=n_init, silhouette_sample=silhouette_sample, separator=separator, overwrite=overwrite,
+        log=logger(quiet),
+    )
+    if as_json:
+        click.echo(json.dumps(result.metrics, indent=2))
+        return
+    m = result.metrics
+    click.echo(format_profiles(result.profiles))
+    sil = "n/a" if m["silhouette"] is None else f"{m['silhouette']:.4f}"
+    click.echo(
+        f"k={m['k']}  rows={m['rows']:,}  dropped={m['rows_dropped']:,}  inertia={m['inertia']:.6g}  "
+        f"silhouette={sil} (sample {m['silhouette_sample']:,})  iterations={m['n_iter']}  "
+        f"time={m['seconds']['total']:.2f} s"
+    )
+    click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--separator", help="CSV separator (default: sniffed from the file).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@common_options
+@engine_errors
+def predict(model, inputs, out, separator, overwrite, threads, as_json, quiet):
+    """Assign new customers to the segments of a saved model (MODEL: model.json or a run directory).
+
+    The same feature pipeline, scaler and assignment kernel as the run are used.
+
+    \b
+    Example:
+      segment predict run/ new_customers.parquet --out new_segments.parquet
+    """
+    set_threads(threads)
+    import engine
+
+    result = engine.predict(model, list(inputs), out, threads=threads, separator=separator,
+                            overwrite=overwrite, log=logger(quiet))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        sizes = ", ".join(f"{j}: {s:,}" for j, s in enumerate(result["segment_sizes"]))
+        click.echo(f"assigned {result['rows_used']:,} of {result['rows']:,} rows to {result['k']} segments "
+                   f"({sizes}); wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

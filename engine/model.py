@@ -1,0 +1,115 @@
+"""The saved model: plain JSON, never pickle.
+
+``model.json`` holds the format version, the resolved feature spec, the fitted feature
+statistics (clip bounds, medians, levels, scaler), the centroids in scaled and original units,
+and what is needed to reproduce the run. Loading validates every field, shape and size, so a
+crafted file can neither run code nor make us allocate without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.features import FittedFeatures
+from engine.spec import FeatureSpec
+
+FORMAT = "segment-model"
+FORMAT_VERSION = 1
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+MAX_CELLS = 10_000_000  # k x features
+
+
+@dataclass(frozen=True)
+class Model:
+    spec: FeatureSpec
+    fitted: FittedFeatures
+    centers: np.ndarray  # (k, d) float32, scaled space
+    info: dict[str, Any]  # seed, params, versions, input fingerprint, inertia...
+
+    @property
+    def k(self) -> int:
+        return int(self.centers.shape[0])
+
+    def original_centers(self) -> np.ndarray:
+        """Centroids in the features' own units: unscaled, and log1p undone."""
+        values = self.fitted.scaler.inverse(self.centers)
+        logged = {f.name for f in self.spec.features if f.log1p}
+        for j, name in enumerate(self.fitted.names):
+            if name in logged:
+                values[:, j] = np.expm1(values[:, j])
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "k": self.k,
+            "features": list(self.fitted.names),
+            "spec": self.spec.to_dict(),
+            "fitted": self.fitted.to_dict(),
+            "centroids": {
+                "scaled": self.centers.astype(float).tolist(),
+                "original": self.original_centers().tolist(),
+            },
+            **self.info,
+        }
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def model_path(path: str | Path) -> Path:
+    """``model.json`` itself, or the one inside a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.json"
+    if not p.is_file():
+        raise InputError(f"model not found: {p}")
+    return p
+
+
+def load_model(path: str | Path) -> Model:
+    p = model_path(path)
+    if p.stat().st_size > MAX_MODEL_BYTES:
+        raise InputError(f"{p}: model file is larger than {MAX_MODEL_BYTES // 2**20} MiB; refusing to load it")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"), parse_constant=reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise InputError(f"{p}: not a valid model file: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(f"{p}: not a segment model (missing \"format\": \"{FORMAT}\")")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(f"{p}: model format version {version!r} is not supported (this engine reads version {FORMAT_VERSION})")
+    spec = FeatureSpec.from_dict(data.get("spec") or {})
+    fitted = FittedFeatures.from_dict(data.get("fitted") or {})
+    centers = centers_from(data.get("centroids", {}).get("scaled"), len(fitted.names), p)
+    if data.get("k") != centers.shape[0]:
+        raise InputError(f"{p}: k={data.get('k')!r} does not match the {centers.shape[0]} centroids")
+    if len(fitted.scaler.center) != len(fitted.names) or len(fitted.scaler.scale) != len(fitted.names):
+        raise InputError(f"{p}: scaler has the wrong number of features")
+    info = {k: v for k, v in data.items() if k not in ("format", "format_version", "k", "features", "spec", "fitted", "centroids")}
+    return Model(spec, fitted, centers, info)
+
+
+def reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed in a model file")
+
+
+def centers_from(value: Any, n_features: int, path: Path) -> np.ndarray:
+    if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
+        raise InputError(f"{path}: centroids must be a non-empty list of rows")
+    if len(value) * max(n_features, 1) > MAX_CELLS:
+        raise InputError(f"{path}: centroids are too large ({len(value)} x {n_features})")
+    if any(len(r) != n_features for r in value):
+        raise InputError(f"{path}: every centroid must have {n_features} values (one per feature)")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for r in value for x in r):
+        raise InputError(f"{path}: centroids must hold finite numbers only")
+    return np.ascontiguousarray(np.array(value, dtype=np.float32))

@@ -1,0 +1,244 @@
+"""The whole job: features -> fit -> score -> outputs. ``run`` and ``predict`` are the Python API
+behind ``segment run`` and ``segment predict``."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+import polars as pl
+
+import kernels
+from engine.batches import ArraySource
+from engine.errors import InputError
+from engine.features import FeatureData, build_features
+from engine.fit import FitParams, fit_kmeans
+from engine.metrics import sample_indices, silhouette_score
+from engine.model import Model, load_model
+from engine.outputs import atomic_dir, atomic_file, check_target, write_json, write_segments
+from engine.profiles import profile_table
+from engine.source import Input, open_input
+from engine.spec import FeatureSpec, load_spec, spec_from_columns
+
+Log = Callable[[str], None]
+DEFAULT_SILHOUETTE_SAMPLE = 20_000
+PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
+FINGERPRINT_BYTES = 1 << 20
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict[str, Any]
+    profiles: pl.DataFrame
+    model: Model
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            found[name] = importlib_metadata.version(name)
+    return found
+
+
+def fingerprint(inp: Input) -> str:
+    """SHA-256 over each input file's name, size and first and last MiB: cheap, and it changes
+    whenever the data does in practice (a full hash of a 10 GB input would cost more than the run)."""
+    h = hashlib.sha256()
+    for path in inp.files:
+        size = path.stat().st_size
+        h.update(f"{path.name}\0{size}\0".encode())
+        with path.open("rb") as fh:
+            h.update(fh.read(FINGERPRINT_BYTES))
+            if size > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+                h.update(fh.read())
+    return "sha256:" + h.hexdigest()
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[int]:
+    """Run numba kernels on ``threads`` threads (all cores when None)."""
+    if threads is None:
+        yield numba.get_num_threads()
+        return
+    if threads < 1:
+        raise InputError(f"--threads must be at least 1, not {threads}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(previous)
+
+
+def resolve_spec(spec: str | Path | FeatureSpec | None, features: str | None, **options: Any) -> FeatureSpec:
+    if spec is not None and features is not None:
+        raise InputError("give --features or --spec, not both")
+    if features is not None:
+        return spec_from_columns(features, **options)
+    if isinstance(spec, FeatureSpec):
+        return spec.with_options(**options)
+    base = load_spec(spec) if spec is not None else FeatureSpec()
+    return base.with_options(**options)
+
+
+def score(data: FeatureData, labels: np.ndarray, k: int, sample: int, seed: int, warnings: list[str]) -> tuple[float | None, int]:
+    n = data.X.shape[0]
+    if sample < 0:
+        raise InputError(f"--silhouette-sample must be 0 or more, not {sample}")
+    if sample > n:
+        warnings.append(f"silhouette sample of {sample} clamped to the {n} rows available")
+    idx = sample_indices(n, min(sample, n), np.random.default_rng([seed, 1]))
+    if idx.size < 2:
+        return None, int(idx.size)
+    return silhouette_score(data.X[idx], labels[idx], k), int(idx.size)
+
+
+def run(
+    inputs: Sequence[str | Path],
+    k: int,
+    out: str | Path,
+    *,
+    spec: str | Path | FeatureSpec | None = None,
+    features: str | None = None,
+    id_col: str | None = None,
+    missing: str | None = None,
+    scale: str | None = None,
+    exclude: Sequence[str] | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    n_init: int | None = None,
+    silhouette_sample: int = DEFAULT_SILHOUETTE_SAMPLE,
+    separator: str | None = None,
+    overwrite: bool = False,
+    log: Log = quiet,
+) -> RunResult:
+    """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    check_target(out, overwrite, "directory")
+    feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
+                                exclude=tuple(exclude) if exclude else None)
+    with thread_limit(threads) as n_threads:
+        inp = open_input(inputs, separator)
+        log(f"reading {inp.label}")
+        data = build_features(inp, feature_spec)
+        for w in data.warnings:
+            log(f"warning: {w}")
+        n, d = data.X.shape
+        log(f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values); fitting k={k}")
+        params = FitParams(k=k, seed=seed, n_init=n_init)
+        fit = fit_kmeans(ArraySource(data.X), params)
+        t0 = time.perf_counter()
+        warnings = list(data.warnings)
+        silhouette, sample_n = score(data, fit.labels, k, silhouette_sample, seed, warnings)
+        t_sil = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        profiles = profile_table(data.original, fit.labels, k)
+        t_prof = time.perf_counter() - t0
+    info = {
+        "seed": seed,
+        "inertia": fit.inertia,
+        "params": {"k": k, "n_init": params.restarts(n), "init_sample": params.init_sample,
+                   "batch_size": params.batch_size, "max_iter": params.max_iter, "tol": params.tol},
+        "input": {"files": [str(p) for p in inp.files], "format": inp.format, "fingerprint": fingerprint(inp)},
+        "versions": versions(),
+    }
+    model = Model(data.spec, data.fitted, fit.centers, info)
+    metrics: dict[str, Any] = {
+        "k": k,
+        "rows": data.n_rows,
+        "rows_used": n,
+        "rows_dropped": data.rows_dropped,
+        "missing": data.missing,
+        "features": list(data.fitted.names),
+        "inertia": fit.inertia,
+        "silhouette": silhouette,
+        "silhouette_sample": sample_n,
+        "n_iter": fit.n_iter,
+        "n_steps": fit.n_steps,
+        "n_init": params.restarts(n),
+        "segment_sizes": np.bincount(fit.labels, minlength=k).tolist(),
+        "seed": seed,
+        "threads": n_threads,
+        "warnings": warnings,
+        "input": info["input"],
+        "versions": info["versions"],
+    }
+    t0 = time.perf_counter()
+    with atomic_dir(out, overwrite) as tmp:
+        write_segments(tmp / "segments.parquet", data.ids, fit.labels, fit.dist2, data.kept,
+                       {"k": k, "features": ",".join(data.fitted.names)})
+        profiles.write_parquet(tmp / "profiles.parquet")
+        model.save(tmp / "model.json")
+        seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof,
+                   "write": time.perf_counter() - t0}
+        seconds["total"] = time.perf_counter() - t_start
+        metrics["seconds"] = {key: round(v, 4) for key, v in seconds.items()}
+        write_json(tmp / "metrics.json", metrics)
+    log(f"wrote {out}")
+    return RunResult(out, metrics, profiles, model)
+
+
+def predict(
+    model: str | Path | Model,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    threads: int | None = None,
+    separator: str | None = None,
+    overwrite: bool = False,
+    log: Log = quiet,
+) -> dict[str, Any]:
+    """Assign the customers in ``inputs`` to the segments of a saved model; write ``out`` (Parquet)."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    check_target(out, overwrite, "file")
+    model = model if isinstance(model, Model) else load_model(model)
+    with thread_limit(threads):
+        inp = open_input(inputs, separator)
+        log(f"reading {inp.label}")
+        data = build_features(inp, model.spec, fitted=model.fitted)
+        labels, dist2, inertia = assign_rows(data.X, model.centers)
+    with atomic_file(out, overwrite) as tmp:
+        write_segments(tmp, data.ids, labels, dist2, data.kept,
+                       {"k": model.k, "features": ",".join(model.fitted.names)})
+    log(f"wrote {out}")
+    return {
+        "out": str(out),
+        "k": model.k,
+        "rows": data.n_rows,
+        "rows_used": int(data.X.shape[0]),
+        "rows_dropped": data.rows_dropped,
+        "inertia": inertia,
+        "segment_sizes": np.bincount(labels, minlength=model.k).tolist(),
+        "seconds": round(time.perf_counter() - t_start, 4),
+    }
+
+
+def assign_rows(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Nearest centre and squared distance for every row, with the kernel the fit uses."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    n = X.shape[0]
+    nc = kernels.chunk_count(n)
+    labels = np.empty(n, dtype=np.int32)
+    dist2 = np.empty(n, dtype=np.float32)
+    sse = np.empty(nc)
+    kernels.assign(X, centers, labels, dist2, sse, nc)
+    return labels, dist2, float(sse.sum())

@@ -1,0 +1,226 @@
+"""Feature specs: which columns become features and how they are cleaned, declared in TOML.
+
+```toml
+id = "ID"                       # id column (optional)
+missing = "drop"                # drop | median | error
+scale = "standard"              # standard | robust | none
+numeric = ["Response"]          # text columns to read as numbers (stray spaces are stripped)
+
+[features]                      # name = expression, or name = { expr, clip, log1p }
+age = "2014 - Year_Birth"
+income = { expr = "Income", clip = [0.0, 0.99] }
+spending = { expr = "MntWines + MntFruits", log1p = true }
+
+[categorical]                   # one-hot, keeping the most frequent levels
+Education = { max_levels = 4 }
+```
+Expressions are SQL (Polars' SQL dialect): arithmetic, CASE WHEN, GREATEST, LN, COALESCE, ...
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MISSING_POLICIES = ("drop", "median", "error")
+SCALERS = ("standard", "robust", "none")
+TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical")
+FEATURE_KEYS = ("expr", "clip", "log1p")
+CATEGORICAL_KEYS = ("max_levels",)
+DEFAULT_MAX_LEVELS = 8
+BUILTIN_SPECS = ("customers",)
+SPEC_DIR = Path(__file__).parent / "specs"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One numeric feature: an expression over input columns, then optional clip and log1p."""
+
+    name: str
+    expr: str
+    clip: tuple[float, float] | None = None  # lower and upper quantile
+    log1p: bool = False
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A text column one-hot encoded into its ``max_levels`` most frequent levels."""
+
+    column: str
+    max_levels: int = DEFAULT_MAX_LEVELS
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything that turns input columns into the feature matrix (before fitting statistics)."""
+
+    features: tuple[Feature, ...] = ()
+    categorical: tuple[Categorical, ...] = ()
+    numeric: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    id_col: str | None = None
+    missing: str = "drop"
+    scale: str = "standard"
+    source: str = "auto"  # where it came from: a file, a built-in name, "--features" or "auto"
+
+    @property
+    def auto(self) -> bool:
+        """True when no features were declared: every numeric column except the id is used."""
+        return not self.features and not self.categorical
+
+    def with_options(self, **options: Any) -> FeatureSpec:
+        """A copy with the CLI options that were given (``None`` means keep the spec's value)."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if "missing" in given:
+            check_choice("missing", given["missing"], MISSING_POLICIES)
+        if "scale" in given:
+            check_choice("scale", given["scale"], SCALERS)
+        return replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        try:
+            return cls(
+                features=tuple(
+                    Feature(f["name"], f["expr"], tuple(f["clip"]) if f.get("clip") else None, bool(f.get("log1p")))
+                    for f in data.get("features", ())
+                ),
+                categorical=tuple(Categorical(c["column"], int(c["max_levels"])) for c in data.get("categorical", ())),
+                numeric=tuple(data.get("numeric", ())),
+                exclude=tuple(data.get("exclude", ())),
+                id_col=data.get("id_col"),
+                missing=data.get("missing", "drop"),
+                scale=data.get("scale", "standard"),
+                source=data.get("source", "model"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"model feature spec is malformed: {exc}") from exc
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def check_keys(where: str, table: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise InputError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")
+
+
+def parse_feature(name: str, value: Any, where: str) -> Feature:
+    if isinstance(value, str):
+        return Feature(name, value)
+    if value is True:
+        return Feature(name, name)
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: feature {name!r} must be an expression string or a table")
+    check_keys(f"{where}: feature {name!r}", value, FEATURE_KEYS)
+    expr = value.get("expr", name)
+    if not isinstance(expr, str) or not expr.strip():
+        raise InputError(f"{where}: feature {name!r}: expr must be a non-empty string")
+    clip = value.get("clip")
+    if clip is not None:
+        if (
+            not isinstance(clip, list)
+            or len(clip) != 2
+            or not all(isinstance(q, (int, float)) for q in clip)
+            or not 0.0 <= clip[0] < clip[1] <= 1.0
+        ):
+            raise InputError(f"{where}: feature {name!r}: clip must be two quantiles 0 <= low < high <= 1, not {clip!r}")
+        clip = (float(clip[0]), float(clip[1]))
+    log1p = value.get("log1p", False)
+    if not isinstance(log1p, bool):
+        raise InputError(f"{where}: feature {name!r}: log1p must be true or false")
+    return Feature(name, expr, clip, log1p)
+
+
+def parse_categorical(column: str, value: Any, where: str) -> Categorical:
+    if value is True or value == {}:
+        return Categorical(column)
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: categorical {column!r} must be a table such as {{ max_levels = 5 }}")
+    check_keys(f"{where}: categorical {column!r}", value, CATEGORICAL_KEYS)
+    levels = value.get("max_levels", DEFAULT_MAX_LEVELS)
+    if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+        raise InputError(f"{where}: categorical {column!r}: max_levels must be a positive integer, not {levels!r}")
+    return Categorical(column, levels)
+
+
+def string_list(where: str, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: {key} must be a list of column names")
+    return tuple(value)
+
+
+def spec_from_toml(data: dict[str, Any], where: str) -> FeatureSpec:
+    """Validate a parsed TOML document and build the spec."""
+    check_keys(where, data, TOP_KEYS)
+    features_table = data.get("features", {})
+    categorical_table = data.get("categorical", {})
+    if not isinstance(features_table, dict) or not isinstance(categorical_table, dict):
+        raise InputError(f"{where}: [features] and [categorical] must be tables")
+    missing = data.get("missing", "drop")
+    scale = data.get("scale", "standard")
+    check_choice(f"{where}: missing", missing, MISSING_POLICIES)
+    check_choice(f"{where}: scale", scale, SCALERS)
+    id_col = data.get("id")
+    if id_col is not None and not isinstance(id_col, str):
+        raise InputError(f"{where}: id must be a column name")
+    features = tuple(parse_feature(n, v, where) for n, v in features_table.items())
+    categorical = tuple(parse_categorical(c, v, where) for c, v in categorical_table.items())
+    return FeatureSpec(
+        features=features,
+        categorical=categorical,
+        numeric=string_list(where, "numeric", data.get("numeric", [])),
+        exclude=string_list(where, "exclude", data.get("exclude", [])),
+        id_col=id_col,
+        missing=missing,
+        scale=scale,
+        source=where,
+    )
+
+
+def load_spec(path_or_name: str | Path) -> FeatureSpec:
+    """Read a spec from a TOML file, or a built-in spec by name (``customers``)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        where = str(path)
+    elif str(path_or_name) in BUILTIN_SPECS:
+        text = (SPEC_DIR / f"{path_or_name}.toml").read_text(encoding="utf-8")
+        where = f"built-in spec {path_or_name!r}"
+    else:
+        hint = did_you_mean(str(path_or_name), BUILTIN_SPECS)
+        raise InputError(f"spec not found: {path_or_name}{hint} (give a TOML file or one of: {', '.join(BUILTIN_SPECS)})")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: TOML syntax error: {exc}") from exc
+    return spec_from_toml(data, where)
+
+
+def spec_from_columns(columns: str, **options: Any) -> FeatureSpec:
+    """The spec for ``--features a,b,c``: raw columns, no transforms."""
+    names = [c.strip() for c in columns.split(",") if c.strip()]
+    if not names:
+        raise InputError("--features needs at least one column name")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"--features names a column twice: {', '.join(dupes)}")
+    features = tuple(Feature(n, n) for n in names)
+    return FeatureSpec(features=features, source="--features").with_options(**options)
+
+

@@ -1,0 +1,21 @@
+"""Numba kernels over numpy arrays and scalars only: no Polars, DuckDB or I/O here.
+
+Data is float32 and C-contiguous; accumulators are float64. Options live in ``kernels.config``.
+"""
+
+from kernels.assign import assign, lloyd_pass, partial_sums, reduce_chunks
+from kernels.config import chunk_count
+from kernels.kmeanspp import kmeanspp
+from kernels.minibatch import minibatch_update
+from kernels.silhouette import silhouette_sorted
+
+__all__ = [
+    "assign",
+    "chunk_count",
+    "kmeanspp",
+    "lloyd_pass",
+    "minibatch_update",
+    "partial_sums",
+    "reduce_chunks",
+    "silhouette_sorted",
+]

@@ -1,0 +1,103 @@
+"""Assignment of rows to their nearest centre, and the Lloyd pass built on it.
+
+One assignment primitive (``kernels.core.nearest``) serves fit, refinement and predict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.config import PARALLEL
+from kernels.core import chunk_bounds, nearest
+
+
+@njit(**PARALLEL)
+def assign(X, centers, labels, dist2, sse, n_chunks):
+    """Label every row with its nearest centre.
+
+    X        f4[:, ::1]  IN   rows
+    centers  f4[:, ::1]  IN   centres
+    labels   i4[::1]     OUT  nearest centre per row
+    dist2    f4[::1]     OUT  squared distance to it
+    sse      f8[::1]     OUT  per-chunk sum of dist2 (length n_chunks)
+    """
+    n = X.shape[0]
+    for c in prange(n_chunks):
+        lo, hi = chunk_bounds(c, n_chunks, n)
+        acc = 0.0
+        for i in range(lo, hi):
+            j, d2 = nearest(X, i, centers)
+            labels[i] = j
+            dist2[i] = d2
+            acc += d2
+        sse[c] = acc
+
+
+@njit(**PARALLEL)
+def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
+    """One Lloyd step's map phase: assign rows and accumulate per-chunk partial sums.
+
+    X        f4[:, ::1]     IN
+    centers  f4[:, ::1]     IN
+    labels   i4[::1]        INOUT previous labels in, new labels out
+    dist2    f4[::1]        OUT
+    sums     f8[:, :, ::1]  OUT   (n_chunks, k, d) per-chunk coordinate sums
+    counts   i8[:, ::1]     OUT   (n_chunks, k) per-chunk member counts
+    sse      f8[::1]        OUT   (n_chunks,) per-chunk SSE
+    changed  i8[::1]        OUT   (n_chunks,) rows whose label changed
+    """
+    n, d = X.shape
+    n_chunks = sums.shape[0]
+    for c in prange(n_chunks):
+        lo, hi = chunk_bounds(c, n_chunks, n)
+        s = sums[c]
+        cnt = counts[c]
+        s[:, :] = 0.0
+        cnt[:] = 0
+        acc = 0.0
+        moved = 0
+        for i in range(lo, hi):
+            j, d2 = nearest(X, i, centers)
+            if labels[i] != j:
+                moved += 1
+            labels[i] = j
+            dist2[i] = d2
+            cnt[j] += 1
+            acc += d2
+            for f in range(d):
+                s[j, f] += X[i, f]
+        sse[c] = acc
+        changed[c] = moved
+
+
+@njit(**PARALLEL)
+def partial_sums(X, labels, sums, counts):
+    """Per-chunk coordinate sums and counts for given labels (no assignment)."""
+    n, d = X.shape
+    n_chunks = sums.shape[0]
+    for c in prange(n_chunks):
+        lo, hi = chunk_bounds(c, n_chunks, n)
+        s = sums[c]
+        cnt = counts[c]
+        s[:, :] = 0.0
+        cnt[:] = 0
+        for i in range(lo, hi):
+            j = labels[i]
+            cnt[j] += 1
+            for f in range(d):
+                s[j, f] += X[i, f]
+
+
+@njit(**PARALLEL)
+def reduce_chunks(sums, counts):
+    """Sum per-chunk partials in chunk order (fixed order: deterministic for any thread count)."""
+    n_chunks, k, d = sums.shape
+    total = np.zeros((k, d), dtype=np.float64)
+    total_counts = np.zeros(k, dtype=np.int64)
+    for j in prange(k):
+        for c in range(n_chunks):
+            total_counts[j] += counts[c, j]
+            for f in range(d):
+                total[j, f] += sums[c, j, f]
+    return total, total_counts
