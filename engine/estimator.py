@@ -81,24 +81,30 @@ class KMeans:
     def n_iter_(self) -> int:
         return self._fitted().n_iter
 
-    def predict(self, X: Any) -> np.ndarray:
+    def _matrix(self, X: Any) -> np.ndarray:
+        """X as a float32 matrix with as many features as the fitted centres."""
         X = as_matrix(X)
-        centers = self.cluster_centers_
-        if X.shape[1] != centers.shape[1]:
-            raise InputError(f"X has {X.shape[1]} features; the model was fitted on {centers.shape[1]}")
+        width = self.cluster_centers_.shape[1]
+        if X.shape[1] != width:
+            raise InputError(f"X has {X.shape[1]} features; the model was fitted on {width}")
+        return X
+
+    def predict(self, X: Any) -> np.ndarray:
+        X = self._matrix(X)
         with thread_limit(self.threads):
-            return assign_rows(X, centers)[0]
+            return assign_rows(X, self.cluster_centers_)[0]
 
     def fit_predict(self, X: Any) -> np.ndarray:
         return self.fit(X).labels_
 
     def transform(self, X: Any) -> np.ndarray:
         """Euclidean distance from every row to every centre, shape (rows, k)."""
-        X = as_matrix(X).astype(np.float64)
+        X = self._matrix(X).astype(np.float64)
         C = self.cluster_centers_.astype(np.float64)
         d2 = (X**2).sum(1)[:, None] - 2.0 * X @ C.T + (C**2).sum(1)[None, :]
         return np.sqrt(np.maximum(d2, 0.0))
 
     def score(self, X: Any) -> float:
         """Negative SSE of X against the fitted centres (scikit-learn's convention)."""
-        return -assign_rows(as_matrix(X), self.cluster_centers_)[2]
+        with thread_limit(self.threads):
+            return -assign_rows(self._matrix(X), self.cluster_centers_)[2]

@@ -112,6 +112,9 @@ def relocate_empty(centers: np.ndarray, counts: np.ndarray, X: np.ndarray, dist2
     return len(chosen)
 
 
+MAX_RELOCATIONS = 100  # passes that move empty centres, on top of max_iter
+
+
 def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: float) -> LloydState:
     """Lloyd passes over every row until labels stop changing or centres move less than ``tol_abs``.
 
@@ -122,9 +125,10 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
     labels = np.full(n, -1, dtype=np.int32)
     dist2 = np.empty(n, dtype=np.float32)
     finishing = False
-    inertia = 0.0
+    relocations = 0
     n_iter = 0
-    for n_iter in range(1, max_iter + 2):
+    while True:
+        n_iter += 1
         c32 = centers.astype(np.float32)
         sums = np.zeros((k, d))
         counts = np.zeros(k, dtype=np.int64)
@@ -142,15 +146,16 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
             counts += bc
             inertia += float(sse.sum())
             changed += int(moved.sum())
-        if (counts == 0).any():
-            X = source.X if isinstance(source, ArraySource) else None
-            if X is None or relocate_empty(centers, counts, X, dist2) == 0:
-                break  # fewer distinct rows than k: keep what we have
-            finishing = False
-            continue
+        if (counts == 0).any() and relocations < MAX_RELOCATIONS:
+            X = source.X if isinstance(source, ArraySource) else source.sample(source.n_rows, None)[0]
+            if relocate_empty(centers, counts, X, dist2) > 0:
+                relocations += 1
+                finishing = False
+                continue  # always assign again, so labels belong to the returned centres
         if finishing or changed == 0 or n_iter > max_iter:
             break
-        new = sums / counts[:, None]
+        new = sums / np.maximum(counts, 1)[:, None]
+        new[counts == 0] = centers[counts == 0]
         shift = float(((new - centers) ** 2).sum())
         centers = new
         finishing = shift <= tol_abs
@@ -227,6 +232,8 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     for r, rng in enumerate(rng_restarts):
         ta = time.perf_counter()
         centers = kmeanspp(S, params.k, rng)
+        if centers is None and not whole:  # the sample missed some distinct rows: seed from all rows
+            centers = kmeanspp(source.sample(source.n_rows, rng)[0], params.k, rng)
         if centers is None:
             raise InputError(f"k={params.k} is larger than the number of distinct rows in the data")
         tb = time.perf_counter()

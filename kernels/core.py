@@ -45,3 +45,16 @@ def chunk_bounds(c, n_chunks, n):
     lo = c * size
     hi = min(n, lo + size)
     return lo, hi
+
+
+@njit(**INLINE)
+def search_right(cum, value):
+    """First index i with cum[i] > value in a non-decreasing array (len(cum) if none)."""
+    lo, hi = 0, cum.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] > value:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.config import PARALLEL
-from kernels.core import chunk_bounds, sq_dist_rows
+from kernels.core import chunk_bounds, search_right, sq_dist_rows
 
 
 @njit(**PARALLEL)
@@ -39,7 +39,7 @@ def kmeanspp(X, first, uniforms, centers_idx, n_chunks):
         if total <= 0.0:
             return c
         for t in range(n_trials):
-            cand[t] = min(np.searchsorted(cum, uniforms[c - 1, t] * total, side="right"), n - 1)
+            cand[t] = min(search_right(cum, uniforms[c - 1, t] * total), n - 1)
         for ch in prange(n_chunks):
             lo, hi = chunk_bounds(ch, n_chunks, n)
             for t in range(n_trials):

@@ -29,20 +29,19 @@ def silhouette_sorted(XT, labels, starts, out):
     n_tasks = (m + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(n_tasks):
         buf = np.empty(TILE, dtype=np.float32)
-        xi = np.empty(d, dtype=np.float32)
         mean_d = np.empty(k, dtype=np.float64)
         for i in range(task * ROWS_PER_TASK, min(m, (task + 1) * ROWS_PER_TASK)):
-            for f in range(d):
-                xi[f] = XT[f, i]
             for c in range(k):
                 total = 0.0
                 for j0 in range(starts[c], starts[c + 1], TILE):
                     length = min(TILE, starts[c + 1] - j0)
-                    buf[:length] = 0.0
+                    for jj in range(length):
+                        buf[jj] = 0.0
                     for f in range(d):
-                        v = xi[f]
+                        row = XT[f, j0 : j0 + length]  # contiguous: the loop below vectorises
+                        v = XT[f, i]
                         for jj in range(length):
-                            t = XT[f, j0 + jj] - v
+                            t = row[jj] - v
                             buf[jj] += t * t
                     part = np.float32(0.0)
                     for jj in range(length):
