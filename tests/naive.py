@@ -1,0 +1,147 @@
+"""Slow, obviously correct twins of the numba kernels (plain numpy and Python, float64).
+
+Every fast function in ``kernels`` and ``engine.metrics`` is compared with one of these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def sq_distances(X, C):
+    """(n, k) float64 squared Euclidean distances, computed from differences (no expansion)."""
+    X = np.asarray(X, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64)
+    diff = X[:, None, :] - C[None, :, :]
+    return (diff * diff).sum(axis=2)
+
+
+def assign(X, C):
+    """Nearest centre of every row (lowest index on ties) and the squared distance to it."""
+    D = sq_distances(X, C)
+    labels = np.argmin(D, axis=1)  # argmin returns the first minimum
+    return labels.astype(np.int64), D[np.arange(D.shape[0]), labels]
+
+
+def near_ties(X, C, rel=1e-4):
+    """Rows whose best and second-best squared distances differ by less than ``rel`` (relative)."""
+    D = sq_distances(X, C)
+    if D.shape[1] < 2:
+        return np.zeros(D.shape[0], dtype=bool)
+    two = np.sort(D, axis=1)[:, :2]
+    return (two[:, 1] - two[:, 0]) <= rel * np.maximum(two[:, 1], 1e-30)
+
+
+def lloyd_sums(X, labels, k):
+    """Per-cluster coordinate sums (k, d) float64 and member counts (k,) int64."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    sums = np.zeros((k, d))
+    counts = np.zeros(k, dtype=np.int64)
+    for i in range(n):
+        j = int(labels[i])
+        sums[j] += X[i]
+        counts[j] += 1
+    return sums, counts
+
+
+def sse(X, labels, C):
+    """Sum of squared distances of every row to its labelled centre (float64)."""
+    X = np.asarray(X, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64)
+    diff = X - C[np.asarray(labels)]
+    return float((diff * diff).sum())
+
+
+def lloyd_step(X, C):
+    """One Lloyd step: assign, then move each non-empty centre to its members' mean.
+
+    Returns the new centres, the labels of the old centres and the SSE of those labels.
+    """
+    C = np.asarray(C, dtype=np.float64)
+    labels, _ = assign(X, C)
+    sums, counts = lloyd_sums(X, labels, C.shape[0])
+    new = C.copy()
+    nz = counts > 0
+    new[nz] = sums[nz] / counts[nz, None]
+    return new, labels, sse(X, labels, C)
+
+
+def minibatch_update(Xb, labels, centers, weight_sums):
+    """Running-mean rule: c_j <- (c_j * w_j + sum of batch members) / (w_j + n_j)."""
+    Xb = np.asarray(Xb, dtype=np.float64)
+    centers = np.array(centers, dtype=np.float64)
+    weight_sums = np.array(weight_sums, dtype=np.float64)
+    k = centers.shape[0]
+    for j in range(k):
+        members = Xb[np.asarray(labels) == j]
+        n_j = members.shape[0]
+        if n_j == 0:
+            continue
+        w = weight_sums[j]
+        centers[j] = (centers[j] * w + members.sum(axis=0)) / (w + n_j)
+        weight_sums[j] = w + n_j
+    return centers, weight_sums
+
+
+def kmeanspp_potential(X, centers):
+    """Sum over rows of the squared distance to the nearest centre."""
+    return float(sq_distances(X, centers).min(axis=1).sum())
+
+
+def silhouette_samples(X, labels):
+    """Silhouette of every row with explicit loops over rows (float64).
+
+    a(i): mean distance to the other members of its cluster (sum / (n_own - 1));
+    b(i): smallest mean distance to the members of another cluster;
+    s(i) = (b - a) / max(a, b), and 0 for members of singleton clusters.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    n = X.shape[0]
+    clusters = sorted(set(labels.tolist()))
+    s = np.zeros(n)
+    for i in range(n):
+        totals = {c: 0.0 for c in clusters}
+        sizes = {c: 0 for c in clusters}
+        for j in range(n):
+            totals[labels[j]] += math.sqrt(float(((X[i] - X[j]) ** 2).sum()))
+            sizes[labels[j]] += 1
+        own = labels[i]
+        if sizes[own] <= 1:
+            s[i] = 0.0
+            continue
+        a = totals[own] / (sizes[own] - 1)
+        b = min(totals[c] / sizes[c] for c in clusters if c != own)
+        denom = max(a, b)
+        s[i] = (b - a) / denom if denom > 0 else 0.0
+    return s
+
+
+def kmeanspp(X, first, uniforms, k):
+    """Greedy k-means++ with the caller's uniforms, as ``kernels.kmeanspp`` documents it.
+
+    Step c draws ``uniforms.shape[1]`` candidates with probability proportional to D(x)^2
+    (the first row whose running sum of D^2 exceeds u * total) and keeps the candidate that
+    lowers the potential most (the first such on ties; potentials within 1e-9 relative count as
+    ties, since the kernel's float32 distances cannot separate them). Stops early when every row coincides
+    with a chosen centre. Returns the chosen row indices.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    chosen = [int(first)]
+    closest = ((X - X[first]) ** 2).sum(axis=1)
+    for c in range(1, k):
+        cum = np.cumsum(closest)
+        total = cum[-1]
+        if total <= 0.0:
+            break
+        cands = [min(int(np.searchsorted(cum, u * total, side="right")), n - 1) for u in uniforms[c - 1]]
+        pots = [np.minimum(closest, ((X - X[t]) ** 2).sum(axis=1)).sum() for t in cands]
+        lowest = min(pots)
+        best = next(t for t, p in zip(cands, pots) if p <= lowest * (1 + 1e-9))
+        chosen.append(best)
+        closest = np.minimum(closest, ((X - X[best]) ** 2).sum(axis=1))
+    return np.array(chosen, dtype=np.int64)
