@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks [--quick]`. Timings live here, never in tests/."""
