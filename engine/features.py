@@ -221,24 +221,32 @@ def check_log1p(frame: pl.DataFrame, features: tuple[Feature, ...], clip: dict, 
 def apply_missing(
     frame: pl.DataFrame, names: list[str], spec: FeatureSpec, medians: dict[str, float] | None, where: str
 ) -> tuple[pl.DataFrame, np.ndarray | None, dict[str, float]]:
-    """Apply the missing-value policy. Returns the frame, the kept-row mask and the medians used."""
+    """Apply the missing-value policy. Returns the frame, the kept-row mask and the medians.
+
+    With the median policy, a fit learns the median of every feature (not only of those with gaps
+    in the training data), so ``predict`` can fill gaps that only new data has.
+    """
+    if spec.missing == "median" and medians is None:
+        row = frame.select([pl.col(n).median() for n in names]).row(0, named=True)
+        empty = [n for n, v in row.items() if v is None]
+        if empty:
+            raise InputError(f"{where}: feature {empty[0]!r} has no values at all, so it has no median")
+        medians = {n: float(v) for n, v in row.items()}
+    medians = medians or {}
     nulls = frame.select([pl.col(n).null_count() for n in names]).row(0, named=True)
     missing = {n: c for n, c in nulls.items() if c}
     if not missing:
-        return frame, None, medians or {}
+        return frame, None, medians
     listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
     if spec.missing == "error":
         raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
     if spec.missing == "median":
-        if medians is None:
-            row = frame.select([pl.col(n).median() for n in missing]).row(0, named=True)
-            empty = [n for n, v in row.items() if v is None]
-            if empty:
-                raise InputError(f"{where}: feature {empty[0]!r} has no values at all, so it has no median")
-            medians = {n: float(v) for n, v in row.items()}
-        return frame.with_columns([pl.col(n).fill_null(medians.get(n, 0.0)) for n in missing]), None, medians
+        unknown = [n for n in missing if n not in medians]
+        if unknown:
+            raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
+        return frame.with_columns([pl.col(n).fill_null(medians[n]) for n in missing]), None, medians
     kept = frame.select(pl.all_horizontal([pl.col(n).is_not_null() for n in names])).to_series().to_numpy()
-    return frame.filter(pl.Series(kept)), kept, medians or {}
+    return frame.filter(pl.Series(kept)), kept, medians
 
 
 def fit_levels(frame: pl.DataFrame, spec: FeatureSpec) -> dict[str, tuple[str, ...]]:

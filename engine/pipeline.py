@@ -131,6 +131,8 @@ def run(
     """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``."""
     t_start = time.perf_counter()
     out = Path(out)
+    if seed < 0:
+        raise InputError(f"--seed must be 0 or more, not {seed}")
     check_target(out, overwrite, "directory")
     feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
                                 exclude=tuple(exclude) if exclude else None)

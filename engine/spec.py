@@ -136,7 +136,7 @@ def parse_feature(name: str, value: Any, where: str) -> Feature:
         if (
             not isinstance(clip, list)
             or len(clip) != 2
-            or not all(isinstance(q, (int, float)) for q in clip)
+            or not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in clip)
             or not 0.0 <= clip[0] < clip[1] <= 1.0
         ):
             raise InputError(f"{where}: feature {name!r}: clip must be two quantiles 0 <= low < high <= 1, not {clip!r}")
