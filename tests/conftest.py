@@ -1,0 +1,91 @@
+"""Shared paths, fixtures and helpers for the test suite.
+
+The real dataset lives outside the repository, in ``../shared/data`` beside the clone; it is
+never copied into the repo. Synthetic data comes from ``engine.generate.generate_customers``
+and is made once per session.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "marketing_campaign.csv"
+RUN_FILES = ("segments.parquet", "profiles.parquet", "model.json", "metrics.json")
+
+
+@pytest.fixture(scope="session")
+def data_csv() -> Path:
+    """The shared marketing_campaign.csv (tab-separated, 2,240 rows)."""
+    assert DATA_CSV.is_file(), f"shared dataset missing: {DATA_CSV} (clone ../shared beside the repo)"
+    return DATA_CSV
+
+
+@pytest.fixture(scope="session")
+def data_frame(data_csv: Path) -> pl.DataFrame:
+    """The shared CSV read independently of the engine (Response kept as text)."""
+    return pl.read_csv(data_csv, separator="\t", infer_schema_length=None)
+
+
+@pytest.fixture(scope="session")
+def generated_parquet(tmp_path_factory) -> Path:
+    """A small synthetic customer file (5,000 rows, 4 planted segments), made once."""
+    from engine.generate import generate_customers
+
+    path = tmp_path_factory.mktemp("generated") / "customers.parquet"
+    generate_customers(path, 5_000, segments=4, seed=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def separated_parquet(tmp_path_factory) -> Path:
+    """30,000 synthetic customers in 5 well-separated planted segments (spread 0.25, seed 3)."""
+    from engine.generate import generate_customers
+
+    path = tmp_path_factory.mktemp("separated") / "customers.parquet"
+    generate_customers(path, 30_000, segments=5, seed=3, spread=0.25)
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A not-yet-existing run directory inside a fresh tmp dir."""
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def cli_runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(args: list[str], **kwargs):
+    """Invoke ``segment`` in-process; exceptions other than SystemExit propagate as ``result.exception``."""
+    from cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], **kwargs)
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory, data_csv: Path) -> Path:
+    """One run of the shared CSV with the built-in customers spec and k=4, made once."""
+    out = tmp_path_factory.mktemp("shared_run") / "run"
+    result = invoke(["run", data_csv, "--spec", "customers", "--k", "4", "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def leftovers(parent: Path, name: str) -> list[str]:
+    """Temporary or swapped-out siblings of an output named ``name`` in ``parent``."""
+    return sorted(
+        p.name for p in Path(parent).iterdir()
+        if p.name.startswith(f".{name}.") and (".tmp" in p.name or ".old-" in p.name)
+    )
