@@ -136,7 +136,7 @@ def generate(rows, out, segments, seed, spread, kind, as_json, quiet):
 @click.option("--out", required=True, type=click.Path(), help="Output run directory.")
 @feature_options
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-init", type=int, help="k-means++ restarts (default: 10 on small data, else 3).")
+@click.option("--n-init", type=int, help="k-means++ restarts on the init sample (default: 10 on small data, else 8).")
 @click.option("--silhouette-sample", type=int, default=20_000, show_default=True,
               help="Rows in the silhouette sample (0 to skip).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")

@@ -1,11 +1,15 @@
 """MiniBatch k-means with full-data refinement: the orchestration around the kernels.
 
 1. A uniform sample S (``init_sample`` rows) is drawn once.
-2. Each of ``n_init`` restarts seeds k centres with greedy k-means++ on S, then (when the data
-   is larger than S) runs mini-batch steps over all rows (Sculley 2010: batches drawn in
+2. Each of ``n_init`` restarts seeds k centres with greedy k-means++ on S and runs Lloyd on S to
+   convergence. The restart with the lowest SSE on S wins. Restarts are cheap because S is small,
+   and many of them matter: on overlapping data single k-means++ runs land in visibly worse local
+   optima (0.5-4% higher SSE) about half the time.
+3. When the data is larger than S, mini-batch steps over all rows continue the winner's running
+   means, the sample's members counting as rows already seen (Sculley 2010: batches drawn in
    O(batch), per-centre learning rates, early stop on a smoothed batch inertia, reassignment of
-   tiny clusters), then polishes with Lloyd steps on S. The restart with the lowest SSE on S wins.
-3. Lloyd refinement over all rows until no label changes or the centres move less than ``tol``;
+   tiny clusters).
+4. Lloyd refinement over all rows until no label changes or the centres move less than ``tol``;
    empty clusters are moved to the rows farthest from their centres, so the result always has
    exactly k non-empty clusters when the data has k distinct rows.
 
@@ -30,7 +34,7 @@ from engine.errors import InputError
 class FitParams:
     k: int
     seed: int = 0
-    n_init: int | None = None  # None: 10 when all rows fit in the init sample, else 3
+    n_init: int | None = None  # None: 10 when all rows fit in the init sample, else 8
     init_sample: int = 32_768
     batch_size: int = 4_096
     max_steps: int = 2_000  # mini-batch steps per restart at most
@@ -43,7 +47,7 @@ class FitParams:
     def restarts(self, n_rows: int) -> int:
         if self.n_init is not None:
             return self.n_init
-        return 10 if n_rows <= self.init_sample else 3
+        return 10 if n_rows <= self.init_sample else 8
 
 
 @dataclass
@@ -184,12 +188,14 @@ def reassign_small(
     return int(picks.size)
 
 
-def minibatch(source: BatchSource, centers: np.ndarray, params: FitParams, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """Mini-batch k-means steps from ``centers`` (float64, updated in place). Returns (centers, steps)."""
-    n, k = source.n_rows, centers.shape[0]
+def minibatch(
+    source: BatchSource, centers: np.ndarray, weights: np.ndarray, params: FitParams, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """Mini-batch k-means steps from ``centers`` (float64) whose running means already count
+    ``weights`` rows each (updated in place). Returns (centers, steps)."""
+    n = source.n_rows
     b = min(params.batch_size, n)
     centers32 = centers.astype(np.float32)
-    weights = np.zeros(k)
     labels = np.empty(b, dtype=np.int32)
     dist2 = np.empty(b, dtype=np.float32)
     nc = kernels.chunk_count(b)
@@ -228,7 +234,7 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     tol_abs = params.tol * float(np.var(S, axis=0, dtype=np.float64).mean())
     sample_src = source if whole else ArraySource(S)
     restarts, best = [], None
-    t_init = t_mb = t_polish = 0.0
+    t_init = t_polish = 0.0
     for r, rng in enumerate(rng_restarts):
         ta = time.perf_counter()
         centers = kmeanspp(S, params.k, rng)
@@ -237,22 +243,24 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
         if centers is None:
             raise InputError(f"k={params.k} is larger than the number of distinct rows in the data")
         tb = time.perf_counter()
-        steps = 0
-        if not whole:
-            centers, steps = minibatch(source, centers, params, rng)
-        tc = time.perf_counter()
         state = lloyd(sample_src, centers, params.max_iter, tol_abs)
-        t_init, t_mb, t_polish = t_init + tb - ta, t_mb + tc - tb, t_polish + time.perf_counter() - tc
-        restarts.append({"restart": r, "sample_inertia": state.inertia, "steps": steps, "sample_iter": state.n_iter})
-        if best is None or state.inertia < best[0].inertia:
-            best = (state, steps)
-    seconds.update(init=t_init, minibatch=t_mb, polish=t_polish)
-    state, steps = best
+        t_init, t_polish = t_init + tb - ta, t_polish + time.perf_counter() - tb
+        restarts.append({"restart": r, "sample_inertia": state.inertia, "sample_iter": state.n_iter})
+        if best is None or state.inertia < best.inertia:
+            best = state
+    seconds.update(init=t_init, polish=t_polish)
+    state, steps = best, 0
     t1 = time.perf_counter()
-    if not whole and params.refine:
-        state = lloyd(source, state.centers, params.max_iter, tol_abs)
-    elif not whole:
-        state = lloyd(source, state.centers, 0, tol_abs)  # one assignment pass
+    if not whole and params.max_steps > 0:
+        # Continue the winner's running means over mini-batches of all rows, the sample's
+        # members counting as rows already seen.
+        weights = np.bincount(state.labels, minlength=params.k).astype(np.float64)
+        centers, steps = minibatch(source, state.centers.astype(np.float64), weights, params, rng_sample)
+        state = LloydState(centers.astype(np.float32), state.labels, state.dist2, state.inertia, state.n_iter)
+    seconds["minibatch"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    if not whole:
+        state = lloyd(source, state.centers, params.max_iter if params.refine else 0, tol_abs)
     n_iter = state.n_iter
     seconds["refine"] = time.perf_counter() - t1
     return FitResult(state.centers, state.labels, state.dist2, state.inertia, n_iter, steps, restarts, seconds)
