@@ -3,7 +3,7 @@
 Data is float32 and C-contiguous; accumulators are float64. Options live in ``kernels.config``.
 """
 
-from kernels.assign import assign, lloyd_pass, partial_sums, reduce_chunks
+from kernels.assign import assign, lloyd_pass, reduce_chunks
 from kernels.config import chunk_count
 from kernels.kmeanspp import kmeanspp
 from kernels.minibatch import minibatch_update
@@ -15,7 +15,6 @@ __all__ = [
     "kmeanspp",
     "lloyd_pass",
     "minibatch_update",
-    "partial_sums",
     "reduce_chunks",
     "silhouette_sorted",
 ]

@@ -72,24 +72,6 @@ def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
 
 
 @njit(**PARALLEL)
-def partial_sums(X, labels, sums, counts):
-    """Per-chunk coordinate sums and counts for given labels (no assignment)."""
-    n, d = X.shape
-    n_chunks = sums.shape[0]
-    for c in prange(n_chunks):
-        lo, hi = chunk_bounds(c, n_chunks, n)
-        s = sums[c]
-        cnt = counts[c]
-        s[:, :] = 0.0
-        cnt[:] = 0
-        for i in range(lo, hi):
-            j = labels[i]
-            cnt[j] += 1
-            for f in range(d):
-                s[j, f] += X[i, f]
-
-
-@njit(**PARALLEL)
 def reduce_chunks(sums, counts):
     """Sum per-chunk partials in chunk order (fixed order: deterministic for any thread count)."""
     n_chunks, k, d = sums.shape

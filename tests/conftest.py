@@ -8,7 +8,10 @@ and is made once per session.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+
+import numba
 
 import polars as pl
 import pytest
@@ -70,13 +73,31 @@ def invoke(args: list[str], **kwargs):
     return CliRunner().invoke(main, [str(a) for a in args], **kwargs)
 
 
+@contextmanager
+def num_threads(t: int):
+    """Run numba kernels on ``t`` threads inside the block (skip where the machine has fewer)."""
+    if t > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"numba has fewer than {t} threads here")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(t)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def run_once(tmp_path_factory, name: str, data: Path, k: int) -> Path:
+    """`segment run DATA --spec customers --k K` into a fresh session directory; the run dir."""
+    out = tmp_path_factory.mktemp(name) / "run"
+    result = invoke(["run", data, "--spec", "customers", "--k", str(k), "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 @pytest.fixture(scope="session")
 def shared_run(tmp_path_factory, data_csv: Path) -> Path:
     """One run of the shared CSV with the built-in customers spec and k=4, made once."""
-    out = tmp_path_factory.mktemp("shared_run") / "run"
-    result = invoke(["run", data_csv, "--spec", "customers", "--k", "4", "--out", out, "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out
+    return run_once(tmp_path_factory, "shared_run", data_csv, 4)
 
 
 def read_json(path: Path) -> dict:

@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal, assert_series_equal
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from conftest import REPO, RUN_FILES, invoke, leftovers, read_json
+from conftest import REPO, RUN_FILES, invoke, leftovers, read_json, run_once
 from engine.features import build_features
 from engine.source import open_input
 from engine.spec import load_spec
@@ -37,10 +37,7 @@ def large_parquet(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def large_run(tmp_path_factory, large_parquet: Path) -> Path:
-    out = tmp_path_factory.mktemp("large_run") / "run"
-    result = invoke(["run", large_parquet, "--spec", "customers", "--k", "5", "--out", out, "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out
+    return run_once(tmp_path_factory, "large_run", large_parquet, 5)
 
 
 def independent_matrix(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import naive
-import numba
+from conftest import num_threads
 import numpy as np
 import numpy.testing as npt
 import pytest
@@ -22,18 +21,6 @@ from engine.fit import FitParams, fit_kmeans, lloyd
 def blobs(n, d, k, seed, std=1.5):
     X, y = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=std, random_state=seed)
     return np.ascontiguousarray(X, dtype=np.float32), y
-
-
-@contextmanager
-def num_threads(t):
-    if t > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip(f"numba has fewer than {t} threads here")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(t)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def assert_consistent(X, res, k):

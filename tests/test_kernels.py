@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import naive
+from conftest import num_threads
 import numba
 import numpy as np
 import numpy.testing as npt
@@ -80,16 +80,6 @@ def assert_labels_match(labels, X, C):
     ties = naive.near_ties(X, C)
     bad = (labels != ref) & ~ties
     assert not bad.any(), f"rows {np.flatnonzero(bad)[:10]} labelled {labels[bad][:10]}, naive {ref[bad][:10]}"
-
-
-@contextmanager
-def num_threads(t):
-    previous = numba.get_num_threads()
-    numba.set_num_threads(t)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 # --------------------------------------------------------------------------- chunking
@@ -214,20 +204,6 @@ def test_reduce_chunks_sums_in_chunk_order():
         ref += sums[c]
     npt.assert_allclose(total, ref, rtol=1e-13, atol=1e-13)
     assert np.array_equal(total_counts, counts.sum(axis=0))
-
-
-@pytest.mark.parametrize("n,d,k", SHAPES)
-def test_partial_sums_match_naive(n, d, k):
-    X = data(n, d, seed=n + 100)
-    labels = np.random.default_rng(n).integers(0, k, n).astype(np.int32)
-    nc = kernels.chunk_count(n)
-    sums = np.full((nc, k, d), np.nan)
-    counts = np.full((nc, k), -1, dtype=np.int64)
-    kernels.partial_sums(X, labels, sums, counts)
-    total, total_counts = kernels.reduce_chunks(sums, counts)
-    ref_sums, ref_counts = naive.lloyd_sums(X, labels, k)
-    assert np.array_equal(total_counts, ref_counts)
-    npt.assert_allclose(total, ref_sums, rtol=1e-12, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- mini-batch update
@@ -417,8 +393,6 @@ def test_lloyd_pass_and_silhouette_identical_for_1_and_2_threads():
     Xs, ys = blobs(2500, 5, 4, seed=3, std=2.0)
     results = []
     for t in (1, 2):
-        if t > numba.config.NUMBA_NUM_THREADS:
-            pytest.skip("numba has a single thread here")
         with num_threads(t):
             out = run_lloyd_pass(X, C, start)
             total = kernels.reduce_chunks(out[2], out[3])
