@@ -6,7 +6,6 @@ import math
 
 import naive
 from conftest import num_threads
-import numba
 import numpy as np
 import numpy.testing as npt
 import pytest
