@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 # built-in `customers` feature spec; prints the profile table and the key metrics.
 run: $(STAMP)
 	mkdir -p results
-	$(BIN)/segment generate --rows $(ROWS) --segments $(K) --seed 0 --out results/customers.parquet
+	$(BIN)/segment generate --rows $(ROWS) --segments $(K) --seed 0 --out results/customers.parquet --overwrite
 	$(BIN)/segment run results/customers.parquet --spec customers --k $(K) --out results/run --overwrite
 
 test: $(STAMP)

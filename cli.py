@@ -26,12 +26,14 @@ def engine_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from engine.errors import InputError
+        from engine.errors import InputError, SegmentError
 
         try:
             return func(*args, **kwargs)
         except InputError as exc:
             raise InputProblem(str(exc)) from None
+        except SegmentError as exc:  # e.g. the disk filled: one line, exit 1, earlier outputs intact
+            raise click.ClickException(str(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except MemoryError:
@@ -107,10 +109,11 @@ def main(debug: bool) -> None:
 @click.option("--spread", type=float, default=1.0, show_default=True,
               help="Noise within segments: 1 is realistic overlap, 0.25 well separated.")
 @click.option("--kind", type=click.Choice(["customers"]), default="customers", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @engine_errors
-def generate(rows, out, segments, seed, spread, kind, as_json, quiet):
+def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet):
     """Write synthetic customers shaped like the marketing_campaign dataset, with planted
     segments in a `true_segment` column. Streams in chunks: 100,000,000 rows fit in bounded memory.
 
@@ -121,7 +124,7 @@ def generate(rows, out, segments, seed, spread, kind, as_json, quiet):
     from engine.generate import generate_customers
 
     log = logger(quiet)
-    summary = generate_customers(out, rows, segments=segments, seed=seed, spread=spread,
+    summary = generate_customers(out, rows, segments=segments, seed=seed, spread=spread, overwrite=overwrite,
                                  progress=lambda done, total: log(f"generated {done:,} / {total:,} rows"))
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -1,8 +1,9 @@
 """One error hierarchy for the whole engine.
 
 ``SegmentError`` is the root. ``InputError`` covers bad input and bad usage: the CLI
-turns it into a one-line ``Error: ...`` and exit code 2. Anything else that escapes is an
-internal failure (exit 1).
+turns it into a one-line ``Error: ...`` and exit code 2. ``OutputError`` (the disk filled, a
+directory is not writable) is a one-line error with exit code 1. Anything else that escapes is
+an internal failure (exit 1, traceback with ``--debug``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ class SegmentError(Exception):
 
 class InputError(SegmentError):
     """Bad input data, a bad spec or a bad option: the user can fix it."""
+
+
+class OutputError(SegmentError):
+    """The outputs could not be written (disk full, permissions); earlier outputs are intact."""
 
 
 class InternalError(SegmentError):

@@ -43,7 +43,6 @@ import datetime as _dt
 import functools
 import math
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -52,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
+from engine.outputs import atomic_file
 
 # ---------------------------------------------------------------------------- schema
 
@@ -158,25 +158,20 @@ N_UNIFORMS = U_CAMPAIGN + len(CAMPAIGN_LOGIT)
 
 
 def generate_customers(out, rows: int, segments: int = 5, seed: int = 0, spread: float = 1.0,
-                       chunk_rows: int = 1_000_000, progress=None) -> dict:
+                       chunk_rows: int = 1_000_000, progress=None, overwrite: bool = False) -> dict:
     """Write ``rows`` synthetic customers with ``segments`` planted segments to Parquet.
 
     ``spread`` scales the within-segment noise (1.0: realistic overlap; ~0.25: clean
     segments). The file is written chunk by chunk (``chunk_rows`` rows at a time, one row
     group each) to a hidden temporary file beside ``out`` that replaces ``out`` only when
-    complete. ``progress(rows_written, rows_total)`` is called after each chunk.
+    complete; an existing ``out`` is replaced only with ``overwrite``.
+    ``progress(rows_written, rows_total)`` is called after each chunk.
     """
     started = time.perf_counter()
     out_path = _validate(out, rows, segments, seed, spread, chunk_rows, progress)
     model = _build_model(int(seed), int(segments))
-    tmp_name = _reserve_temp(out_path)
-    try:
-        _write_chunks(str(tmp_name), model, int(rows), int(seed), float(spread),
-                      int(chunk_rows), progress)
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        _remove_quietly(tmp_name)
-        raise
+    with atomic_file(out_path, overwrite) as tmp:
+        _write_chunks(str(tmp), model, int(rows), int(seed), float(spread), int(chunk_rows), progress)
     return {"path": str(out), "rows": rows, "segments": segments, "seed": seed,
             "spread": spread, "seconds": time.perf_counter() - started}
 
@@ -199,30 +194,7 @@ def _validate(out, rows, segments, seed, spread, chunk_rows, progress) -> Path:
         raise InputError(f"progress must be callable or None, got {progress!r}")
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         raise InputError(f"output path must be a non-empty str or Path, got {out!r}")
-    out_path = Path(os.fspath(out))
-    if out_path.is_dir():
-        raise InputError(f"output path {str(out_path)!r} is an existing directory")
-    if not out_path.parent.is_dir():
-        raise InputError(f"output directory {str(out_path.parent)!r} does not exist")
-    return out_path
-
-
-def _reserve_temp(out_path: Path) -> Path:
-    """Create an empty ``.<name>.<random>.tmp`` beside ``out_path`` (normal permissions)."""
-    while True:
-        tmp = out_path.parent / f".{out_path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            with open(tmp, "xb"):
-                return tmp
-        except FileExistsError:
-            continue
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
+    return Path(os.fspath(out))
 
 
 def _write_chunks(path, model, rows, seed, spread, chunk_rows, progress) -> None:

@@ -1,15 +1,21 @@
 """Outputs that are never half-written.
 
-A run writes every file into a temporary directory beside the target and renames it into place
-only when all files are complete; a previous run's directory is swapped out, not edited. Single
-files (``predict``, ``generate``) go through a temporary file and ``os.replace``.
+A run writes every file into a temporary directory beside the target and swaps it into place
+only when all files are complete and synced. On Linux the swap is one ``renameat2`` call with
+``RENAME_EXCHANGE``, so a process killed at any moment leaves either the previous complete
+outputs or the new ones; elsewhere it is two renames, and a kill between them leaves none.
+Single files (``predict``, ``generate``) go through a temporary file and ``os.replace``.
+Temporary siblings left by killed runs are removed by the next run to the same target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -21,10 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import polars as pl
 
-from engine.errors import InputError
+from engine.errors import InputError, OutputError
 
 ROW_GROUP_ROWS = 1_000_000
 FORMAT_VERSION = "1"
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
 
 
 def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
@@ -40,46 +49,129 @@ def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: directory {parent} is not writable")
+
+
+def temp_sibling(path: Path, role: str) -> Path:
+    """``.<name>.<role>-<pid>-<random>`` beside ``path``."""
+    return path.absolute().parent / f".{path.name}.{role}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale(path: Path) -> None:
+    """Remove temporary siblings of ``path`` whose process is gone (killed runs)."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(tmp|old)-(\d+)-[0-9a-f]{{8}}$")
+    parent = path.absolute().parent
+    with contextlib.suppress(OSError):
+        for child in parent.iterdir():
+            m = pattern.match(child.name)
+            if m and not pid_alive(int(m.group(2))):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        child.unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2``); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn a full disk or an unwritable location into a one-line ``OutputError``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            raise OutputError(f"cannot write {path}: {os.strerror(exc.errno).lower()}; "
+                              "nothing was replaced") from exc
+        raise
 
 
 @contextlib.contextmanager
 def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success it replaces ``path`` in one rename."""
+    """Yield a fresh temporary directory; on success it replaces ``path`` in one step."""
     check_target(path, overwrite, "directory")
-    tmp = path.absolute().parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        fsync_dir(tmp)
-        if path.exists():
-            old = path.absolute().parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale(path)
+    tmp = temp_sibling(path, "tmp")
+    with disk_errors(path):
+        tmp.mkdir()
+        try:
+            yield tmp
+            fsync_tree(tmp)
+            if path.exists():
+                if exchange(tmp, path):  # tmp now holds the previous outputs
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    old = temp_sibling(path, "old")
+                    os.rename(path, old)
+                    os.rename(tmp, path)
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, path)
+            fsync_dir(path.absolute().parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_file(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on success it replaces ``path``."""
+    path = Path(path)
     check_target(path, overwrite, "file")
-    tmp = path.absolute().parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    remove_stale(path)
+    tmp = temp_sibling(path, "tmp")
+    with disk_errors(path):
+        try:
+            yield tmp
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_tree(path: Path) -> None:
     for child in path.iterdir():
         with open(child, "rb") as fh:
             os.fsync(fh.fileno())
+    fsync_dir(path)
+
+
+def fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -81,7 +81,7 @@ def kmeans_labels(feats: np.ndarray, k: int) -> np.ndarray:
 
 
 def leftover_temps(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") and ".tmp-" in p.name)
 
 
 # ------------------------------------------------------------------------- schema, values
@@ -203,7 +203,7 @@ def test_failure_keeps_previous_output_intact(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        generate_customers(out, 5_000, seed=2, chunk_rows=1_000, progress=boom)
+        generate_customers(out, 5_000, seed=2, chunk_rows=1_000, progress=boom, overwrite=True)
     assert out.read_bytes() == before
     assert leftover_temps(tmp_path) == []
 
@@ -211,11 +211,21 @@ def test_failure_keeps_previous_output_intact(tmp_path: Path) -> None:
 def test_overwrites_existing_file_with_normal_permissions(tmp_path: Path) -> None:
     out = tmp_path / "again.parquet"
     generate_customers(out, 1_000)
-    generate_customers(out, 2_000)
+    generate_customers(out, 2_000, overwrite=True)
     assert pq.ParquetFile(out).metadata.num_rows == 2_000
     probe = tmp_path / "probe"
     probe.touch()                                  # what the umask gives a new file
     assert os.stat(out).st_mode & 0o777 == os.stat(probe).st_mode & 0o777
+
+
+def test_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "kept.parquet"
+    generate_customers(out, 1_000)
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        generate_customers(out, 2_000)
+    assert out.read_bytes() == before
+    assert leftover_temps(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- bad arguments
