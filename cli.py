@@ -26,6 +26,7 @@ def engine_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        set_threads(kwargs.get("threads"))  # before the engine (and Polars) is imported
         from engine.errors import InputError, SegmentError
 
         try:
@@ -140,13 +141,14 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 @feature_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-init", type=int, help="k-means++ restarts on the init sample (default: 10 on small data, else 8).")
-@click.option("--silhouette-sample", type=int, default=20_000, show_default=True,
-              help="Rows in the silhouette sample (0 to skip).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--silhouette-sample", type=int,
+              help="Rows in the silhouette sample (default: 20,000 or all rows; 0 to skip).")
+@click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
 @common_options
 @engine_errors
 def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init,
-        silhouette_sample, overwrite, threads, as_json, quiet):
+        silhouette_sample, allow_duplicate_ids, overwrite, threads, as_json, quiet):
     """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV.
 
     Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json.
@@ -156,7 +158,6 @@ def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separat
       segment run customers.parquet --spec customers --k 5 --out run/
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
     """
-    set_threads(threads)
     import engine
     from engine.profiles import format_profiles
 
@@ -164,7 +165,7 @@ def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separat
         list(inputs), k, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
         exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
         n_init=n_init, silhouette_sample=silhouette_sample, separator=separator, overwrite=overwrite,
-        log=logger(quiet),
+        allow_duplicate_ids=allow_duplicate_ids, log=logger(quiet),
     )
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
@@ -185,10 +186,11 @@ def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separat
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
 @click.option("--separator", help="CSV separator (default: sniffed from the file).")
+@click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @common_options
 @engine_errors
-def predict(model, inputs, out, separator, overwrite, threads, as_json, quiet):
+def predict(model, inputs, out, separator, allow_duplicate_ids, overwrite, threads, as_json, quiet):
     """Assign new customers to the segments of a saved model (MODEL: model.json or a run directory).
 
     The same feature pipeline, scaler and assignment kernel as the run are used.
@@ -197,11 +199,10 @@ def predict(model, inputs, out, separator, overwrite, threads, as_json, quiet):
     Example:
       segment predict run/ new_customers.parquet --out new_segments.parquet
     """
-    set_threads(threads)
     import engine
 
-    result = engine.predict(model, list(inputs), out, threads=threads, separator=separator,
-                            overwrite=overwrite, log=logger(quiet))
+    result = engine.predict(model, list(inputs), out, threads=threads, separator=separator, overwrite=overwrite,
+                            allow_duplicate_ids=allow_duplicate_ids, log=logger(quiet))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

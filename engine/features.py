@@ -11,6 +11,7 @@ Fitted statistics (clip bounds, medians, category levels, scaler) are returned i
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -45,19 +46,41 @@ class FittedFeatures:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FittedFeatures:
+    def from_dict(cls, data: Any) -> FittedFeatures:
+        """Fitted statistics from a model file: right types, finite numbers, positive scales."""
         try:
+            names = tuple(data["names"])
             sc = data["scaler"]
-            return cls(
-                names=tuple(data["names"]),
-                clip={k: (float(v[0]), float(v[1])) for k, v in data["clip"].items()},
-                medians={k: float(v) for k, v in data["medians"].items()},
-                levels={k: tuple(str(x) for x in v) for k, v in data["levels"].items()},
-                scaler=Scaler(sc["method"], tuple(map(float, sc["center"])), tuple(map(float, sc["scale"]))),
+            scaler = Scaler(sc["method"], finite_tuple(sc["center"]), finite_tuple(sc["scale"]))
+            fitted = cls(
+                names=names,
+                clip={str(k): finite_tuple(v, 2) for k, v in data["clip"].items()},
+                medians={str(k): finite_tuple([v])[0] for k, v in data["medians"].items()},
+                levels={str(k): tuple(v) for k, v in data["levels"].items()},
+                scaler=scaler,
                 dropped=tuple(data.get("dropped", ())),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise InputError(f"model feature statistics are malformed: {exc}") from exc
+        texts = [*names, *fitted.dropped, *(x for v in fitted.levels.values() for x in v)]
+        if not names or not all(isinstance(x, str) for x in texts):
+            raise InputError("model feature statistics are malformed: names and levels must be strings")
+        if scaler.method not in ("standard", "robust", "none"):
+            raise InputError(f"model scaler method {scaler.method!r} is not one of standard, robust, none")
+        if len(scaler.center) != len(names) or len(scaler.scale) != len(names):
+            raise InputError("model scaler has the wrong number of features")
+        if not all(x > 0.0 for x in scaler.scale):
+            raise InputError("model scaler scales must be positive")
+        return fitted
+
+
+def finite_tuple(values: Any, length: int | None = None) -> tuple[float, ...]:
+    """Finite floats from a JSON list (booleans and strings are refused)."""
+    if not isinstance(values, list) or (length is not None and len(values) != length):
+        raise TypeError(f"expected a list of {length or 'some'} numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ValueError("expected finite numbers")
+    return tuple(float(v) for v in values)
 
 
 @dataclass
@@ -72,6 +95,7 @@ class FeatureData:
     fitted: FittedFeatures
     n_rows: int
     missing: dict[str, int]  # missing (null, NaN or inf) values per feature
+    non_finite: dict[str, int]  # NaN or inf values per feature (counted in ``missing`` too)
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -113,7 +137,8 @@ def resolve_spec(spec: FeatureSpec, schema: pl.Schema, where: str) -> FeatureSpe
     names = [n for n, t in schema.items() if n not in skip and (is_numeric(t) or n in spec.numeric)]
     if not names:
         raise InputError(f"{where}: no numeric columns to use as features (name them with --features or --spec)")
-    return replace(spec, id_col=id_col, features=tuple(Feature(n, n) for n in names))
+    text = tuple(n for n in schema.names() if n not in skip and n not in names)
+    return replace(spec, id_col=id_col, features=tuple(Feature(n, n) for n in names), skipped=text)
 
 
 def parse_expr(feature: Feature, schema: pl.Schema, numeric: set[str], where: str) -> pl.Expr:
@@ -133,8 +158,7 @@ def parse_expr(feature: Feature, schema: pl.Schema, numeric: set[str], where: st
                 f"{where}: column {col!r} used by feature {feature.name!r} is {schema[col]}, not numeric "
                 "(list it in numeric = [...] to parse text numbers, or one-hot it under [categorical])"
             )
-    value = expr.cast(pl.Float64)
-    return pl.when(value.is_finite()).then(value).cast(pl.Float32).alias(feature.name)
+    return expr.cast(pl.Float64).alias(feature.name)
 
 
 def text_numbers(columns: tuple[str, ...], schema: pl.Schema) -> list[pl.Expr]:
@@ -161,8 +185,11 @@ def read_frame(inp: Input, spec: FeatureSpec) -> pl.DataFrame:
     id_expr = pl.col(spec.id_col) if spec.id_col else pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_ID)
     exprs = [parse_expr(f, schema, numeric, where) for f in spec.features]
     cats = [pl.col(c.column).cast(pl.String) for c in spec.categorical]
+    # Expressions run in float64 on float64 inputs: integer arithmetic must not wrap around.
+    roots = {r for e in exprs for r in e.meta.root_names()}
+    widened = [pl.col(c).cast(pl.Float64) for c in sorted(roots) if is_numeric(schema[c]) and c not in numeric]
     frame = inp.frame
-    cleaned = text_numbers(spec.numeric, schema)
+    cleaned = text_numbers(spec.numeric, schema) + widened
     if cleaned:
         frame = frame.with_columns(cleaned)
     try:
@@ -171,6 +198,29 @@ def read_frame(inp: Input, spec: FeatureSpec) -> pl.DataFrame:
         raise InputError(f"{where}: a column listed in numeric holds text that is not a number: {first_line(exc)}") from exc
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"cannot read {where}: {first_line(exc)}") from exc
+
+
+def null_non_finite(raw: pl.DataFrame, names: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """NaN and +-inf become missing values; returns the frame and how many there were per feature."""
+    row = raw.select([(pl.col(n).is_nan() | pl.col(n).is_infinite()).sum().alias(n) for n in names]).row(0, named=True)
+    bad = {n: int(c) for n, c in row.items() if c}
+    if bad:
+        raw = raw.with_columns([pl.when(pl.col(n).is_finite()).then(pl.col(n)).alias(n) for n in bad])
+    return raw, bad
+
+
+def check_ids(ids: pl.Series, where: str) -> None:
+    """Ids must be present and unique: a duplicated id makes the output impossible to join back."""
+    nulls = ids.null_count()
+    if nulls:
+        raise InputError(f"{where}: id column {ids.name!r} has {nulls:,} missing values")
+    if ids.n_unique() < len(ids):
+        dupes = ids.filter(ids.is_duplicated())
+        example = dupes[0]
+        raise InputError(
+            f"{where}: id column {ids.name!r} has {dupes.n_unique():,} duplicated values (e.g. {example!r}); "
+            "fix the input or pass --allow-duplicate-ids"
+        )
 
 
 def fit_clip_bounds(frame: pl.DataFrame, features: tuple[Feature, ...]) -> dict[str, tuple[float, float]]:
@@ -194,7 +244,7 @@ def fit_clip_bounds(frame: pl.DataFrame, features: tuple[Feature, ...]) -> dict[
 def transform_exprs(features: tuple[Feature, ...], clip: dict[str, tuple[float, float]]) -> list[pl.Expr]:
     out = []
     for f in features:
-        e = pl.col(f.name).cast(pl.Float64)
+        e = pl.col(f.name)
         if f.name in clip:
             lo, hi = clip[f.name]
             e = e.clip(lo, hi)
@@ -205,7 +255,7 @@ def transform_exprs(features: tuple[Feature, ...], clip: dict[str, tuple[float, 
 
 
 def check_log1p(frame: pl.DataFrame, features: tuple[Feature, ...], clip: dict, where: str) -> None:
-    """log1p needs values >= -1 after clipping; say which feature breaks that."""
+    """log1p needs values > -1 after clipping (log1p(-1) is -inf); say which feature breaks that."""
     logged = [f.name for f in features if f.log1p]
     if not logged:
         return
@@ -214,8 +264,8 @@ def check_log1p(frame: pl.DataFrame, features: tuple[Feature, ...], clip: dict, 
         low = lows[name]
         if low is not None and name in clip:
             low = max(low, clip[name][0])
-        if low is not None and low < -1.0:
-            raise InputError(f"{where}: feature {name!r}: log1p needs values >= -1, found {low:g}")
+        if low is not None and low <= -1.0:
+            raise InputError(f"{where}: feature {name!r}: log1p needs values above -1, found {low:g}")
 
 
 def apply_missing(
@@ -271,7 +321,9 @@ def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
     ]
 
 
-def build_features(inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None) -> FeatureData:
+def build_features(
+    inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False
+) -> FeatureData:
     """Read the input once and build the scaled float32 matrix.
 
     With ``fitted`` (from a saved model) no statistics are learned: the same clip bounds,
@@ -287,8 +339,16 @@ def build_features(inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None 
     n_rows = raw.height
     if n_rows == 0:
         raise InputError(f"{where}: no rows")
+    ids = raw.get_column(raw.columns[0])
+    if spec.id_col and not allow_duplicate_ids:
+        check_ids(ids, where)
     names = [f.name for f in spec.features]
-    missing = {n: c for n, c in raw.select([pl.col(n).null_count() for n in names]).row(0, named=True).items() if c}
+    raw, non_finite = null_non_finite(raw, names)
+    nulls = raw.select([pl.col(n).null_count() for n in names]).row(0, named=True)
+    missing = {n: int(c) for n, c in nulls.items() if c}
+    empty = [n for n, c in missing.items() if c == n_rows]
+    if empty and fitted is None:
+        raise InputError(f"{where}: feature {empty[0]!r} has no values (all {n_rows:,} rows are missing or not finite)")
     clip = fitted.clip if fitted else fit_clip_bounds(raw, spec.features)
     check_log1p(raw, spec.features, clip, where)
     work = raw.with_columns(transform_exprs(spec.features, clip))
@@ -303,6 +363,9 @@ def build_features(inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None 
         original = original.with_columns(hot)
     columns = names + [e.meta.output_name() for e in hot]
     warnings: list[str] = []
+    if spec.skipped:
+        warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
+                        "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
     if fitted:
         scaler, dropped = fitted.scaler, list(fitted.dropped)
         columns = list(fitted.names)
@@ -320,5 +383,6 @@ def build_features(inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None 
     X = np.ascontiguousarray(X, dtype=np.float32)
     seconds["features"] = time.perf_counter() - t0
     fitted = FittedFeatures(tuple(columns), clip, medians, levels, scaler, tuple(dropped))
-    return FeatureData(X, raw.get_column(raw.columns[0]), kept, original.drop(raw.columns[0]), spec, fitted,
-                       n_rows, missing, warnings, seconds)
+    original = original.drop([raw.columns[0], *(c.column for c in spec.categorical)])
+    return FeatureData(X, ids, kept, original, spec, fitted,
+                       n_rows, missing, non_finite, warnings, seconds)

@@ -131,6 +131,7 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
     finishing = False
     relocations = 0
     n_iter = 0
+    buffers: dict[int, tuple[np.ndarray, ...]] = {}  # per block size, allocated once
     while True:
         n_iter += 1
         c32 = centers.astype(np.float32)
@@ -138,13 +139,13 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
         counts = np.zeros(k, dtype=np.int64)
         inertia, changed = 0.0, 0
         for start, block in source.blocks():
-            nc = kernels.chunk_count(block.shape[0])
-            s = np.empty((nc, k, d))
-            c = np.empty((nc, k), dtype=np.int64)
-            sse = np.empty(nc)
-            moved = np.empty(nc, dtype=np.int64)
-            stop = start + block.shape[0]
-            kernels.lloyd_pass(block, c32, labels[start:stop], dist2[start:stop], s, c, sse, moved)
+            rows = block.shape[0]
+            if rows not in buffers:
+                nc = kernels.chunk_count(rows, k * d)
+                buffers[rows] = (np.empty((nc, k, d)), np.empty((nc, k), dtype=np.int64), np.empty(nc),
+                                 np.empty(nc, dtype=np.int64))
+            s, c, sse, moved = buffers[rows]
+            kernels.lloyd_pass(block, c32, labels[start:start + rows], dist2[start:start + rows], s, c, sse, moved)
             bs, bc = kernels.reduce_chunks(s, c)
             sums += bs
             counts += bc

@@ -88,13 +88,18 @@ def load_model(path: str | Path) -> Model:
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise InputError(f"{p}: model format version {version!r} is not supported (this engine reads version {FORMAT_VERSION})")
-    spec = FeatureSpec.from_dict(data.get("spec") or {})
-    fitted = FittedFeatures.from_dict(data.get("fitted") or {})
-    centers = centers_from(data.get("centroids", {}).get("scaled"), len(fitted.names), p)
-    if data.get("k") != centers.shape[0]:
-        raise InputError(f"{p}: k={data.get('k')!r} does not match the {centers.shape[0]} centroids")
-    if len(fitted.scaler.center) != len(fitted.names) or len(fitted.scaler.scale) != len(fitted.names):
-        raise InputError(f"{p}: scaler has the wrong number of features")
+    try:
+        spec = FeatureSpec.from_dict(data.get("spec"))
+        fitted = FittedFeatures.from_dict(data.get("fitted"))
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from exc
+    centroids = data.get("centroids")
+    if not isinstance(centroids, dict):
+        raise InputError(f"{p}: centroids must be an object with a \"scaled\" list")
+    centers = centers_from(centroids.get("scaled"), len(fitted.names), p)
+    k = data.get("k")
+    if not isinstance(k, int) or isinstance(k, bool) or k != centers.shape[0]:
+        raise InputError(f"{p}: k={k!r} does not match the {centers.shape[0]} centroids")
     info = {k: v for k, v in data.items() if k not in ("format", "format_version", "k", "features", "spec", "fitted", "centroids")}
     return Model(spec, fitted, centers, info)
 

@@ -36,8 +36,18 @@ AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
 
+RUN_MARKERS = ("model.json", "metrics.json")
+
+
 def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
-    """Fail before any work if the output cannot be written."""
+    """Fail before any work if the output cannot be written.
+
+    ``--overwrite`` replaces an earlier run directory (one holding model.json or metrics.json)
+    or an empty directory, never an arbitrary one, and never the working directory or its parents.
+    """
+    resolved, cwd = path.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise InputError(f"output {path} is the working directory or one of its parents; name a new directory")
     if path.exists():
         is_dir = path.is_dir()
         if kind == "directory" and not is_dir:
@@ -46,6 +56,8 @@ def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
             raise InputError(f"output {path} is a directory; give a file name such as {path / 'segments.parquet'}")
         if not overwrite:
             raise InputError(f"output {path} already exists (use --overwrite to replace it)")
+        if is_dir and any(path.iterdir()) and not any((path / m).is_file() for m in RUN_MARKERS):
+            raise InputError(f"output {path} is not a segment run directory (no model.json); refusing to replace it")
     parent = path.absolute().parent
     if not parent.is_dir():
         raise InputError(f"cannot write {path}: directory {parent} does not exist")

@@ -86,6 +86,15 @@ def thread_limit(threads: int | None) -> Iterator[int]:
         numba.set_num_threads(previous)
 
 
+def check_not_inside_inputs(out: Path, inputs: Sequence[str | Path]) -> None:
+    """An output inside an input directory would be read back as input by the next run."""
+    target = out.resolve()
+    for item in inputs:
+        source = Path(item)
+        if source.is_dir() and (target == source.resolve() or source.resolve() in target.parents):
+            raise InputError(f"output {out} is inside input directory {source}; write it somewhere else")
+
+
 def resolve_spec(spec: str | Path | FeatureSpec | None, features: str | None, **options: Any) -> FeatureSpec:
     if spec is not None and features is not None:
         raise InputError("give --features or --spec, not both")
@@ -97,12 +106,14 @@ def resolve_spec(spec: str | Path | FeatureSpec | None, features: str | None, **
     return base.with_options(**options)
 
 
-def score(data: FeatureData, labels: np.ndarray, k: int, sample: int, seed: int, warnings: list[str]) -> tuple[float | None, int]:
+def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, seed: int,
+          warnings: list[str]) -> tuple[float | None, int]:
+    """Exact silhouette of a uniform sample (the default size is clamped quietly, a chosen one aloud)."""
     n = data.X.shape[0]
-    if sample < 0:
-        raise InputError(f"--silhouette-sample must be 0 or more, not {sample}")
-    if sample > n:
-        warnings.append(f"silhouette sample of {sample} clamped to the {n} rows available")
+    if sample is None:
+        sample = min(DEFAULT_SILHOUETTE_SAMPLE, n)
+    elif sample > n:
+        warnings.append(f"--silhouette-sample {sample} clamped to the {n} rows available")
     idx = sample_indices(n, min(sample, n), np.random.default_rng([seed, 1]))
     if idx.size < 2:
         return None, int(idx.size)
@@ -123,7 +134,8 @@ def run(
     seed: int = 0,
     threads: int | None = None,
     n_init: int | None = None,
-    silhouette_sample: int = DEFAULT_SILHOUETTE_SAMPLE,
+    silhouette_sample: int | None = None,
+    allow_duplicate_ids: bool = False,
     separator: str | None = None,
     overwrite: bool = False,
     log: Log = quiet,
@@ -133,13 +145,18 @@ def run(
     out = Path(out)
     if seed < 0:
         raise InputError(f"--seed must be 0 or more, not {seed}")
+    if k < 1:
+        raise InputError(f"--k must be at least 1, not {k}")
+    if silhouette_sample is not None and silhouette_sample < 0:
+        raise InputError(f"--silhouette-sample must be 0 or more, not {silhouette_sample}")
     check_target(out, overwrite, "directory")
+    check_not_inside_inputs(out, inputs)
     feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
                                 exclude=tuple(exclude) if exclude else None)
     with thread_limit(threads) as n_threads:
         inp = open_input(inputs, separator)
         log(f"reading {inp.label}")
-        data = build_features(inp, feature_spec)
+        data = build_features(inp, feature_spec, allow_duplicate_ids=allow_duplicate_ids)
         for w in data.warnings:
             log(f"warning: {w}")
         n, d = data.X.shape
@@ -153,8 +170,16 @@ def run(
         t0 = time.perf_counter()
         profiles = profile_table(data.original, fit.labels, k)
         t_prof = time.perf_counter() - t0
+    options = {
+        "inputs": [str(i) for i in inputs], "k": k, "spec": data.spec.source, "features": features,
+        "id_col": data.spec.id_col, "missing": data.spec.missing, "scale": data.spec.scale,
+        "exclude": list(data.spec.exclude), "seed": seed, "threads": threads, "n_init": n_init,
+        "silhouette_sample": silhouette_sample, "separator": inp.separator,
+        "allow_duplicate_ids": allow_duplicate_ids,
+    }
     info = {
         "seed": seed,
+        "options": options,
         "inertia": fit.inertia,
         "params": {"k": k, "n_init": params.restarts(n), "init_sample": params.init_sample,
                    "batch_size": params.batch_size, "max_iter": params.max_iter, "tol": params.tol},
@@ -168,6 +193,7 @@ def run(
         "rows_used": n,
         "rows_dropped": data.rows_dropped,
         "missing": data.missing,
+        "non_finite": data.non_finite,
         "features": list(data.fitted.names),
         "inertia": fit.inertia,
         "silhouette": silhouette,
@@ -178,6 +204,7 @@ def run(
         "segment_sizes": np.bincount(fit.labels, minlength=k).tolist(),
         "seed": seed,
         "threads": n_threads,
+        "options": options,
         "warnings": warnings,
         "input": info["input"],
         "versions": info["versions"],
@@ -205,6 +232,7 @@ def predict(
     threads: int | None = None,
     separator: str | None = None,
     overwrite: bool = False,
+    allow_duplicate_ids: bool = False,
     log: Log = quiet,
 ) -> dict[str, Any]:
     """Assign the customers in ``inputs`` to the segments of a saved model; write ``out`` (Parquet)."""
@@ -215,7 +243,7 @@ def predict(
     with thread_limit(threads):
         inp = open_input(inputs, separator)
         log(f"reading {inp.label}")
-        data = build_features(inp, model.spec, fitted=model.fitted)
+        data = build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=allow_duplicate_ids)
         labels, dist2, inertia = assign_rows(data.X, model.centers)
     with atomic_file(out, overwrite) as tmp:
         write_segments(tmp, data.ids, labels, dist2, data.kept,

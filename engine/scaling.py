@@ -41,6 +41,25 @@ def scale_stat_exprs(method: str, name: str) -> list[pl.Expr]:
     return [pl.lit(0.0).alias(f"{name}__c"), pl.lit(1.0).alias(f"{name}__s"), std]
 
 
+def fit_standard(frame: pl.DataFrame, names: list[str]) -> tuple[Scaler, list[str]]:
+    """Mean and standard deviation (ddof=0) by numpy's pairwise sums over each whole column.
+
+    Polars adds per-chunk partial sums, and how a frame is chunked depends on the thread count
+    that read it; numpy over one contiguous column gives the same bits on any machine.
+    """
+    center, scale, constant = [], [], []
+    for name in names:
+        values = frame.get_column(name).to_numpy().astype(np.float64, copy=False)
+        mean = float(values.mean())
+        std = float(np.sqrt(np.mean((values - mean) ** 2)))
+        if not std > 0.0:
+            constant.append(name)
+            continue
+        center.append(mean)
+        scale.append(std)
+    return Scaler("standard", tuple(center), tuple(scale)), constant
+
+
 def fit_scaler(frame: pl.DataFrame, method: str, names: list[str]) -> tuple[Scaler, list[str]]:
     """Fit on ``frame`` in one aggregate. Returns the scaler and the names of constant columns.
 
@@ -50,6 +69,8 @@ def fit_scaler(frame: pl.DataFrame, method: str, names: list[str]) -> tuple[Scal
     """
     if not names:
         return Scaler(method, (), ()), []
+    if method == "standard":
+        return fit_standard(frame, names)
     row = frame.select([e for n in names for e in scale_stat_exprs(method, n)]).row(0, named=True)
     constant = [n for n in names if not row[f"{n}__v"] or row[f"{n}__v"] <= 0.0]
     keep = [n for n in names if n not in constant]

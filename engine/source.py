@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engine.errors import InputError
 
@@ -63,9 +65,7 @@ def expand_paths(inputs: Sequence[str | Path]) -> list[Path]:
             continue
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
-            if not found:
-                found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CSV_SUFFIXES)
+            found = data_files(path, PARQUET_SUFFIXES) or data_files(path, CSV_SUFFIXES)
             if not found:
                 raise InputError(f"directory {path} holds no Parquet or CSV files")
             files.extend(found)
@@ -74,6 +74,54 @@ def expand_paths(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             raise InputError(f"input not found: {path}")
     return files
+
+
+def data_files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files with one of ``suffixes`` below ``directory``, skipping hidden files and folders
+    (such as our own temporary outputs) and earlier run directories."""
+    found = []
+    for p in sorted(directory.rglob("*")):
+        rel = p.relative_to(directory).parts
+        if any(part.startswith((".", "_")) for part in rel) or not p.is_file() or p.suffix.lower() not in suffixes:
+            continue
+        if any((p.parent / marker).is_file() for marker in ("model.json", "metrics.json")):
+            continue
+        found.append(p)
+    return found
+
+
+def check_parquet_schemas(files: list[Path]) -> None:
+    """Every Parquet footer is readable and all files have the same columns and types."""
+    first = None
+    for path in files:
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
+        if first is None:
+            first = (path, schema)
+            continue
+        base_path, base = first
+        if schema.names != base.names:
+            extra = sorted(set(schema.names) ^ set(base.names))
+            raise InputError(f"{path}: columns differ from {base_path} ({', '.join(extra) or 'order'}); "
+                             "all input files must have the same schema")
+        for field, base_field in zip(schema, base):
+            if field.type != base_field.type:
+                raise InputError(f"{path}: column {field.name!r} is {field.type} here but {base_field.type} "
+                                 f"in {base_path}; all input files must have the same schema")
+
+
+def check_csv_headers(files: list[Path], separator: str) -> None:
+    """All CSV files share the first file's header line."""
+    headers = {}
+    for path in files:
+        with path.open("rb") as fh:
+            headers[path] = fh.readline().decode("utf-8", errors="replace").strip().lstrip("\ufeff").split(separator)
+    base_path = files[0]
+    for path in files[1:]:
+        if headers[path] != headers[base_path]:
+            raise InputError(f"{path}: header differs from {base_path}; all input files must have the same columns")
 
 
 def detect_format(path: Path) -> str:
@@ -124,10 +172,12 @@ def open_input(inputs: Sequence[str | Path], separator: str | None = None) -> In
         raise InputError("inputs mix Parquet and CSV files; give one format at a time")
     fmt = formats.pop()
     if fmt == "parquet":
+        check_parquet_schemas(files)
         frame = pl.scan_parquet([str(p) for p in files], missing_columns="raise", extra_columns="raise")
         opened = Input(frame, tuple(files), "parquet")
     else:
         sep = separator or sniff_separator(files[0])
+        check_csv_headers(files, sep)
         frame = pl.scan_csv(
             [str(p) for p in files],
             separator=sep,

@@ -71,6 +71,7 @@ class FeatureSpec:
     missing: str = "drop"
     scale: str = "standard"
     source: str = "auto"  # where it came from: a file, a built-in name, "--features" or "auto"
+    skipped: tuple[str, ...] = ()  # auto mode: non-numeric columns left out (reported, not saved)
 
     @property
     def auto(self) -> bool:
@@ -87,26 +88,73 @@ class FeatureSpec:
         return replace(self, **given)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("skipped")
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+    def from_dict(cls, data: Any) -> FeatureSpec:
+        """The spec saved in a model file, checked as strictly as a TOML spec."""
+        if not isinstance(data, dict):
+            raise InputError("model feature spec must be an object")
         try:
-            return cls(
-                features=tuple(
-                    Feature(f["name"], f["expr"], tuple(f["clip"]) if f.get("clip") else None, bool(f.get("log1p")))
-                    for f in data.get("features", ())
-                ),
-                categorical=tuple(Categorical(c["column"], int(c["max_levels"])) for c in data.get("categorical", ())),
-                numeric=tuple(data.get("numeric", ())),
-                exclude=tuple(data.get("exclude", ())),
-                id_col=data.get("id_col"),
-                missing=data.get("missing", "drop"),
-                scale=data.get("scale", "standard"),
-                source=data.get("source", "model"),
+            features = tuple(
+                Feature(str_field(f, "name"), str_field(f, "expr"), clip_field(f.get("clip")), bool_field(f, "log1p"))
+                for f in list_field(data, "features")
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            categorical = tuple(
+                Categorical(str_field(c, "column"), int_field(c, "max_levels")) for c in list_field(data, "categorical")
+            )
+            names = {key: tuple(str_field({"v": v}, "v") for v in list_field(data, key)) for key in ("numeric", "exclude")}
+        except (AttributeError, TypeError) as exc:
             raise InputError(f"model feature spec is malformed: {exc}") from exc
+        id_col = data.get("id_col")
+        if id_col is not None and not isinstance(id_col, str):
+            raise InputError("model feature spec: id_col must be a column name or null")
+        missing, scale = data.get("missing", "drop"), data.get("scale", "standard")
+        check_choice("model feature spec: missing", missing, MISSING_POLICIES)
+        check_choice("model feature spec: scale", scale, SCALERS)
+        source = data.get("source", "model")
+        return cls(features, categorical, names["numeric"], names["exclude"], id_col, missing, scale,
+                   source if isinstance(source, str) else "model")
+
+
+def list_field(data: dict, key: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise TypeError(f"{key} must be a list")
+    return value
+
+
+def str_field(data: dict, key: str) -> str:
+    value = data[key] if isinstance(data, dict) and key in data else None
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string")
+    return value
+
+
+def bool_field(data: dict, key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false")
+    return value
+
+
+def int_field(data: dict, key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TypeError(f"{key} must be a positive integer")
+    return value
+
+
+def clip_field(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in value)
+            or not 0.0 <= value[0] < value[1] <= 1.0):
+        raise TypeError("clip must be two quantiles 0 <= low < high <= 1")
+    return float(value[0]), float(value[1])
 
 
 def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -25,14 +25,18 @@ INLINE = {**JIT, "inline": "always"}
 
 #: Smallest unit of parallel work, in rows.
 MIN_CHUNK_ROWS = 256
-#: Upper bound on the number of chunks, so per-chunk accumulators stay small (k x d x 8 bytes each).
+#: Upper bound on the number of chunks.
 MAX_CHUNKS = 4096
+#: Per-chunk accumulators (chunks x width float64) stay under this many bytes.
+ACCUMULATOR_BYTES = 32 * 2**20
 
 
-def chunk_count(n_rows: int) -> int:
-    """Number of chunks for ``n_rows`` rows: a function of the row count alone."""
+def chunk_count(n_rows: int, width: int = 1) -> int:
+    """Number of chunks for ``n_rows`` rows whose accumulators hold ``width`` float64 each
+    (k x d for Lloyd sums): a function of the shape alone, never of the thread count."""
     if n_rows <= 0:
         return 1
-    rows = max(MIN_CHUNK_ROWS, -(-n_rows // MAX_CHUNKS))
+    limit = max(16, min(MAX_CHUNKS, ACCUMULATOR_BYTES // (8 * max(width, 1))))
+    rows = max(MIN_CHUNK_ROWS, -(-n_rows // limit))
     rows = -(-rows // MIN_CHUNK_ROWS) * MIN_CHUNK_ROWS  # round up to a multiple of 256
     return -(-n_rows // rows)
