@@ -144,11 +144,12 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 @click.option("--silhouette-sample", type=int,
               help="Rows in the silhouette sample (default: 20,000 or all rows; 0 to skip).")
 @click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
+@click.option("--memory-limit", help="Memory the run may use, e.g. 8GiB (default: what the machine has free).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
 @common_options
 @engine_errors
 def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init,
-        silhouette_sample, allow_duplicate_ids, overwrite, threads, as_json, quiet):
+        silhouette_sample, allow_duplicate_ids, memory_limit, overwrite, threads, as_json, quiet):
     """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV.
 
     Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json.
@@ -165,7 +166,7 @@ def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separat
         list(inputs), k, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
         exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
         n_init=n_init, silhouette_sample=silhouette_sample, separator=separator, overwrite=overwrite,
-        allow_duplicate_ids=allow_duplicate_ids, log=logger(quiet),
+        allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, log=logger(quiet),
     )
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))

@@ -21,6 +21,8 @@ import kernels
 from engine.batches import ArraySource
 from engine.errors import InputError
 from engine.features import FeatureData, build_features
+from engine.features import resolve_spec as resolve_features
+from engine.memory import check_memory
 from engine.fit import FitParams, fit_kmeans
 from engine.metrics import sample_indices, silhouette_score
 from engine.model import Model, load_model
@@ -136,6 +138,7 @@ def run(
     n_init: int | None = None,
     silhouette_sample: int | None = None,
     allow_duplicate_ids: bool = False,
+    memory_limit: str | int | None = None,
     separator: str | None = None,
     overwrite: bool = False,
     log: Log = quiet,
@@ -155,6 +158,8 @@ def run(
                                 exclude=tuple(exclude) if exclude else None)
     with thread_limit(threads) as n_threads:
         inp = open_input(inputs, separator)
+        planned = resolve_features(feature_spec, inp.schema(), inp.label)
+        check_memory(inp, len(planned.features), sum(c.max_levels for c in planned.categorical), memory_limit)
         log(f"reading {inp.label}")
         data = build_features(inp, feature_spec, allow_duplicate_ids=allow_duplicate_ids)
         for w in data.warnings:
@@ -175,7 +180,7 @@ def run(
         "id_col": data.spec.id_col, "missing": data.spec.missing, "scale": data.spec.scale,
         "exclude": list(data.spec.exclude), "seed": seed, "threads": threads, "n_init": n_init,
         "silhouette_sample": silhouette_sample, "separator": inp.separator,
-        "allow_duplicate_ids": allow_duplicate_ids,
+        "allow_duplicate_ids": allow_duplicate_ids, "memory_limit": memory_limit,
     }
     info = {
         "seed": seed,
