@@ -208,7 +208,7 @@ def run(
         "n_init": params.restarts(n),
         "segment_sizes": np.bincount(fit.labels, minlength=k).tolist(),
         "seed": seed,
-        "threads": n_threads,
+        "threads": {"numba": n_threads, "polars": pl.thread_pool_size()},
         "options": options,
         "warnings": warnings,
         "input": info["input"],

@@ -309,3 +309,33 @@ def test_every_kernel_used_by_run_and_predict_is_loaded_from_the_cache(tmp_path:
     assert {"kernels.assign.assign", "kernels.kmeanspp.kmeanspp", "kernels.minibatch.minibatch_update"} <= set(stats)
     missed = {name: hm for name, hm in stats.items() if hm[1] or not hm[0]}
     assert missed == {}, f"compiled instead of loaded (hits, misses): {missed}"
+
+
+@pytest.mark.slow
+def test_categorical_spec_runs_and_predicts(tmp_path: Path, generated_parquet: Path) -> None:
+    spec = tmp_path / "cat.toml"
+    spec.write_text('id = "ID"\n[features]\nincome = "Income"\nrecency = "Recency"\n'
+                    '[categorical]\nEducation = { max_levels = 3 }\n')
+    out = tmp_path / "run"
+    result = invoke(["run", generated_parquet, "--spec", spec, "--k", "3", "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    profiles = pl.read_parquet(out / "profiles.parquet")
+    shares = [c for c in profiles.columns if c.startswith("Education=") and c.endswith("_mean")]
+    assert len(shares) == 3
+    assert all(0.0 <= v <= 1.0 for c in shares for v in profiles[c].to_list())
+    pred = tmp_path / "pred.parquet"
+    result = invoke(["predict", out, generated_parquet, "--out", pred, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(pred).equals(pl.read_parquet(out / "segments.parquet"))
+
+
+@pytest.mark.slow
+def test_threads_option_limits_numba_and_polars(tmp_path: Path, data_csv: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "segment"), "run", str(data_csv), "--spec", "customers", "--k", "4",
+         "--out", str(out), "--threads", "1", "--quiet"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(out / "metrics.json")["threads"] == {"numba": 1, "polars": 1}

@@ -381,3 +381,43 @@ def test_fitted_statistics_are_not_refitted_on_new_data(tmp_path: Path, data_csv
     assert part.fitted == first.fitted
     kept_in_subset = int(first.kept[:300].sum())
     np.testing.assert_array_equal(part.X, first.X[:kept_in_subset])
+
+
+# ------------------------------------------------------------- regressions from the code review
+
+def test_integer_expressions_do_not_wrap_around(tmp_path: Path) -> None:
+    big = np.int32(2**31 - 1)
+    frame = pl.DataFrame({"a": pl.Series([big, big - 5, 7], dtype=pl.Int32),
+                          "b": pl.Series([3, 4, 5], dtype=pl.Int32)})
+    data = build(write(tmp_path, frame), spec_of(Feature("s", "a + a"), Feature("p", "a * b"), scale="none"))
+    np.testing.assert_allclose(data.original["s"].to_numpy(), [2.0 * big, 2.0 * (big - 5), 14.0])
+    np.testing.assert_allclose(data.original["p"].to_numpy(), [3.0 * big, 4.0 * (big - 5), 35.0])
+
+
+def test_large_values_keep_their_precision_before_centring(tmp_path: Path) -> None:
+    # Near 2**31 float32 holds only multiples of 128: these values would all look equal.
+    x = 2**31 + np.arange(0, 100, dtype=np.int64)
+    data = build(write(tmp_path, pl.DataFrame({"x": x})), spec_of(Feature("x", "x")))
+    assert data.warnings == [] and data.fitted.names == ("x",)
+    np.testing.assert_allclose(data.X[:, 0], (x - x.mean()) / x.std(), rtol=1e-5, atol=1e-5)
+
+
+def test_log1p_of_minus_one_is_refused(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"y": [3.0, 5.0, 9.0]})
+    with pytest.raises(InputError, match="'lg'.*above -1"):
+        build(write(tmp_path, frame), spec_of(Feature("lg", "y - 4", log1p=True)))
+
+
+def test_categorical_text_is_profiled_by_level_shares(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"Education": ["PhD", "Basic", "PhD", "Master"] * 10, "n": np.arange(40.0)})
+    spec = FeatureSpec(features=(Feature("n", "n"),), categorical=(Categorical("Education", 3),))
+    data = build(write(tmp_path, frame), spec)
+    assert "Education" not in data.original.columns
+    assert data.original["Education=PhD"].mean() == pytest.approx(0.5)
+
+
+def test_auto_mode_warns_about_text_columns_it_leaves_out(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"ID": [1, 2, 3, 4], "a": [1.0, 2.0, 3.0, 5.0], "city": ["x", "y", "x", "z"]})
+    data = build(write(tmp_path, frame), FeatureSpec())
+    assert data.fitted.names == ("a",)
+    assert any("city" in w for w in data.warnings)
