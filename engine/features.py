@@ -161,7 +161,27 @@ def parse_expr(feature: Feature, schema: pl.Schema, numeric: set[str], where: st
     return expr.cast(pl.Float64).alias(feature.name)
 
 
-def text_numbers(columns: tuple[str, ...], schema: pl.Schema) -> list[pl.Expr]:
+def blank_text_columns(inp: Input, spec: FeatureSpec, schema: pl.Schema, numeric: set[str]) -> set[str]:
+    """Text-typed columns used by features that hold no value at all: a CSV reader types a column
+    that is blank in every row (or a header-only file) as text. Treated as numbers, they give
+    the right error ("no rows", "feature has no values") instead of "not numeric"."""
+    roots: set[str] = set()
+    for f in spec.features:
+        try:
+            roots |= set(pl.sql_expr(f.expr).meta.root_names())
+        except Exception:  # parse errors are reported by parse_expr, with the feature's name
+            continue
+    text = sorted(c for c in roots if c in schema and not is_numeric(schema[c]) and c not in numeric)
+    if not text:
+        return set()
+    try:
+        counts = inp.frame.select([pl.col(c).drop_nulls().len().alias(c) for c in text]).collect().row(0, named=True)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+    return {c for c, n in counts.items() if n == 0}
+
+
+def text_numbers(columns: tuple[str, ...] | set[str], schema: pl.Schema) -> list[pl.Expr]:
     """Text columns declared numeric: strip stray spaces, then parse."""
     return [
         pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64).alias(c)
@@ -182,6 +202,7 @@ def read_frame(inp: Input, spec: FeatureSpec) -> pl.DataFrame:
     dupes = sorted({n for n in names if names.count(n) > 1} | ({spec.id_col} & set(names)))
     if dupes:
         raise InputError(f"{where}: feature name used twice (or equal to the id column): {', '.join(map(str, dupes))}")
+    numeric |= blank_text_columns(inp, spec, schema, numeric)
     id_expr = pl.col(spec.id_col) if spec.id_col else pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_ID)
     exprs = [parse_expr(f, schema, numeric, where) for f in spec.features]
     cats = [pl.col(c.column).cast(pl.String) for c in spec.categorical]
@@ -189,7 +210,7 @@ def read_frame(inp: Input, spec: FeatureSpec) -> pl.DataFrame:
     roots = {r for e in exprs for r in e.meta.root_names()}
     widened = [pl.col(c).cast(pl.Float64) for c in sorted(roots) if is_numeric(schema[c]) and c not in numeric]
     frame = inp.frame
-    cleaned = text_numbers(spec.numeric, schema) + widened
+    cleaned = text_numbers(sorted(numeric), schema) + widened
     if cleaned:
         frame = frame.with_columns(cleaned)
     try:
@@ -344,6 +365,10 @@ def build_features(
         check_ids(ids, where)
     names = [f.name for f in spec.features]
     raw, non_finite = null_non_finite(raw, names)
+    warnings: list[str] = []
+    if non_finite:
+        listed = ", ".join(f"{n} ({c:,})" for n, c in non_finite.items())
+        warnings.append(f"NaN or infinite values treated as missing in feature(s) {listed}")
     nulls = raw.select([pl.col(n).null_count() for n in names]).row(0, named=True)
     missing = {n: int(c) for n, c in nulls.items() if c}
     empty = [n for n, c in missing.items() if c == n_rows]
@@ -362,7 +387,6 @@ def build_features(
         work = work.with_columns(hot)
         original = original.with_columns(hot)
     columns = names + [e.meta.output_name() for e in hot]
-    warnings: list[str] = []
     if spec.skipped:
         warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
                         "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")

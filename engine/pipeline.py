@@ -34,7 +34,7 @@ from engine.spec import FeatureSpec, load_spec, spec_from_columns
 Log = Callable[[str], None]
 DEFAULT_SILHOUETTE_SAMPLE = 20_000
 PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
-FINGERPRINT_BYTES = 1 << 20
+FINGERPRINT_CHUNK = 8 << 20
 
 
 @dataclass
@@ -58,17 +58,14 @@ def versions() -> dict[str, str]:
 
 
 def fingerprint(inp: Input) -> str:
-    """SHA-256 over each input file's name, size and first and last MiB: cheap, and it changes
-    whenever the data does in practice (a full hash of a 10 GB input would cost more than the run)."""
+    """SHA-256 over every input file's name, size and whole content (about 1.5 GB/s here, and
+    compressed Parquet is small: 16 MiB for 1,000,000 customers)."""
     h = hashlib.sha256()
     for path in inp.files:
-        size = path.stat().st_size
-        h.update(f"{path.name}\0{size}\0".encode())
+        h.update(f"{path.name}\0{path.stat().st_size}\0".encode())
         with path.open("rb") as fh:
-            h.update(fh.read(FINGERPRINT_BYTES))
-            if size > FINGERPRINT_BYTES:
-                fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
-                h.update(fh.read())
+            while chunk := fh.read(FINGERPRINT_CHUNK):
+                h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 
@@ -89,10 +86,13 @@ def thread_limit(threads: int | None) -> Iterator[int]:
 
 
 def check_not_inside_inputs(out: Path, inputs: Sequence[str | Path]) -> None:
-    """An output inside an input directory would be read back as input by the next run."""
+    """The output must not be an input, nor sit inside an input directory (the next run would
+    read it back as input)."""
     target = out.resolve()
     for item in inputs:
         source = Path(item)
+        if source.is_file() and target == source.resolve():
+            raise InputError(f"output {out} is also an input; write it somewhere else")
         if source.is_dir() and (target == source.resolve() or source.resolve() in target.parents):
             raise InputError(f"output {out} is inside input directory {source}; write it somewhere else")
 
@@ -171,6 +171,8 @@ def run(
         t0 = time.perf_counter()
         warnings = list(data.warnings)
         silhouette, sample_n = score(data, fit.labels, k, silhouette_sample, seed, warnings)
+        for w in warnings[len(data.warnings):]:
+            log(f"warning: {w}")
         t_sil = time.perf_counter() - t0
         t0 = time.perf_counter()
         profiles = profile_table(data.original, fit.labels, k)
@@ -244,6 +246,7 @@ def predict(
     t_start = time.perf_counter()
     out = Path(out)
     check_target(out, overwrite, "file")
+    check_not_inside_inputs(out, inputs)
     model = model if isinstance(model, Model) else load_model(model)
     with thread_limit(threads):
         inp = open_input(inputs, separator)
