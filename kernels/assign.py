@@ -1,6 +1,6 @@
 """Assignment of rows to their nearest centre, and the Lloyd pass built on it.
 
-One assignment primitive (``kernels.core.nearest``) serves fit, refinement and predict.
+One assignment primitive (``kernels.core.nearest_block``) serves fit, refinement and predict.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.config import PARALLEL
-from kernels.core import chunk_bounds, nearest
+from kernels.core import BLOCK, chunk_bounds, nearest_block
 
 
 @njit(**PARALLEL)
@@ -22,15 +22,21 @@ def assign(X, centers, labels, dist2, sse, n_chunks):
     dist2    f4[::1]     OUT  squared distance to it
     sse      f8[::1]     OUT  per-chunk sum of dist2 (length n_chunks)
     """
-    n = X.shape[0]
+    n, d = X.shape
     for c in prange(n_chunks):
         lo, hi = chunk_bounds(c, n_chunks, n)
+        XT = np.empty((d, BLOCK), dtype=np.float32)
+        dist = np.empty(BLOCK, dtype=np.float32)
+        best_d2 = np.empty(BLOCK, dtype=np.float32)
+        best_j = np.empty(BLOCK, dtype=np.int32)
         acc = 0.0
-        for i in range(lo, hi):
-            j, d2 = nearest(X, i, centers)
-            labels[i] = j
-            dist2[i] = d2
-            acc += d2
+        for b in range(lo, hi, BLOCK):
+            e = min(hi, b + BLOCK)
+            nearest_block(X, b, e, centers, XT, dist, best_d2, best_j)
+            for i in range(e - b):
+                labels[b + i] = best_j[i]
+                dist2[b + i] = best_d2[i]
+                acc += best_d2[i]
         sse[c] = acc
 
 
@@ -55,18 +61,25 @@ def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
         cnt = counts[c]
         s[:, :] = 0.0
         cnt[:] = 0
+        XT = np.empty((d, BLOCK), dtype=np.float32)
+        dist = np.empty(BLOCK, dtype=np.float32)
+        best_d2 = np.empty(BLOCK, dtype=np.float32)
+        best_j = np.empty(BLOCK, dtype=np.int32)
         acc = 0.0
         moved = 0
-        for i in range(lo, hi):
-            j, d2 = nearest(X, i, centers)
-            if labels[i] != j:
-                moved += 1
-            labels[i] = j
-            dist2[i] = d2
-            cnt[j] += 1
-            acc += d2
-            for f in range(d):
-                s[j, f] += X[i, f]
+        for b in range(lo, hi, BLOCK):
+            e = min(hi, b + BLOCK)
+            nearest_block(X, b, e, centers, XT, dist, best_d2, best_j)
+            for i in range(e - b):
+                j = best_j[i]
+                if labels[b + i] != j:
+                    moved += 1
+                labels[b + i] = j
+                dist2[b + i] = best_d2[i]
+                cnt[j] += 1
+                acc += best_d2[i]
+                for f in range(d):
+                    s[j, f] += X[b + i, f]
         sse[c] = acc
         changed[c] = moved
 

@@ -1,4 +1,10 @@
-"""Primitives shared by the kernels (inlined into their callers)."""
+"""Primitives shared by the kernels (inlined into their callers).
+
+Distances are computed for blocks of rows at a time: the block is transposed into a small
+features x rows buffer, so the inner loops run element-wise over contiguous rows and vectorise
+without reassociating any sum. Each distance is then the sum over features in a fixed order,
+the same bits whatever the compiler, the CPU's vector width or the thread count.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +13,43 @@ from numba import njit
 
 from kernels.config import INLINE
 
+#: Rows per distance block (the transposed block is d x BLOCK float32).
+BLOCK = 256
+
 
 @njit(**INLINE)
-def nearest(X, i, centers):
-    """Index of the centre nearest to row ``i`` of ``X`` and its squared distance (float32).
+def nearest_block(X, lo, hi, centers, XT, dist, best_d2, best_j):
+    """Nearest centre of rows ``lo:hi`` (at most BLOCK rows) into ``best_j``/``best_d2``.
 
-    Ties go to the lowest index, so the result does not depend on anything but the data.
+    XT, dist, best_d2 (float32) and best_j (int32) are scratch buffers of BLOCK entries
+    (XT: d x BLOCK). Ties go to the lowest centre index.
     """
     k, d = centers.shape
-    best = 0
-    best_d2 = np.float32(np.inf)
-    for j in range(k):
-        acc = np.float32(0.0)
+    m = hi - lo
+    for i in range(m):
         for f in range(d):
-            t = X[i, f] - centers[j, f]
-            acc += t * t
-        if acc < best_d2:
-            best_d2 = acc
-            best = j
-    return best, best_d2
+            XT[f, i] = X[lo + i, f]
+    for i in range(m):
+        best_d2[i] = np.inf
+        best_j[i] = 0
+    for j in range(k):
+        for i in range(m):
+            dist[i] = 0.0
+        for f in range(d):
+            c = centers[j, f]
+            row = XT[f]
+            for i in range(m):
+                t = row[i] - c
+                dist[i] += t * t
+        for i in range(m):
+            if dist[i] < best_d2[i]:
+                best_d2[i] = dist[i]
+                best_j[i] = j
 
 
 @njit(**INLINE)
 def sq_dist_rows(X, i, Y, j):
-    """Squared Euclidean distance between ``X[i]`` and ``Y[j]`` in float32."""
+    """Squared Euclidean distance between ``X[i]`` and ``Y[j]`` in float32 (features in order)."""
     acc = np.float32(0.0)
     for f in range(X.shape[1]):
         t = X[i, f] - Y[j, f]

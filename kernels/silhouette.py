@@ -35,7 +35,10 @@ def silhouette_sorted(XT, labels, starts, out):
                 total = 0.0
                 for j0 in range(starts[c], starts[c + 1], TILE):
                     length = min(TILE, starts[c + 1] - j0)
-                    for jj in range(length):
+                    width = 1
+                    while width < length:
+                        width *= 2
+                    for jj in range(width):
                         buf[jj] = 0.0
                     for f in range(d):
                         row = XT[f, j0 : j0 + length]  # contiguous: the loop below vectorises
@@ -43,10 +46,15 @@ def silhouette_sorted(XT, labels, starts, out):
                         for jj in range(length):
                             t = row[jj] - v
                             buf[jj] += t * t
-                    part = np.float32(0.0)
                     for jj in range(length):
-                        part += np.sqrt(buf[jj])
-                    total += part
+                        buf[jj] = np.sqrt(buf[jj])
+                    # Pairwise sum in a fixed tree: every level is element-wise, so it vectorises
+                    # with strict IEEE arithmetic and gives the same bits on any machine.
+                    while width > 1:
+                        width //= 2
+                        for jj in range(width):
+                            buf[jj] += buf[jj + width]
+                    total += buf[0]
                 mean_d[c] = total
             own = labels[i]
             n_own = starts[own + 1] - starts[own]
