@@ -188,10 +188,11 @@ def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separat
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
 @click.option("--separator", help="CSV separator (default: sniffed from the file).")
 @click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
+@click.option("--memory-limit", help="Memory the run may use, e.g. 8GiB (default: what the machine has free).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @common_options
 @engine_errors
-def predict(model, inputs, out, separator, allow_duplicate_ids, overwrite, threads, as_json, quiet):
+def predict(model, inputs, out, separator, allow_duplicate_ids, memory_limit, overwrite, threads, as_json, quiet):
     """Assign new customers to the segments of a saved model (MODEL: model.json or a run directory).
 
     The same feature pipeline, scaler and assignment kernel as the run are used.
@@ -203,7 +204,7 @@ def predict(model, inputs, out, separator, allow_duplicate_ids, overwrite, threa
     import engine
 
     result = engine.predict(model, list(inputs), out, threads=threads, separator=separator, overwrite=overwrite,
-                            allow_duplicate_ids=allow_duplicate_ids, log=logger(quiet))
+                            allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, log=logger(quiet))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

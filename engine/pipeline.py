@@ -240,6 +240,7 @@ def predict(
     separator: str | None = None,
     overwrite: bool = False,
     allow_duplicate_ids: bool = False,
+    memory_limit: str | int | None = None,
     log: Log = quiet,
 ) -> dict[str, Any]:
     """Assign the customers in ``inputs`` to the segments of a saved model; write ``out`` (Parquet)."""
@@ -250,6 +251,7 @@ def predict(
     model = model if isinstance(model, Model) else load_model(model)
     with thread_limit(threads):
         inp = open_input(inputs, separator)
+        check_memory(inp, len(model.spec.features), len(model.fitted.names) - len(model.spec.features), memory_limit)
         log(f"reading {inp.label}")
         data = build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=allow_duplicate_ids)
         labels, dist2, inertia = assign_rows(data.X, model.centers)

@@ -440,6 +440,8 @@ CASES += [
          ("need about", "--memory-limit")),
     Case("run:memory-limit-banana", lambda c: run_args(c.csv, c, "--spec", "customers", "--memory-limit", "banana"),
          ("--memory-limit", "banana")),
+    Case("predict:memory-limit-1MB", lambda c: predict_args(c.csv, c, "--memory-limit", "1MB"),
+         ("need about", "--memory-limit")),
 ]
 
 
