@@ -212,6 +212,19 @@ def assert_file_is(path: Path, allowed: dict[str, bytes | None]) -> str:
 
 
 @pytest.mark.slow
+def kill_single_file_output(args, tmp_path: Path, target: Path, previous: bytes, new: bytes, points) -> None:
+    """SIGKILL the command at each (kind, delay) point: "time" after a delay from the start,
+    "write" a delay after its temporary file appears. Each time the target must hold the
+    previous bytes or the complete new ones; it is put back to the previous bytes in between."""
+    for kind, delay in points:
+        if kind == "time":
+            kill_after(args, tmp_path, delay)
+        else:
+            kill_during_write(args, tmp_path, target, delay)
+        if assert_file_is(target, {"previous": previous, "new": new}) == "new":
+            target.write_bytes(previous)
+
+
 def test_killed_predict_leaves_the_previous_or_the_new_file(
     tmp_path: Path, big_input: Path, reference_run: tuple[Path, float], previous_run: Path
 ) -> None:
@@ -224,13 +237,8 @@ def test_killed_predict_leaves_the_previous_or_the_new_file(
     previous, new = target.read_bytes(), ref_file.read_bytes()
     assert previous != new
     args = ["predict", reference, big_input, "--out", target, "--overwrite", "--quiet"]
-    for kind, delay in (("time", 0.5 * seconds), ("write", 0.0), ("write", 0.05)):
-        if kind == "time":
-            kill_after(args, tmp_path, delay)
-        else:
-            kill_during_write(args, tmp_path, target, delay)
-        if assert_file_is(target, {"previous": previous, "new": new}) == "new":
-            target.write_bytes(previous)
+    kill_single_file_output(args, tmp_path, target, previous, new,
+                            (("time", 0.5 * seconds), ("write", 0.0), ("write", 0.05)))
     complete(args, tmp_path)
     assert target.read_bytes() == new
     assert leftovers(tmp_path, "pred.parquet") == []
@@ -253,13 +261,8 @@ def test_killed_generate_leaves_the_previous_or_the_new_file(tmp_path: Path) -> 
 
     generate_customers(target, 1_000, seed=6, overwrite=True)
     previous = target.read_bytes()
-    for kind, delay in (("time", 0.3 * seconds), ("time", 0.9 * seconds), ("write", 0.3 * seconds)):
-        if kind == "time":
-            kill_after(args, tmp_path, delay)
-        else:
-            kill_during_write(args, tmp_path, target, delay)
-        if assert_file_is(target, {"previous": previous, "new": new}) == "new":
-            target.write_bytes(previous)
+    kill_single_file_output(args, tmp_path, target, previous, new,
+                            (("time", 0.3 * seconds), ("time", 0.9 * seconds), ("write", 0.3 * seconds)))
     complete(args, tmp_path)
     assert target.read_bytes() == new
     assert leftovers(tmp_path, "gen.parquet") == []
