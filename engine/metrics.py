@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import silhouette_sorted
+from kernels import chunk_count, dispersion, label_sums, reduce_chunks, silhouette_sorted
 
 
 def silhouette_values(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -35,3 +35,84 @@ def sample_indices(n_rows: int, size: int, rng: np.random.Generator) -> np.ndarr
     if size >= n_rows:
         return np.arange(n_rows)
     return np.sort(rng.choice(n_rows, size=size, replace=False))
+
+
+def cluster_moments(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster counts, means (float64), sums of distances and of squared distances to the mean."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    labels = np.ascontiguousarray(labels, dtype=np.int32)
+    n, d = X.shape
+    nc = chunk_count(n, k * d)
+    sums = np.empty((nc, k, d))
+    counts = np.empty((nc, k), dtype=np.int64)
+    label_sums(X, labels, sums, counts)
+    total, sizes = reduce_chunks(sums, counts)
+    means = total / np.maximum(sizes, 1)[:, None]
+    dist = np.empty((nc, k))
+    sq = np.empty((nc, k))
+    dispersion(X, labels, means, dist, sq)
+    return sizes, means, dist.sum(axis=0), sq.sum(axis=0)
+
+
+def calinski_harabasz(X: np.ndarray, labels: np.ndarray, k: int, moments=None) -> float | None:
+    """Calinski-Harabasz index as ``sklearn.metrics.calinski_harabasz_score``, from partial sums."""
+    sizes, means, _, sq = moments if moments is not None else cluster_moments(X, labels, k)
+    present = sizes > 0
+    n, m = int(sizes.sum()), int(present.sum())
+    if m < 2 or m >= n:
+        return None
+    overall = (means[present] * sizes[present, None]).sum(axis=0) / n
+    extra = float((sizes[present] * ((means[present] - overall) ** 2).sum(axis=1)).sum())
+    intra = float(sq[present].sum())
+    return 1.0 if intra == 0.0 else extra * (n - m) / (intra * (m - 1))
+
+
+def davies_bouldin(X: np.ndarray, labels: np.ndarray, k: int, moments=None) -> float | None:
+    """Davies-Bouldin index as ``sklearn.metrics.davies_bouldin_score``, from partial sums."""
+    sizes, means, dist, _ = moments if moments is not None else cluster_moments(X, labels, k)
+    present = sizes > 0
+    if int(present.sum()) < 2 or int(present.sum()) >= int(sizes.sum()):
+        return None
+    centres = means[present]
+    spread = dist[present] / sizes[present]
+    gaps = np.sqrt(((centres[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2))
+    if np.allclose(spread, 0.0) or np.allclose(gaps, 0.0):
+        return 0.0
+    gaps[gaps == 0.0] = np.inf
+    return float(np.max((spread[:, None] + spread[None, :]) / gaps, axis=1).mean())
+
+
+def silhouette_interval(values: np.ndarray, rng: np.random.Generator, n_boot: int = 1000,
+                        level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean silhouette of a sample: how far the estimate
+    from ``len(values)`` rows may be from the silhouette of all rows."""
+    m = len(values)
+    if m < 2:
+        return float("nan"), float("nan")
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        means[b] = values[rng.integers(0, m, m)].mean()
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def score_partition(X: np.ndarray, labels: np.ndarray, k: int, eval_idx: np.ndarray, seed: int) -> dict:
+    """Every index of one partition of all rows of ``X``: SSE about the cluster means, the exact
+    silhouette of the rows ``eval_idx`` with a bootstrap interval, Calinski-Harabasz, Davies-Bouldin."""
+    labels = np.ascontiguousarray(labels, dtype=np.int32)
+    moments = cluster_moments(X, labels, k)
+    sil = low = high = None
+    sample_labels = labels[eval_idx]
+    present = np.unique(sample_labels).size
+    if 2 <= present < len(eval_idx):
+        values = silhouette_values(X[eval_idx], sample_labels, k)
+        sil = float(values.mean())
+        low, high = silhouette_interval(values, np.random.default_rng([seed, 2]))
+    return {
+        "inertia": float(moments[3].sum()),
+        "silhouette": sil,
+        "silhouette_low": low,
+        "silhouette_high": high,
+        "calinski_harabasz": calinski_harabasz(X, labels, k, moments),
+        "davies_bouldin": davies_bouldin(X, labels, k, moments),
+    }

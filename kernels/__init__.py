@@ -5,6 +5,7 @@ Data is float32 and C-contiguous; accumulators are float64. Options live in ``ke
 
 from kernels.assign import assign, lloyd_pass, reduce_chunks
 from kernels.config import chunk_count
+from kernels.indices import dispersion, label_sums
 from kernels.kmeanspp import kmeanspp
 from kernels.minibatch import minibatch_update
 from kernels.silhouette import silhouette_sorted
@@ -12,7 +13,9 @@ from kernels.silhouette import silhouette_sorted
 __all__ = [
     "assign",
     "chunk_count",
+    "dispersion",
     "kmeanspp",
+    "label_sums",
     "lloyd_pass",
     "minibatch_update",
     "reduce_chunks",
