@@ -136,7 +136,10 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--k", "k", type=int, required=True, help="Number of segments.")
+@click.option("--k", "k", required=True, help="Number of segments, or auto to choose it with a sweep first.")
+@click.option("--k-range", default="2..10", show_default=True, help="With --k auto: the ks to sweep.")
+@click.option("--repeats", type=int, default=5, show_default=True,
+              help="With --k auto: bootstrap refits per k for the stability score.")
 @click.option("--out", required=True, type=click.Path(), help="Output run directory.")
 @feature_options
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -148,22 +151,24 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
 @common_options
 @engine_errors
-def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init,
+def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init,
         silhouette_sample, allow_duplicate_ids, memory_limit, overwrite, threads, as_json, quiet):
     """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV.
 
-    Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json.
+    Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json (and sweep.*
+    with --k auto).
 
     \b
     Example:
       segment run customers.parquet --spec customers --k 5 --out run/
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
+      segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
     import engine
     from engine.profiles import format_profiles
 
     result = engine.run(
-        list(inputs), k, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
+        list(inputs), k, out, k_range=k_range, repeats=repeats, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
         exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
         n_init=n_init, silhouette_sample=silhouette_sample, separator=separator, overwrite=overwrite,
         allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, log=logger(quiet),
@@ -179,7 +184,61 @@ def run(inputs, k, out, features, spec, id_col, exclude, missing, scale, separat
         f"silhouette={sil} (sample {m['silhouette_sample']:,})  iterations={m['n_iter']}  "
         f"time={m['seconds']['total']:.2f} s"
     )
-    click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json")
+    if m["sweep"]:
+        click.echo(f"k chosen by sweep: {m['sweep']['reason']}")
+    click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json"
+               + (", sweep.parquet, sweep.json, sweep.html" if m["sweep"] else ""))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--k", "ks", default="2..12", show_default=True, help="ks to fit: a range (2..12) or a list (3,5,7).")
+@click.option("--out", required=True, type=click.Path(), help="Output directory.")
+@feature_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-init", type=int, help="k-means++ restarts per k (default: 10 on small data, else 8).")
+@click.option("--repeats", type=int, default=5, show_default=True,
+              help="Bootstrap refits per k for the stability score (0 to skip).")
+@click.option("--silhouette-sample", type=int, help="Rows in the silhouette sample (default: 20,000 or all rows).")
+@click.option("--compare", help="Also fit other algorithms at the recommended k: any of gmm,ward,dbscan,hdbscan.")
+@click.option("--compare-sample", type=int, default=20_000, show_default=True,
+              help="Rows the compared algorithms are fitted on (ward needs O(rows^2) memory).")
+@click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
+@click.option("--memory-limit", help="Memory the run may use, e.g. 8GiB (default: what the machine has free).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier sweep or run directory.")
+@common_options
+@engine_errors
+def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init, repeats,
+          silhouette_sample, compare, compare_sample, allow_duplicate_ids, memory_limit, overwrite, threads,
+          as_json, quiet):
+    """Fit k-means for every k and judge each: SSE (elbow), silhouette with a 95% interval,
+    Calinski-Harabasz, Davies-Bouldin and stability; recommend a k and say why.
+
+    Writes OUT/sweep.parquet, sweep.json (with recommended_k and the reason) and sweep.html.
+
+    \b
+    Example:
+      segment sweep customers.parquet --spec customers --k 2..12 --out sweep/
+      segment sweep data.csv --features Income,Recency --k 2..8 --compare gmm,ward,dbscan --out sweep/
+    """
+    import engine
+
+    result = engine.sweep(
+        list(inputs), ks, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
+        exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
+        n_init=n_init, repeats=repeats, silhouette_sample=silhouette_sample,
+        compare=[c.strip() for c in compare.split(",") if c.strip()] if compare else (),
+        compare_sample=compare_sample, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
+        separator=separator, overwrite=overwrite, log=logger(quiet),
+    )
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    from engine.profiles import format_table
+
+    click.echo(format_table(result.outcome.table))
+    click.echo(f"recommended k={result.summary['recommended_k']}: {result.summary['reason']}")
+    click.echo(f"wrote {out}/: sweep.parquet, sweep.json, sweep.html")
 
 
 @main.command()

@@ -10,7 +10,7 @@ from engine.errors import InputError, InternalError, SegmentError
 from engine.estimator import KMeans
 from engine.generate import generate_customers
 from engine.model import Model, load_model
-from engine.pipeline import RunResult, predict, run
+from engine.pipeline import RunResult, SweepResult, predict, run, sweep
 from engine.spec import FeatureSpec, load_spec
 
 __all__ = [
@@ -20,10 +20,12 @@ __all__ = [
     "KMeans",
     "Model",
     "RunResult",
+    "SweepResult",
     "SegmentError",
     "generate_customers",
     "load_model",
     "load_spec",
     "predict",
     "run",
+    "sweep",
 ]

@@ -36,13 +36,14 @@ AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
 
-RUN_MARKERS = ("model.json", "metrics.json")
+#: Files that mark a directory as ours: a run or a sweep (safe to replace with --overwrite).
+RUN_MARKERS = ("model.json", "metrics.json", "sweep.json")
 
 
 def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
     """Fail before any work if the output cannot be written.
 
-    ``--overwrite`` replaces an earlier run directory (one holding model.json or metrics.json)
+    ``--overwrite`` replaces an earlier run or sweep directory (one holding a ``RUN_MARKERS`` file)
     or an empty directory, never an arbitrary one, and never the working directory or its parents.
     """
     resolved, cwd = path.resolve(), Path.cwd().resolve()
@@ -57,7 +58,7 @@ def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
         if not overwrite:
             raise InputError(f"output {path} already exists (use --overwrite to replace it)")
         if is_dir and any(path.iterdir()) and not any((path / m).is_file() for m in RUN_MARKERS):
-            raise InputError(f"output {path} is not a segment run directory (no model.json); refusing to replace it")
+            raise InputError(f"output {path} is not a segment run or sweep directory (no model.json); refusing to replace it")
     parent = path.absolute().parent
     if not parent.is_dir():
         raise InputError(f"cannot write {path}: directory {parent} does not exist")

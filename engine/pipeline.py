@@ -30,6 +30,7 @@ from engine.outputs import atomic_dir, atomic_file, check_target, write_json, wr
 from engine.profiles import profile_table
 from engine.source import Input, open_input
 from engine.spec import FeatureSpec, load_spec, spec_from_columns
+from engine.sweep import DEFAULT_KS, SweepOutcome, parse_ks, sweep_matrix, write_sweep
 
 Log = Callable[[str], None]
 DEFAULT_SILHOUETTE_SAMPLE = 20_000
@@ -85,6 +86,17 @@ def thread_limit(threads: int | None) -> Iterator[int]:
         numba.set_num_threads(previous)
 
 
+def parse_k(k: int | str) -> int:
+    """A number of segments, from an int or its text."""
+    try:
+        value = int(k)
+    except (TypeError, ValueError):
+        raise InputError(f"--k must be a whole number or auto, not {k!r}") from None
+    if value < 1:
+        raise InputError(f"--k must be at least 1, not {value}")
+    return value
+
+
 def check_not_inside_inputs(out: Path, inputs: Sequence[str | Path]) -> None:
     """The output must not be an input, nor sit inside an input directory (the next run would
     read it back as input)."""
@@ -122,11 +134,28 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
     return silhouette_score(data.X[idx], labels[idx], k), int(idx.size)
 
 
+def prepare_features(
+    inputs: Sequence[str | Path], feature_spec: FeatureSpec, separator: str | None, allow_duplicate_ids: bool,
+    memory_limit: str | int | None, log: Log,
+) -> tuple[Input, FeatureData]:
+    """Open the inputs, check the memory the matrix will need, and build it (warnings logged)."""
+    inp = open_input(inputs, separator)
+    planned = resolve_features(feature_spec, inp.schema(), inp.label)
+    check_memory(inp, len(planned.features), sum(c.max_levels for c in planned.categorical), memory_limit)
+    log(f"reading {inp.label}")
+    data = build_features(inp, feature_spec, allow_duplicate_ids=allow_duplicate_ids)
+    for w in data.warnings:
+        log(f"warning: {w}")
+    return inp, data
+
+
 def run(
     inputs: Sequence[str | Path],
-    k: int,
+    k: int | str,
     out: str | Path,
     *,
+    k_range: str = DEFAULT_KS,
+    repeats: int = 5,
     spec: str | Path | FeatureSpec | None = None,
     features: str | None = None,
     id_col: str | None = None,
@@ -143,13 +172,19 @@ def run(
     overwrite: bool = False,
     log: Log = quiet,
 ) -> RunResult:
-    """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``."""
+    """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``.
+
+    With ``k="auto"`` a sweep over ``k_range`` chooses k first (see ``engine.sweep``); the sweep's
+    table goes into ``metrics.json`` and ``sweep.*`` beside the other outputs.
+    """
     t_start = time.perf_counter()
     out = Path(out)
     if seed < 0:
         raise InputError(f"--seed must be 0 or more, not {seed}")
-    if k < 1:
-        raise InputError(f"--k must be at least 1, not {k}")
+    auto = k == "auto"
+    ks = parse_ks(k_range) if auto else None
+    if not auto:
+        k = parse_k(k)
     if silhouette_sample is not None and silhouette_sample < 0:
         raise InputError(f"--silhouette-sample must be 0 or more, not {silhouette_sample}")
     check_target(out, overwrite, "directory")
@@ -157,17 +192,20 @@ def run(
     feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
                                 exclude=tuple(exclude) if exclude else None)
     with thread_limit(threads) as n_threads:
-        inp = open_input(inputs, separator)
-        planned = resolve_features(feature_spec, inp.schema(), inp.label)
-        check_memory(inp, len(planned.features), sum(c.max_levels for c in planned.categorical), memory_limit)
-        log(f"reading {inp.label}")
-        data = build_features(inp, feature_spec, allow_duplicate_ids=allow_duplicate_ids)
-        for w in data.warnings:
-            log(f"warning: {w}")
+        inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
         n, d = data.X.shape
-        log(f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values); fitting k={k}")
+        outcome = None
+        if auto:
+            log(f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values); "
+                f"choosing k in {ks[0]}..{ks[-1]}")
+            outcome = sweep_matrix(data.X, ks, seed=seed, n_init=n_init, repeats=repeats,
+                                   silhouette_sample=silhouette_sample or DEFAULT_SILHOUETTE_SAMPLE, log=log)
+            k = outcome.recommended_k
+            log(f"chose {outcome.reason}")
+        else:
+            log(f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values); fitting k={k}")
         params = FitParams(k=k, seed=seed, n_init=n_init)
-        fit = fit_kmeans(ArraySource(data.X), params)
+        fit = outcome.fits[k] if outcome else fit_kmeans(ArraySource(data.X), params)
         t0 = time.perf_counter()
         warnings = list(data.warnings)
         silhouette, sample_n = score(data, fit.labels, k, silhouette_sample, seed, warnings)
@@ -178,7 +216,8 @@ def run(
         profiles = profile_table(data.original, fit.labels, k)
         t_prof = time.perf_counter() - t0
     options = {
-        "inputs": [str(i) for i in inputs], "k": k, "spec": data.spec.source, "features": features,
+        "inputs": [str(i) for i in inputs], "k": "auto" if auto else k, "k_range": k_range if auto else None,
+        "repeats": repeats if auto else None, "spec": data.spec.source, "features": features,
         "id_col": data.spec.id_col, "missing": data.spec.missing, "scale": data.spec.scale,
         "exclude": list(data.spec.exclude), "seed": seed, "threads": threads, "n_init": n_init,
         "silhouette_sample": silhouette_sample, "separator": inp.separator,
@@ -213,6 +252,7 @@ def run(
         "threads": {"numba": n_threads, "polars": pl.thread_pool_size()},
         "options": options,
         "warnings": warnings,
+        "sweep": outcome.summary() if outcome else None,
         "input": info["input"],
         "versions": info["versions"],
     }
@@ -222,6 +262,8 @@ def run(
                        {"k": k, "features": ",".join(data.fitted.names)})
         profiles.write_parquet(tmp / "profiles.parquet")
         model.save(tmp / "model.json")
+        if outcome:
+            write_sweep(tmp, outcome, {"ks": ks, "seed": seed, "repeats": repeats})
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof,
                    "write": time.perf_counter() - t0}
         seconds["total"] = time.perf_counter() - t_start
@@ -229,6 +271,65 @@ def run(
         write_json(tmp / "metrics.json", metrics)
     log(f"wrote {out}")
     return RunResult(out, metrics, profiles, model)
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    outcome: SweepOutcome
+    summary: dict[str, Any]
+
+
+def sweep(
+    inputs: Sequence[str | Path],
+    ks: str | Sequence[int],
+    out: str | Path,
+    *,
+    spec: str | Path | FeatureSpec | None = None,
+    features: str | None = None,
+    id_col: str | None = None,
+    missing: str | None = None,
+    scale: str | None = None,
+    exclude: Sequence[str] | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    n_init: int | None = None,
+    repeats: int = 5,
+    silhouette_sample: int | None = None,
+    compare: Sequence[str] = (),
+    compare_sample: int = 20_000,
+    allow_duplicate_ids: bool = False,
+    memory_limit: str | int | None = None,
+    separator: str | None = None,
+    overwrite: bool = False,
+    log: Log = quiet,
+) -> SweepResult:
+    """Fit every k in ``ks`` (``"2..12"``) on the same features and write ``out``/sweep.*."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    if seed < 0:
+        raise InputError(f"--seed must be 0 or more, not {seed}")
+    k_list = parse_ks(ks)
+    check_target(out, overwrite, "directory")
+    check_not_inside_inputs(out, inputs)
+    feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
+                                exclude=tuple(exclude) if exclude else None)
+    with thread_limit(threads):
+        inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
+        log(f"{data.X.shape[0]:,} rows x {data.X.shape[1]} features; fitting k={k_list[0]}..{k_list[-1]}")
+        outcome = sweep_matrix(data.X, k_list, seed=seed, n_init=n_init, repeats=repeats,
+                               silhouette_sample=silhouette_sample or DEFAULT_SILHOUETTE_SAMPLE,
+                               compare=compare, compare_sample=compare_sample, log=log)
+    params = {"ks": k_list, "seed": seed, "repeats": repeats, "n_init": n_init, "compare": list(compare),
+              "compare_sample": compare_sample, "rows": data.n_rows, "rows_used": int(data.X.shape[0]),
+              "features": list(data.fitted.names), "input": {"files": [str(p) for p in inp.files],
+                                                             "fingerprint": fingerprint(inp)},
+              "versions": versions()}
+    with atomic_dir(out, overwrite) as tmp:
+        write_sweep(tmp, outcome, params)
+    summary = {**outcome.summary(), "params": params, "seconds": round(time.perf_counter() - t_start, 4)}
+    log(f"wrote {out}")
+    return SweepResult(out, outcome, summary)
 
 
 def predict(

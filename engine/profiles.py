@@ -55,3 +55,22 @@ def fmt_number(value: float | None) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.2f}"
+
+
+def format_table(table: pl.DataFrame) -> str:
+    """A small table for a terminal: numbers rounded, None as '-'."""
+    header = table.columns
+    rows = [[fmt_cell(v) for v in row] for row in table.iter_rows()]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).rjust(w) for h, w in zip(header, widths))]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def fmt_cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return fmt_number(value) if abs(value) >= 1000 else f"{value:.4f}"
+    return str(value)

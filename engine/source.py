@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
+from engine.outputs import RUN_MARKERS
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".tab")
@@ -84,7 +85,7 @@ def data_files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
         rel = p.relative_to(directory).parts
         if any(part.startswith((".", "_")) for part in rel) or not p.is_file() or p.suffix.lower() not in suffixes:
             continue
-        if any((p.parent / marker).is_file() for marker in ("model.json", "metrics.json")):
+        if any((p.parent / marker).is_file() for marker in RUN_MARKERS):
             continue
         found.append(p)
     return found

@@ -365,7 +365,7 @@ CASES += [
     Case("run:overwrite-non-run-dir",
          lambda c: ["run", c.csv, "--spec", "customers", "--k", "2", "--quiet", "--overwrite",
                     "--out", out_dir_with(c, {"thesis.tex": "years of work", "data/notes.txt": "more"})],
-         ("out", "not a segment run directory"), precious="out/thesis.tex"),
+         ("out", "not a segment run or sweep directory"), precious="out/thesis.tex"),
     Case("run:out-dot", lambda c: ["run", c.csv, "--spec", "customers", "--k", "2", "--out", ".", "--quiet"],
          ("output .", "working directory")),
     Case("run:out-dot-overwrite",

@@ -1,0 +1,191 @@
+"""Choosing k: fit every k on one matrix, score each, and recommend one by a documented rule.
+
+For each k the sweep reports the within-cluster SSE (for the elbow), the exact silhouette of a
+uniform sample with a 95% bootstrap interval, Calinski-Harabasz and Davies-Bouldin from
+per-cluster partial sums, and stability: the mean adjusted Rand index between the full fit and
+fits on bootstrap resamples with other seeds, compared on the same evaluation rows.
+
+The rule for ``recommended_k``:
+1. The knee of the SSE curve (Kneedle: normalise k and SSE to [0, 1] and take the k farthest
+   below the chord from the first to the last point).
+2. Stable ks are those with stability >= 0.8 (all ks when none is).
+3. Among stable ks, the one with the best silhouette.
+4. The knee is recommended when it is stable and its silhouette interval reaches the best
+   one's interval; otherwise the best-silhouette k is.
+5. The choice is *clear* when the knee and the best silhouette agree, or when the chosen k's
+   silhouette interval lies wholly above every other k's. Otherwise the reason says that no k is
+   clearly better and names the ks whose intervals overlap.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import adjusted_rand_score
+
+from engine.batches import ArraySource
+from engine.errors import InputError
+from engine.fit import FitParams, FitResult, fit_kmeans
+from engine.metrics import sample_indices, score_partition
+
+STABLE = 0.8
+DEFAULT_KS = "2..10"
+COLUMNS = ("algorithm", "k", "inertia", "silhouette", "silhouette_low", "silhouette_high",
+           "calinski_harabasz", "davies_bouldin", "stability", "noise_share", "seconds")
+
+
+@dataclass
+class SweepOutcome:
+    table: pl.DataFrame  # one row per k (k-means) and per compared algorithm
+    recommended_k: int
+    reason: str
+    clear: bool
+    knee: int | None
+    fits: dict[int, FitResult] = field(default_factory=dict)  # the full-data fit of every k
+
+    def summary(self) -> dict[str, Any]:
+        return {"recommended_k": self.recommended_k, "reason": self.reason, "clear": self.clear,
+                "knee": self.knee, "rule": RULE, "table": self.table.to_dicts()}
+
+
+RULE = ("knee of the SSE curve (Kneedle) when it is stable (stability >= 0.8) and its silhouette "
+        "interval reaches the best stable silhouette's; otherwise the stable k with the best silhouette")
+
+
+def parse_ks(text: str | Sequence[int]) -> list[int]:
+    """``"2..12"``, ``"3,5,7"`` or a list of ints: sorted distinct ks, each at least 2."""
+    if not isinstance(text, str):
+        ks = [int(k) for k in text]
+    elif m := re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", text):
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if lo > hi:
+            raise InputError(f"--k {text}: the range is empty (write low..high, e.g. 2..12)")
+        ks = list(range(lo, hi + 1))
+    elif re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", text):
+        ks = [int(x) for x in text.split(",")]
+    else:
+        raise InputError(f"--k {text!r}: give a range such as 2..12 or a list such as 3,5,7")
+    ks = sorted(set(ks))
+    if ks[0] < 2:
+        raise InputError(f"--k {text}: a sweep needs k >= 2 (k=1 has no silhouette)")
+    if len(ks) < 2:
+        raise InputError(f"--k {text}: a sweep needs at least two values of k")
+    return ks
+
+
+def knee(ks: list[int], sse: list[float]) -> int | None:
+    """Kneedle on a decreasing SSE curve: the k farthest below the chord; None if flat."""
+    x = (np.asarray(ks, float) - ks[0]) / (ks[-1] - ks[0])
+    y = np.asarray(sse, float)
+    if y.max() - y.min() <= 0:
+        return None
+    y = (y - y.min()) / (y.max() - y.min())
+    gap = (1.0 - x) - y
+    best = int(np.argmax(gap))
+    return ks[best] if gap[best] > 0 else None
+
+
+def stability(X: np.ndarray, fit: FitResult, params: FitParams, eval_idx: np.ndarray, repeats: int,
+              sample: int) -> float | None:
+    """Mean ARI on the evaluation rows between the full fit and fits on bootstrap resamples."""
+    if repeats < 1:
+        return None
+    n = X.shape[0]
+    reference = fit.labels[eval_idx]
+    Xe = X[eval_idx]
+    from engine.pipeline import assign_rows  # the kernel predict uses
+
+    scores = []
+    for r in range(repeats):
+        rng = np.random.default_rng([params.seed, 4, params.k, r])
+        rows = rng.integers(0, n, size=min(n, sample))
+        boot = fit_kmeans(ArraySource(X[rows]), FitParams(k=params.k, seed=params.seed + 1 + r,
+                                                          n_init=params.n_init))
+        scores.append(adjusted_rand_score(reference, assign_rows(Xe, boot.centers)[0]))
+    return float(np.mean(scores))
+
+
+def recommend(rows: list[dict]) -> tuple[int, str, bool, int | None]:
+    """Apply the rule in the module docstring to the k-means rows of a sweep."""
+    ks = [r["k"] for r in rows]
+    by_k = {r["k"]: r for r in rows}
+    elbow = knee(ks, [r["inertia"] for r in rows])
+    scored = [r for r in rows if r["silhouette"] is not None]
+    if not scored:
+        k = elbow or ks[0]
+        return k, f"k={k}: the knee of the SSE curve (no silhouette could be computed)", False, elbow
+    stable = [r for r in scored if r["stability"] is None or r["stability"] >= STABLE] or scored
+    best = max(stable, key=lambda r: r["silhouette"])
+    pick = best
+    if elbow in by_k and by_k[elbow] in stable and by_k[elbow]["silhouette_high"] >= best["silhouette_low"]:
+        pick = by_k[elbow]
+    others = [r for r in scored if r is not pick]
+    overlapping = [r["k"] for r in others if r["silhouette_high"] >= pick["silhouette_low"]]
+    clear = elbow == best["k"] or not overlapping
+    stab = "" if pick["stability"] is None else f", stability {pick['stability']:.2f}"
+    sil = f"silhouette {pick['silhouette']:.3f} [{pick['silhouette_low']:.3f}, {pick['silhouette_high']:.3f}]"
+    if elbow == best["k"]:
+        reason = f"k={pick['k']}: the knee of the SSE curve and the best silhouette agree ({sil}{stab})"
+    elif pick is best:
+        reason = f"k={pick['k']}: the best silhouette among stable ks ({sil}{stab}); the SSE knee is at k={elbow}"
+    else:
+        reason = (f"k={pick['k']}: the knee of the SSE curve ({sil}{stab}); its silhouette interval "
+                  f"reaches that of k={best['k']}, the best silhouette")
+    if not clear:
+        reason += f"; no k is clearly better: the silhouette intervals of k={', '.join(map(str, overlapping))} overlap"
+    return pick["k"], reason, clear, elbow
+
+
+def sweep_matrix(
+    X: np.ndarray, ks: list[int], *, seed: int = 0, n_init: int | None = None, repeats: int = 5,
+    stability_sample: int = 20_000, silhouette_sample: int = 20_000, compare: Sequence[str] = (),
+    compare_sample: int = 20_000, log: Callable[[str], None] = lambda _m: None,
+) -> SweepOutcome:
+    """Fit and score every k on the same scaled matrix; optionally compare other algorithms."""
+    n = X.shape[0]
+    if ks[-1] > n:
+        raise InputError(f"k={ks[-1]} is larger than the number of rows ({n})")
+    if repeats < 0 or stability_sample < 2 or silhouette_sample < 2:
+        raise InputError("--repeats must be 0 or more, and the samples at least 2 rows")
+    eval_idx = sample_indices(n, min(silhouette_sample, n), np.random.default_rng([seed, 1]))
+    rows, fits = [], {}
+    for k in ks:
+        t0 = time.perf_counter()
+        params = FitParams(k=k, seed=seed, n_init=n_init)
+        fit = fit_kmeans(ArraySource(X), params)
+        row = {"algorithm": "kmeans", "k": k, **score_partition(X, fit.labels, k, eval_idx, seed),
+               "stability": stability(X, fit, params, eval_idx, repeats, stability_sample), "noise_share": None}
+        row["inertia"] = fit.inertia
+        row["seconds"] = time.perf_counter() - t0
+        fits[k] = fit
+        rows.append(row)
+        sil = "n/a" if row["silhouette"] is None else f"{row['silhouette']:.3f}"
+        log(f"k={k}: SSE {fit.inertia:.6g}, silhouette {sil}, stability {row['stability'] if repeats else 'n/a'}")
+    k_best, reason, clear, elbow = recommend(rows)
+    extra = []
+    if compare:
+        from engine.compare import compare_algorithms
+
+        log(f"comparing {', '.join(compare)} at k={k_best}")
+        extra = compare_algorithms(X, k_best, list(compare), eval_idx=eval_idx, sample=compare_sample, seed=seed)
+    table = pl.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows + extra],
+                         schema={"algorithm": pl.String, "k": pl.Int32, **{c: pl.Float64 for c in COLUMNS[2:]}})
+    return SweepOutcome(table, k_best, reason, clear, elbow, fits)
+
+
+def write_sweep(directory, outcome: SweepOutcome, params: dict[str, Any]) -> None:
+    """sweep.parquet, sweep.json (table, recommended_k, reason, rule, parameters), sweep.html and
+    sweep_chart.json (the Plotly figure, reused by the report) into ``directory``."""
+    from engine.charts import sweep_figure, write_figure
+    from engine.outputs import write_json
+
+    outcome.table.write_parquet(directory / "sweep.parquet")
+    write_json(directory / "sweep.json", {**outcome.summary(), "params": params})
+    write_figure(sweep_figure(outcome.table, outcome.recommended_k, outcome.knee),
+                 directory / "sweep.html", directory / "sweep_chart.json")
