@@ -99,11 +99,28 @@ def bench_silhouette(X: np.ndarray, k: int, sample: int, repeat: int) -> dict:
             "value": {"engine": v_ours, "sklearn": float(v_sk)}, "abs_diff": abs(v_ours - float(v_sk))}
 
 
+def bench_sweep(X: np.ndarray, repeat: int) -> dict:
+    """A sweep of k=2..12 (stability with 5 resamples) against one fit at k=8 on the same matrix."""
+    import engine
+    from engine.sweep import parse_ks, sweep_matrix
+
+    fits, sweeps = [], []
+    for r in range(repeat):
+        t, _ = timed(lambda: engine.KMeans(8, seed=r).fit(X))
+        fits.append(t)
+        t, outcome = timed(lambda: sweep_matrix(X, parse_ks("2..12"), seed=r, repeats=5))
+        sweeps.append(t)
+    fit_s, sweep_s = statistics.median(fits), statistics.median(sweeps)
+    return {"rows": X.shape[0], "fit_k8_seconds": fit_s, "sweep_seconds": sweep_s, "ratio": sweep_s / fit_s,
+            "recommended_k": outcome.recommended_k}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     parser.add_argument("--rows", type=int, help="rows for the fit comparison")
     parser.add_argument("--repeat", type=int, help="alternating repetitions (median reported)")
+    parser.add_argument("--sweep-rows", type=int, help="rows for the sweep comparison")
     args = parser.parse_args()
     rows = args.rows or (200_000 if args.quick else 2_000_000)
     sample = 10_000 if args.quick else 50_000
@@ -112,9 +129,11 @@ def main() -> None:
     X = overlapping_blobs(rows, d, k, seed=42)
     fit = bench_fit(X, k, repeat)
     sil = bench_silhouette(X, k, sample, max(1, repeat // 2))
+    sweep_rows = args.sweep_rows or (200_000 if args.quick else 5_000_000)
+    sweep = bench_sweep(overlapping_blobs(sweep_rows, d, k, seed=43), 1)
     result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "rows": rows, "features": d, "k": k, "repeat": repeat, "fit": fit,
-              "silhouette": {"sample": sample, **sil}}
+              "silhouette": {"sample": sample, **sil}, "sweep": sweep}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -130,6 +149,8 @@ def main() -> None:
           f"{fit['sse']['engine'] / best_sk:.4f} |")
     print(f"| silhouette, {sample:,} rows | {ss['engine']:.2f} s | {ss['sklearn']:.2f} s | "
           f"{ss['sklearn'] / ss['engine']:.1f}x faster (diff {sil['abs_diff']:.1e}) |")
+    print(f"| sweep k=2..12 vs one fit at k=8 ({sweep_rows:,} rows) | {sweep['sweep_seconds']:.2f} s | "
+          f"{sweep['fit_k8_seconds']:.2f} s (our fit) | {sweep['ratio']:.1f}x the single fit |")
     print(f"\nwrote {path}")
 
 
