@@ -36,6 +36,9 @@ from engine.fit import FitParams, FitResult, fit_kmeans
 from engine.metrics import sample_indices, score_partition
 
 STABLE = 0.8
+#: A knee must lie this far below the chord (in normalised units): rounding puts points of a
+#: straight line about 1e-16 off it.
+KNEE_TOLERANCE = 1e-6
 #: k-means++ restarts of each bootstrap refit: enough to avoid a bad seed, few enough that stability
 #: measures the data's structure rather than our search effort (and costs a fraction of the fits).
 STABILITY_RESTARTS = 2
@@ -66,6 +69,8 @@ def parse_ks(text: str | Sequence[int]) -> list[int]:
     """``"2..12"``, ``"3,5,7"`` or a list of ints: sorted distinct ks, each at least 2."""
     if not isinstance(text, str):
         ks = [int(k) for k in text]
+        if not ks:
+            raise InputError("a sweep needs at least two values of k, got none")
     elif m := re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", text):
         lo, hi = int(m.group(1)), int(m.group(2))
         if lo > hi:
@@ -92,7 +97,7 @@ def knee(ks: list[int], sse: list[float]) -> int | None:
     y = (y - y.min()) / (y.max() - y.min())
     gap = (1.0 - x) - y
     best = int(np.argmax(gap))
-    return ks[best] if gap[best] > 0 else None
+    return ks[best] if gap[best] > KNEE_TOLERANCE else None
 
 
 def stability(X: np.ndarray, fit: FitResult, params: FitParams, eval_idx: np.ndarray, repeats: int,
@@ -130,19 +135,27 @@ def recommend(rows: list[dict]) -> tuple[int, str, bool, int | None]:
     if elbow in by_k and by_k[elbow] in stable and by_k[elbow]["silhouette_high"] >= best["silhouette_low"]:
         pick = by_k[elbow]
     others = [r for r in scored if r is not pick]
-    overlapping = [r["k"] for r in others if r["silhouette_high"] >= pick["silhouette_low"]]
-    clear = elbow == best["k"] or not overlapping
+    overlapping = [r["k"] for r in others
+                   if r["silhouette_high"] >= pick["silhouette_low"] and r["silhouette_low"] <= pick["silhouette_high"]]
+    above = [r["k"] for r in others if r["silhouette_low"] > pick["silhouette_high"]]
+    clear = elbow == best["k"] or not (overlapping or above)
     stab = "" if pick["stability"] is None else f", stability {pick['stability']:.2f}"
     sil = f"silhouette {pick['silhouette']:.3f} [{pick['silhouette_low']:.3f}, {pick['silhouette_high']:.3f}]"
+    knee_text = "the SSE curve has no knee" if elbow is None else f"the SSE knee is at k={elbow}"
     if elbow == best["k"]:
         reason = f"k={pick['k']}: the knee of the SSE curve and the best silhouette agree ({sil}{stab})"
     elif pick is best:
-        reason = f"k={pick['k']}: the best silhouette among stable ks ({sil}{stab}); the SSE knee is at k={elbow}"
+        reason = f"k={pick['k']}: the best silhouette among stable ks ({sil}{stab}); {knee_text}"
     else:
         reason = (f"k={pick['k']}: the knee of the SSE curve ({sil}{stab}); its silhouette interval "
                   f"reaches that of k={best['k']}, the best silhouette")
     if not clear:
-        reason += f"; no k is clearly better: the silhouette intervals of k={', '.join(map(str, overlapping))} overlap"
+        parts = []
+        if overlapping:
+            parts.append(f"the silhouette intervals of k={', '.join(map(str, overlapping))} overlap its interval")
+        if above:
+            parts.append(f"k={', '.join(map(str, above))} score higher but are less stable or past the knee")
+        reason += "; no k is clearly better: " + " and ".join(parts)
     return pick["k"], reason, clear, elbow
 
 
@@ -157,6 +170,10 @@ def sweep_matrix(
         raise InputError(f"k={ks[-1]} is larger than the number of rows ({n})")
     if repeats < 0 or stability_sample < 2 or silhouette_sample < 2:
         raise InputError("--repeats must be 0 or more, and the samples at least 2 rows")
+    if compare:
+        from engine.compare import check_names
+
+        compare = check_names(compare)  # before any fitting: a typo must not cost a whole sweep
     eval_idx = sample_indices(n, min(silhouette_sample, n), np.random.default_rng([seed, 1]))
     rows, fits = [], {}
     for k in ks:

@@ -145,3 +145,111 @@ def kmeanspp(X, first, uniforms, k):
         chosen.append(best)
         closest = np.minimum(closest, ((X - X[best]) ** 2).sum(axis=1))
     return np.array(chosen, dtype=np.int64)
+
+
+# The kernel kernels.label_sums computes what lloyd_sums defines: per-cluster sums for given labels.
+label_sums = lloyd_sums
+
+
+def dispersion(X, labels, means):
+    """Per cluster: the sum of each member's distance to ``means[label]`` and of its square (float64)."""
+    X = np.asarray(X, dtype=np.float64)
+    means = np.asarray(means, dtype=np.float64)
+    k = means.shape[0]
+    dist_sums = np.zeros(k)
+    sq_sums = np.zeros(k)
+    for i in range(X.shape[0]):
+        j = int(labels[i])
+        sq = 0.0
+        for f in range(X.shape[1]):
+            sq += (X[i, f] - means[j, f]) ** 2
+        sq_sums[j] += sq
+        dist_sums[j] += math.sqrt(sq)
+    return dist_sums, sq_sums
+
+
+def _clusters(X, labels):
+    """The present clusters: {label: (members (m, d) float64, centroid (d,))}, in label order."""
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    out = {}
+    for c in sorted(set(labels.tolist())):
+        members = X[labels == c]
+        out[c] = (members, members.mean(axis=0))
+    return out
+
+
+def calinski_harabasz(X, labels):
+    """Calinski-Harabasz from its definition over the m clusters present among n rows:
+
+        CH = [sum_j n_j ||c_j - c||^2 / (m - 1)] / [sum_j sum_{x in j} ||x - c_j||^2 / (n - m)]
+
+    None when m < 2 or m >= n (undefined); 1.0 when the within-cluster sum is 0 (scikit-learn's
+    convention).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    clusters = _clusters(X, labels)
+    m = len(clusters)
+    if m < 2 or m >= n:
+        return None
+    overall = X.mean(axis=0)
+    between = 0.0
+    within = 0.0
+    for members, centre in clusters.values():
+        between += members.shape[0] * float(((centre - overall) ** 2).sum())
+        for x in members:
+            within += float(((x - centre) ** 2).sum())
+    if within == 0.0:
+        return 1.0
+    return (between / (m - 1)) / (within / (n - m))
+
+
+def davies_bouldin(X, labels):
+    """Davies-Bouldin from its definition over the m clusters present among n rows:
+
+        S_i = mean distance of cluster i's members to its centroid c_i
+        DB  = (1/m) sum_i max_{j != i} (S_i + S_j) / ||c_i - c_j||
+
+    None when m < 2 or m >= n; pairs with coinciding centroids are left out, and 0.0 when every
+    S_i or every centroid gap is 0 (scikit-learn's conventions).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    clusters = list(_clusters(X, labels).values())
+    m = len(clusters)
+    if m < 2 or m >= n:
+        return None
+    spread = [sum(math.sqrt(float(((x - c) ** 2).sum())) for x in members) / members.shape[0]
+              for members, c in clusters]
+    gaps = [[math.sqrt(float(((ci - cj) ** 2).sum())) for _, cj in clusters] for _, ci in clusters]
+    if all(abs(s) <= 1e-8 for s in spread) or all(abs(g) <= 1e-8 for row in gaps for g in row):
+        return 0.0
+    total = 0.0
+    for i in range(m):
+        ratios = [(spread[i] + spread[j]) / gaps[i][j] for j in range(m) if j != i and gaps[i][j] > 0]
+        total += max(ratios, default=0.0)
+    return total / m
+
+
+def kneedle(ks, sse, tol=1e-9):
+    """Knee of a decreasing curve as ``engine.sweep`` documents it: normalise k and SSE to [0, 1],
+    draw the chord from the first point to the last, and take the k whose point lies farthest
+    (perpendicular distance) below it. None when no point lies more than ``tol`` below the chord
+    (a flat curve, a straight line, a curve above its chord)."""
+    ks = [float(k) for k in ks]
+    sse = [float(v) for v in sse]
+    lo, hi = min(sse), max(sse)
+    if hi - lo <= 0:
+        return None
+    xs = [(k - ks[0]) / (ks[-1] - ks[0]) for k in ks]
+    ys = [(v - lo) / (hi - lo) for v in sse]
+    (x0, y0), (x1, y1) = (xs[0], ys[0]), (xs[-1], ys[-1])
+    length = math.hypot(x1 - x0, y1 - y0)
+    best, best_dist = None, tol
+    for k, x, y in zip(ks, xs, ys):
+        # signed distance, positive below the chord (the chord runs down from left to right)
+        below = ((x1 - x0) * (y0 - y) - (x0 - x) * (y1 - y0)) / length
+        if below > best_dist:
+            best, best_dist = int(k), below
+    return best
