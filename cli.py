@@ -138,7 +138,7 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--k", "k", required=True, help="Number of segments, or auto to choose it with a sweep first.")
 @click.option("--k-range", default="2..10", show_default=True, help="With --k auto: the ks to sweep.")
-@click.option("--repeats", type=int, default=5, show_default=True,
+@click.option("--repeats", type=int, default=3, show_default=True,
               help="With --k auto: bootstrap refits per k for the stability score.")
 @click.option("--out", required=True, type=click.Path(), help="Output run directory.")
 @feature_options
@@ -196,10 +196,10 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
 @click.option("--out", required=True, type=click.Path(), help="Output directory.")
 @feature_options
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-init", type=int, help="k-means++ restarts per k (default: 10 on small data, else 8).")
-@click.option("--repeats", type=int, default=5, show_default=True,
+@click.option("--n-init", type=int, help="k-means++ restarts per k (default: 10 on small data, else 3).")
+@click.option("--repeats", type=int, default=3, show_default=True,
               help="Bootstrap refits per k for the stability score (0 to skip).")
-@click.option("--silhouette-sample", type=int, help="Rows in the silhouette sample (default: 20,000 or all rows).")
+@click.option("--silhouette-sample", type=int, help="Rows in the silhouette sample (default: 10,000 or all rows).")
 @click.option("--compare", help="Also fit other algorithms at the recommended k: any of gmm,ward,dbscan,hdbscan.")
 @click.option("--compare-sample", type=int, default=20_000, show_default=True,
               help="Rows the compared algorithms are fitted on (ward needs O(rows^2) memory).")

@@ -30,7 +30,7 @@ from engine.outputs import atomic_dir, atomic_file, check_target, write_json, wr
 from engine.profiles import profile_table
 from engine.source import Input, open_input
 from engine.spec import FeatureSpec, load_spec, spec_from_columns
-from engine.sweep import DEFAULT_KS, SweepOutcome, parse_ks, sweep_matrix, write_sweep
+from engine.sweep import DEFAULT_KS, DEFAULT_REPEATS, SWEEP_SILHOUETTE_SAMPLE, SweepOutcome, parse_ks, sweep_matrix, write_sweep
 
 Log = Callable[[str], None]
 DEFAULT_SILHOUETTE_SAMPLE = 20_000
@@ -155,7 +155,7 @@ def run(
     out: str | Path,
     *,
     k_range: str = DEFAULT_KS,
-    repeats: int = 5,
+    repeats: int = DEFAULT_REPEATS,
     spec: str | Path | FeatureSpec | None = None,
     features: str | None = None,
     id_col: str | None = None,
@@ -198,14 +198,13 @@ def run(
         if auto:
             log(f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values); "
                 f"choosing k in {ks[0]}..{ks[-1]}")
-            outcome = sweep_matrix(data.X, ks, seed=seed, n_init=n_init, repeats=repeats,
-                                   silhouette_sample=silhouette_sample or DEFAULT_SILHOUETTE_SAMPLE, log=log)
+            outcome = sweep_matrix(data.X, ks, seed=seed, n_init=n_init, repeats=repeats, log=log)
             k = outcome.recommended_k
             log(f"chose {outcome.reason}")
         else:
             log(f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values); fitting k={k}")
         params = FitParams(k=k, seed=seed, n_init=n_init)
-        fit = outcome.fits[k] if outcome else fit_kmeans(ArraySource(data.X), params)
+        fit = fit_kmeans(ArraySource(data.X), params)  # with --k auto too: the run's own restarts
         t0 = time.perf_counter()
         warnings = list(data.warnings)
         silhouette, sample_n = score(data, fit.labels, k, silhouette_sample, seed, warnings)
@@ -294,7 +293,7 @@ def sweep(
     seed: int = 0,
     threads: int | None = None,
     n_init: int | None = None,
-    repeats: int = 5,
+    repeats: int = DEFAULT_REPEATS,
     silhouette_sample: int | None = None,
     compare: Sequence[str] = (),
     compare_sample: int = 20_000,
@@ -318,7 +317,7 @@ def sweep(
         inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
         log(f"{data.X.shape[0]:,} rows x {data.X.shape[1]} features; fitting k={k_list[0]}..{k_list[-1]}")
         outcome = sweep_matrix(data.X, k_list, seed=seed, n_init=n_init, repeats=repeats,
-                               silhouette_sample=silhouette_sample or DEFAULT_SILHOUETTE_SAMPLE,
+                               silhouette_sample=silhouette_sample or SWEEP_SILHOUETTE_SAMPLE,
                                compare=compare, compare_sample=compare_sample, log=log)
     params = {"ks": k_list, "seed": seed, "repeats": repeats, "n_init": n_init, "compare": list(compare),
               "compare_sample": compare_sample, "rows": data.n_rows, "rows_used": int(data.X.shape[0]),

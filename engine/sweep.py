@@ -1,9 +1,9 @@
 """Choosing k: fit every k on one matrix, score each, and recommend one by a documented rule.
 
 For each k the sweep reports the within-cluster SSE (for the elbow), the exact silhouette of a
-uniform sample with a 95% bootstrap interval, Calinski-Harabasz and Davies-Bouldin from
+uniform sample (10,000 rows by default) with a 95% bootstrap interval, Calinski-Harabasz and Davies-Bouldin from
 per-cluster partial sums, and stability: the mean adjusted Rand index between the full fit and
-fits on bootstrap resamples (20,000 rows, other seeds, 2 restarts each), compared on the same
+fits on bootstrap resamples (3 of 10,000 rows by default, other seeds, 2 restarts each), compared on the same
 evaluation rows (the silhouette sample).
 
 The rule for ``recommended_k``:
@@ -42,6 +42,15 @@ KNEE_TOLERANCE = 1e-6
 #: k-means++ restarts of each bootstrap refit: enough to avoid a bad seed, few enough that stability
 #: measures the data's structure rather than our search effort (and costs a fraction of the fits).
 STABILITY_RESTARTS = 2
+#: k-means++ restarts per k on data larger than the init sample (a single run uses 8): a sweep
+#: explores; ``--k auto`` refits the chosen k with the run's own parameters.
+SWEEP_RESTARTS = 3
+#: Rows in the silhouette sample of a sweep (a run uses 20,000): the bootstrap interval shows
+#: the cost in precision.
+SWEEP_SILHOUETTE_SAMPLE = 10_000
+#: Bootstrap refits per k for the stability score, and rows in each.
+DEFAULT_REPEATS = 3
+STABILITY_SAMPLE = 10_000
 DEFAULT_KS = "2..10"
 COLUMNS = ("algorithm", "k", "inertia", "silhouette", "silhouette_low", "silhouette_high",
            "calinski_harabasz", "davies_bouldin", "stability", "noise_share", "seconds")
@@ -160,8 +169,8 @@ def recommend(rows: list[dict]) -> tuple[int, str, bool, int | None]:
 
 
 def sweep_matrix(
-    X: np.ndarray, ks: list[int], *, seed: int = 0, n_init: int | None = None, repeats: int = 5,
-    stability_sample: int = 20_000, silhouette_sample: int = 20_000, compare: Sequence[str] = (),
+    X: np.ndarray, ks: list[int], *, seed: int = 0, n_init: int | None = None, repeats: int = DEFAULT_REPEATS,
+    stability_sample: int = STABILITY_SAMPLE, silhouette_sample: int = SWEEP_SILHOUETTE_SAMPLE, compare: Sequence[str] = (),
     compare_sample: int = 20_000, log: Callable[[str], None] = lambda _m: None,
 ) -> SweepOutcome:
     """Fit and score every k on the same scaled matrix; optionally compare other algorithms."""
@@ -178,7 +187,7 @@ def sweep_matrix(
     rows, fits = [], {}
     for k in ks:
         t0 = time.perf_counter()
-        params = FitParams(k=k, seed=seed, n_init=n_init)
+        params = FitParams(k=k, seed=seed, n_init=n_init, large_restarts=SWEEP_RESTARTS)
         fit = fit_kmeans(ArraySource(X), params)
         row = {"algorithm": "kmeans", "k": k, **score_partition(X, fit.labels, k, eval_idx, seed),
                "stability": stability(X, fit, params, eval_idx, repeats, stability_sample), "noise_share": None}
