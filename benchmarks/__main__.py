@@ -137,21 +137,50 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    fs, ss = fit["seconds"], sil["seconds"]
-    print(f"| comparison ({rows:,} x {d}, k={k}; {machine()['cores']} cores) | engine | scikit-learn | ratio |")
-    print("| --- | --- | --- | --- |")
-    print(f"| fit vs MiniBatchKMeans(n_init=1) | {fs['engine']:.2f} s | {fs['sklearn_minibatch']:.2f} s | "
-          f"{fs['sklearn_minibatch'] / fs['engine']:.1f}x faster |")
-    print(f"| fit vs KMeans(n_init=1) | {fs['engine']:.2f} s | {fs['sklearn_kmeans']:.2f} s | "
-          f"{fs['sklearn_kmeans'] / fs['engine']:.1f}x faster |")
-    best_sk = min(fit["sse"]["sklearn_minibatch"], fit["sse"]["sklearn_kmeans"])
-    print(f"| SSE vs the better scikit-learn result | {fit['sse']['engine']:.6g} | {best_sk:.6g} | "
-          f"{fit['sse']['engine'] / best_sk:.4f} |")
-    print(f"| silhouette, {sample:,} rows | {ss['engine']:.2f} s | {ss['sklearn']:.2f} s | "
-          f"{ss['sklearn'] / ss['engine']:.1f}x faster (diff {sil['abs_diff']:.1e}) |")
-    print(f"| sweep k=2..12 vs one fit at k=8 ({sweep_rows:,} rows) | {sweep['sweep_seconds']:.2f} s | "
-          f"{sweep['fit_k8_seconds']:.2f} s (our fit) | {sweep['ratio']:.1f}x the single fit |")
+    table = markdown_table(result)
+    print(table)
+    if not args.quick:
+        write_readme(result, table)
     print(f"\nwrote {path}")
+
+
+def markdown_table(result: dict) -> str:
+    fit, sil, sweep = result["fit"], result["silhouette"], result["sweep"]
+    fs, ss = fit["seconds"], sil["seconds"]
+    rows, d, k = result["rows"], result["features"], result["k"]
+    best_sk = min(fit["sse"]["sklearn_minibatch"], fit["sse"]["sklearn_kmeans"])
+    lines = [
+        f"| comparison | engine | scikit-learn | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| fit {rows:,} x {d}, k={k} vs MiniBatchKMeans(n_init=1) | {fs['engine']:.2f} s | "
+        f"{fs['sklearn_minibatch']:.2f} s | {fs['sklearn_minibatch'] / fs['engine']:.1f}x faster |",
+        f"| fit {rows:,} x {d}, k={k} vs KMeans(n_init=1) | {fs['engine']:.2f} s | {fs['sklearn_kmeans']:.2f} s | "
+        f"{fs['sklearn_kmeans'] / fs['engine']:.1f}x faster |",
+        f"| SSE vs the better scikit-learn result | {fit['sse']['engine']:.6g} | {best_sk:.6g} | "
+        f"{fit['sse']['engine'] / best_sk:.4f} |",
+        f"| silhouette, {sil['sample']:,} rows | {ss['engine']:.2f} s | {ss['sklearn']:.2f} s | "
+        f"{ss['sklearn'] / ss['engine']:.1f}x faster (difference {sil['abs_diff']:.1e}) |",
+        f"| sweep k=2..12 vs one fit at k=8 ({sweep['rows']:,} rows) | {sweep['sweep_seconds']:.2f} s | "
+        f"{sweep['fit_k8_seconds']:.2f} s (our fit) | {sweep['ratio']:.1f}x the single fit |",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(result: dict, table: str) -> None:
+    """Replace the measured table in benchmarks/README.md with this run's."""
+    m = result["machine"]
+    readme = Path(__file__).parent / "README.md"
+    body = (
+        "# Benchmarks\n\n"
+        "`make bench` (or `python -m benchmarks`) runs every comparison on generated data with fixed seeds, "
+        "each pair alternating in one process, and reports medians. `python -m benchmarks --quick` is the small "
+        "version (about a minute). Each run writes `benchmarks/results/<time>.json`; a full run rewrites the "
+        "table below. Timings live here, never in `tests/`.\n\n"
+        f"## Latest full run ({result['when']})\n\n"
+        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}. "
+        f"Repetitions: {result['repeat']} (fit), median reported.\n\n" + table + "\n"
+    )
+    readme.write_text(body, encoding="utf-8")
 
 
 if __name__ == "__main__":
