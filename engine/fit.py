@@ -9,7 +9,9 @@
    means, the sample's members counting as rows already seen (Sculley 2010: batches drawn in
    O(batch), per-centre learning rates, early stop on a smoothed batch inertia, reassignment of
    tiny clusters).
-4. Lloyd refinement over all rows until no label changes or the centres move less than ``tol``;
+4. On data more than twice the size of an intermediate subsample (1/8 of the rows, at least
+   262,144), Lloyd on that subsample to convergence: the full passes then start next to the optimum.
+5. Lloyd refinement over all rows until no label changes or the centres move less than ``tol``;
    empty clusters are moved to the rows farthest from their centres, so the result always has
    exactly k non-empty clusters when the data has k distinct rows.
 
