@@ -297,3 +297,10 @@ def test_generate_bad_arguments(tmp_path: Path, args: list[str]) -> None:
     assert_clean_error(invoke(["generate", *args, "--out", out, "--quiet"]))
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_importing_the_engine_loads_neither_sklearn_nor_plotly() -> None:
+    # scikit-learn alone costs 1.3 s to import: every command would pay it at start-up.
+    code = "import sys, engine, cli; print(sorted(m for m in ('sklearn', 'plotly') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
