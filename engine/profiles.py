@@ -62,9 +62,14 @@ def format_table(table: pl.DataFrame) -> str:
     header = table.columns
     rows = [[fmt_cell(v) for v in row] for row in table.iter_rows()]
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(str(h).rjust(w) for h, w in zip(header, widths))]
+    text = [table.schema[h] == pl.String for h in header]  # text left-aligned, numbers right-aligned
+
+    def line(cells) -> str:
+        return "  ".join(c.ljust(w) if t else c.rjust(w) for c, w, t in zip(cells, widths, text)).rstrip()
+
+    lines = [line([str(h) for h in header])]
     lines.append("-" * len(lines[0]))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += [line(r) for r in rows]
     return "\n".join(lines)
 
 

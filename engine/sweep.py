@@ -52,7 +52,8 @@ DEFAULT_REPEATS = 3
 STABILITY_SAMPLE = 10_000
 DEFAULT_KS = "2..10"
 COLUMNS = ("algorithm", "k", "inertia", "silhouette", "silhouette_low", "silhouette_high",
-           "calinski_harabasz", "davies_bouldin", "stability", "noise_share", "seconds")
+           "calinski_harabasz", "davies_bouldin", "stability", "noise_share", "seconds", "note")
+NUMERIC = COLUMNS[2:-1]
 
 
 @dataclass
@@ -206,7 +207,8 @@ def sweep_matrix(
         log(f"comparing {', '.join(compare)} at k={k_best}")
         extra = compare_algorithms(X, k_best, list(compare), eval_idx=eval_idx, sample=compare_sample, seed=seed)
     table = pl.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows + extra],
-                         schema={"algorithm": pl.String, "k": pl.Int32, **{c: pl.Float64 for c in COLUMNS[2:]}})
+                         schema={"algorithm": pl.String, "k": pl.Int32, **{c: pl.Float64 for c in NUMERIC},
+                                 "note": pl.String})
     return SweepOutcome(table, k_best, reason, clear, elbow, fits)
 
 

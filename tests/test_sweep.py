@@ -267,7 +267,7 @@ def test_sweep_writes_its_files(shared_sweep):
 def test_sweep_table_columns_and_rows(table):
     assert table.columns == list(COLUMNS) == [
         "algorithm", "k", "inertia", "silhouette", "silhouette_low", "silhouette_high", "calinski_harabasz",
-        "davies_bouldin", "stability", "noise_share", "seconds"]
+        "davies_bouldin", "stability", "noise_share", "seconds", "note"]
     assert table["algorithm"].to_list() == ["kmeans"] * len(KS)
     assert table["k"].to_list() == KS
 
