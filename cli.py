@@ -69,11 +69,27 @@ def feature_options(func):
         click.option("--exclude", help="With neither --features nor --spec: comma-separated columns to leave out."),
         click.option("--missing", type=click.Choice(["drop", "median", "error"]), help="Missing-value policy (default: drop)."),
         click.option("--scale", type=click.Choice(["standard", "robust", "none"]), help="Scaler (default: standard)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return input_options(func)
+
+
+def input_options(func):
+    """How inputs are read, shared by run, sweep and predict."""
+    options = [
         click.option("--separator", help="CSV separator (default: sniffed from the file)."),
+        click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values."),
+        click.option("--memory-limit", help="Memory the command may use, e.g. 8GiB (default: what is free)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def comma_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; None stays None."""
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 def common_options(func):
@@ -146,13 +162,11 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 @click.option("--n-init", type=int, help="k-means++ restarts on the init sample (default: 10 on small data, else 8).")
 @click.option("--silhouette-sample", type=int,
               help="Rows in the silhouette sample (default: 20,000 or all rows; 0 to skip).")
-@click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
-@click.option("--memory-limit", help="Memory the run may use, e.g. 8GiB (default: what the machine has free).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
 @common_options
 @engine_errors
-def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init,
-        silhouette_sample, allow_duplicate_ids, memory_limit, overwrite, threads, as_json, quiet):
+def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missing, scale, separator,
+        allow_duplicate_ids, memory_limit, seed, n_init, silhouette_sample, overwrite, threads, as_json, quiet):
     """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV.
 
     Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json (and sweep.*
@@ -169,9 +183,9 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
 
     result = engine.run(
         list(inputs), k, out, k_range=k_range, repeats=repeats, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
-        exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
-        n_init=n_init, silhouette_sample=silhouette_sample, separator=separator, overwrite=overwrite,
-        allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, log=logger(quiet),
+        exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, silhouette_sample=silhouette_sample,
+        separator=separator, overwrite=overwrite, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
+        log=logger(quiet),
     )
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
@@ -203,13 +217,11 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
 @click.option("--compare", help="Also fit other algorithms at the recommended k: any of gmm,ward,dbscan,hdbscan.")
 @click.option("--compare-sample", type=int, default=20_000, show_default=True,
               help="Rows the compared algorithms are fitted on (ward needs O(rows^2) memory).")
-@click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
-@click.option("--memory-limit", help="Memory the run may use, e.g. 8GiB (default: what the machine has free).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier sweep or run directory.")
 @common_options
 @engine_errors
-def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, separator, seed, n_init, repeats,
-          silhouette_sample, compare, compare_sample, allow_duplicate_ids, memory_limit, overwrite, threads,
+def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, separator, allow_duplicate_ids,
+          memory_limit, seed, n_init, repeats, silhouette_sample, compare, compare_sample, overwrite, threads,
           as_json, quiet):
     """Fit k-means for every k and judge each: SSE (elbow), silhouette with a 95% interval,
     Calinski-Harabasz, Davies-Bouldin and stability; recommend a k and say why.
@@ -225,9 +237,8 @@ def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, sepa
 
     result = engine.sweep(
         list(inputs), ks, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
-        exclude=[c.strip() for c in exclude.split(",")] if exclude else None, seed=seed, threads=threads,
-        n_init=n_init, repeats=repeats, silhouette_sample=silhouette_sample,
-        compare=[c.strip() for c in compare.split(",") if c.strip()] if compare else (),
+        exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, repeats=repeats,
+        silhouette_sample=silhouette_sample, compare=comma_list(compare) or (),
         compare_sample=compare_sample, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
         separator=separator, overwrite=overwrite, log=logger(quiet),
     )
@@ -245,9 +256,7 @@ def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, sepa
 @click.argument("model")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
-@click.option("--separator", help="CSV separator (default: sniffed from the file).")
-@click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values.")
-@click.option("--memory-limit", help="Memory the run may use, e.g. 8GiB (default: what the machine has free).")
+@input_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @common_options
 @engine_errors
