@@ -1,6 +1,7 @@
 """Numba options and work partitioning, in one place.
 
-Every kernel in this package is compiled with ``JIT`` (serial) or ``PARALLEL`` options.
+Every kernel in this package is compiled with ``CACHED_JIT`` (serial), ``CACHED_PARALLEL`` or
+``CACHED_INLINE`` options (``cache=True`` in all).
 Work splits into fixed row chunks whose size depends only on the row count, never on the
 thread count: each chunk owns its accumulators and the reduction runs in chunk order, so
 results are bitwise identical for 1, 2 or 16 threads.
@@ -22,9 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # explicit lanes), so every result is fixed by the source alone. NaN/inf are never assumed away.
 FASTMATH = {"nsz"}
 
-JIT = {"cache": True, "nogil": True, "fastmath": FASTMATH, "error_model": "numpy"}
-PARALLEL = {**JIT, "parallel": True}
-INLINE = {**JIT, "inline": "always"}
+CACHED_JIT = {"cache": True, "nogil": True, "fastmath": FASTMATH, "error_model": "numpy"}
+CACHED_PARALLEL = {**CACHED_JIT, "parallel": True}
+CACHED_INLINE = {**CACHED_JIT, "inline": "always"}
 
 #: Smallest unit of parallel work, in rows.
 MIN_CHUNK_ROWS = 256
