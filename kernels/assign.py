@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import CACHED_PARALLEL
+from kernels.config import PARALLEL
 from kernels.core import BLOCK, chunk_bounds, nearest_block
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def assign(X, centers, labels, dist2, sse, n_chunks):
     """Label every row with its nearest centre.
 
@@ -40,7 +40,7 @@ def assign(X, centers, labels, dist2, sse, n_chunks):
         sse[c] = acc
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
     """One Lloyd step's map phase: assign rows and accumulate per-chunk partial sums.
 
@@ -84,7 +84,7 @@ def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
         changed[c] = moved
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def reduce_chunks(sums, counts):
     """Sum per-chunk partials in chunk order (fixed order: deterministic for any thread count)."""
     n_chunks, k, d = sums.shape

@@ -1,7 +1,6 @@
 """Numba options and work partitioning, in one place.
 
-Every kernel in this package is compiled with ``CACHED_JIT`` (serial), ``CACHED_PARALLEL`` or
-``CACHED_INLINE`` options (``cache=True`` in all).
+Every kernel in this package is ``@njit(cache=True, **JIT)`` (serial), ``PARALLEL`` or ``INLINE``.
 Work splits into fixed row chunks whose size depends only on the row count, never on the
 thread count: each chunk owns its accumulators and the reduction runs in chunk order, so
 results are bitwise identical for 1, 2 or 16 threads.
@@ -23,9 +22,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # explicit lanes), so every result is fixed by the source alone. NaN/inf are never assumed away.
 FASTMATH = {"nsz"}
 
-CACHED_JIT = {"cache": True, "nogil": True, "fastmath": FASTMATH, "error_model": "numpy"}
-CACHED_PARALLEL = {**CACHED_JIT, "parallel": True}
-CACHED_INLINE = {**CACHED_JIT, "inline": "always"}
+# Every kernel is decorated ``@njit(cache=True, **JIT)`` (or PARALLEL / INLINE): compiled code is
+# cached on disk, so a second process compiles nothing.
+JIT = {"nogil": True, "fastmath": FASTMATH, "error_model": "numpy"}
+PARALLEL = {**JIT, "parallel": True}
+INLINE = {**JIT, "inline": "always"}
 
 #: Smallest unit of parallel work, in rows.
 MIN_CHUNK_ROWS = 256

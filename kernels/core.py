@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.config import CACHED_INLINE
+from kernels.config import INLINE
 
 #: Rows per distance block (the transposed block is d x BLOCK float32).
 BLOCK = 256
 
 
-@njit(**CACHED_INLINE)
+@njit(cache=True, **INLINE)
 def nearest_block(X, lo, hi, centers, XT, dist, best_d2, best_j):
     """Nearest centre of rows ``lo:hi`` (at most BLOCK rows) into ``best_j``/``best_d2``.
 
@@ -47,7 +47,7 @@ def nearest_block(X, lo, hi, centers, XT, dist, best_d2, best_j):
                 best_j[i] = j
 
 
-@njit(**CACHED_INLINE)
+@njit(cache=True, **INLINE)
 def sq_dist_rows(X, i, Y, j):
     """Squared Euclidean distance between ``X[i]`` and ``Y[j]`` in float32 (features in order)."""
     acc = np.float32(0.0)
@@ -57,7 +57,7 @@ def sq_dist_rows(X, i, Y, j):
     return acc
 
 
-@njit(**CACHED_INLINE)
+@njit(cache=True, **INLINE)
 def chunk_bounds(c, n_chunks, n):
     """Row range ``[lo, hi)`` of chunk ``c`` when ``n`` rows split into ``n_chunks`` chunks."""
     size = (n + n_chunks - 1) // n_chunks
@@ -66,7 +66,7 @@ def chunk_bounds(c, n_chunks, n):
     return lo, hi
 
 
-@njit(**CACHED_INLINE)
+@njit(cache=True, **INLINE)
 def search_right(cum, value):
     """First index i with cum[i] > value in a non-decreasing array (len(cum) if none)."""
     lo, hi = 0, cum.shape[0]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import CACHED_PARALLEL
+from kernels.config import PARALLEL
 from kernels.core import chunk_bounds
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def label_sums(X, labels, sums, counts):
     """Per-chunk coordinate sums and member counts for given labels.
 
@@ -38,7 +38,7 @@ def label_sums(X, labels, sums, counts):
                 s[j, f] += X[i, f]
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def dispersion(X, labels, means, dist_sums, sq_sums):
     """Per-chunk sums, per cluster, of each member's distance and squared distance to its mean.
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import CACHED_PARALLEL
+from kernels.config import PARALLEL
 from kernels.core import chunk_bounds, search_right, sq_dist_rows
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def kmeanspp(X, first, uniforms, centers_idx, n_chunks):
     """Choose ``len(centers_idx)`` seed rows of ``X``.
 

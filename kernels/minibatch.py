@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.config import CACHED_JIT
+from kernels.config import JIT
 
 
-@njit(**CACHED_JIT)
+@njit(cache=True, **JIT)
 def minibatch_update(Xb, labels, centers, centers32, weight_sums):
     """Move each centre towards the mean of its batch members.
 

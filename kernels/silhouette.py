@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import CACHED_PARALLEL
+from kernels.config import PARALLEL
 
 TILE = 512
 ROWS_PER_TASK = 16
 
 
-@njit(**CACHED_PARALLEL)
+@njit(cache=True, **PARALLEL)
 def silhouette_sorted(XT, labels, starts, out):
     """Silhouette of every row.
 
