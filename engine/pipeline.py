@@ -134,6 +134,17 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
     return silhouette_score(data.X[idx], labels[idx], k), int(idx.size)
 
 
+def plan_directory_output(
+    out: Path, overwrite: bool, inputs: Sequence[str | Path], spec: str | Path | FeatureSpec | None,
+    features: str | None, *, exclude: Sequence[str] | None, **options: Any,
+) -> FeatureSpec:
+    """The checks ``run`` and ``sweep`` make before any work: the output directory can be written and
+    is not an input, and the feature options resolve to a spec."""
+    check_target(out, overwrite, "directory")
+    check_not_inside_inputs(out, inputs)
+    return resolve_spec(spec, features, exclude=tuple(exclude) if exclude else None, **options)
+
+
 def prepare_features(
     inputs: Sequence[str | Path], feature_spec: FeatureSpec, separator: str | None, allow_duplicate_ids: bool,
     memory_limit: str | int | None, log: Log,
@@ -187,10 +198,8 @@ def run(
         k = parse_k(k)
     if silhouette_sample is not None and silhouette_sample < 0:
         raise InputError(f"--silhouette-sample must be 0 or more, not {silhouette_sample}")
-    check_target(out, overwrite, "directory")
-    check_not_inside_inputs(out, inputs)
-    feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
-                                exclude=tuple(exclude) if exclude else None)
+    feature_spec = plan_directory_output(out, overwrite, inputs, spec, features, id_col=id_col, missing=missing,
+                                         scale=scale, exclude=exclude)
     with thread_limit(threads) as n_threads:
         inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
         n, d = data.X.shape
@@ -309,10 +318,8 @@ def sweep(
     if seed < 0:
         raise InputError(f"--seed must be 0 or more, not {seed}")
     k_list = parse_ks(ks)
-    check_target(out, overwrite, "directory")
-    check_not_inside_inputs(out, inputs)
-    feature_spec = resolve_spec(spec, features, id_col=id_col, missing=missing, scale=scale,
-                                exclude=tuple(exclude) if exclude else None)
+    feature_spec = plan_directory_output(out, overwrite, inputs, spec, features, id_col=id_col, missing=missing,
+                                         scale=scale, exclude=exclude)
     with thread_limit(threads):
         inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
         log(f"{data.X.shape[0]:,} rows x {data.X.shape[1]} features; fitting k={k_list[0]}..{k_list[-1]}")

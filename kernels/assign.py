@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.config import PARALLEL
-from kernels.core import BLOCK, chunk_bounds, nearest_block
+from kernels.core import BLOCK, add_row, chunk_bounds, nearest_block
 
 
 @njit(cache=True, **PARALLEL)
@@ -76,10 +76,8 @@ def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
                     moved += 1
                 labels[b + i] = j
                 dist2[b + i] = best_d2[i]
-                cnt[j] += 1
                 acc += best_d2[i]
-                for f in range(d):
-                    s[j, f] += X[b + i, f]
+                add_row(X, b + i, j, s, cnt)
         sse[c] = acc
         changed[c] = moved
 

@@ -48,6 +48,14 @@ def nearest_block(X, lo, hi, centers, XT, dist, best_d2, best_j):
 
 
 @njit(cache=True, **INLINE)
+def add_row(X, i, j, sums, counts):
+    """Count row ``i`` of ``X`` in cluster ``j`` and add it to that cluster's coordinate sums."""
+    counts[j] += 1
+    for f in range(X.shape[1]):
+        sums[j, f] += X[i, f]
+
+
+@njit(cache=True, **INLINE)
 def sq_dist_rows(X, i, Y, j):
     """Squared Euclidean distance between ``X[i]`` and ``Y[j]`` in float32 (features in order)."""
     acc = np.float32(0.0)

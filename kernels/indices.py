@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.config import PARALLEL
-from kernels.core import chunk_bounds
+from kernels.core import add_row, chunk_bounds
 
 
 @njit(cache=True, **PARALLEL)
@@ -23,7 +23,7 @@ def label_sums(X, labels, sums, counts):
     sums    f8[:, :, ::1]  OUT  (n_chunks, k, d)
     counts  i8[:, ::1]     OUT  (n_chunks, k)
     """
-    n, d = X.shape
+    n = X.shape[0]
     n_chunks = sums.shape[0]
     for c in prange(n_chunks):
         lo, hi = chunk_bounds(c, n_chunks, n)
@@ -32,10 +32,7 @@ def label_sums(X, labels, sums, counts):
         s[:, :] = 0.0
         cnt[:] = 0
         for i in range(lo, hi):
-            j = labels[i]
-            cnt[j] += 1
-            for f in range(d):
-                s[j, f] += X[i, f]
+            add_row(X, i, labels[i], s, cnt)
 
 
 @njit(cache=True, **PARALLEL)
