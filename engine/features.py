@@ -18,9 +18,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numba import types
+from numba.typed import List
+
+import kernels
 
 from engine.errors import InputError, did_you_mean
-from engine.scaling import Scaler, fit_scaler
+from engine.scaling import Scaler
 from engine.source import Input, first_line
 from engine.spec import Feature, FeatureSpec
 
@@ -90,7 +94,7 @@ class FeatureData:
     X: np.ndarray  # (rows kept, features) float32, C order, scaled
     ids: pl.Series  # one per input row
     kept: np.ndarray | None  # bool mask over input rows; None when every row was kept
-    original: pl.DataFrame  # kept rows, features in original units (for profiles)
+    original_query: pl.LazyFrame  # kept rows, features in original units (for profiles): a re-read
     spec: FeatureSpec  # resolved: explicit features, id column
     fitted: FittedFeatures
     n_rows: int
@@ -102,6 +106,11 @@ class FeatureData:
     @property
     def rows_dropped(self) -> int:
         return self.n_rows - self.X.shape[0]
+
+    @property
+    def original(self) -> pl.DataFrame:
+        """The kept rows' features in original units (read again from the input)."""
+        return self.original_query.collect()
 
     @property
     def id_col(self) -> str:
@@ -190,8 +199,9 @@ def text_numbers(columns: tuple[str, ...] | set[str], schema: pl.Schema) -> list
     ]
 
 
-def read_frame(inp: Input, spec: FeatureSpec) -> pl.DataFrame:
-    """The one read of the input: id, raw feature values and categorical columns."""
+def feature_query(inp: Input, spec: FeatureSpec) -> pl.LazyFrame:
+    """The one read of the input, as a lazy query: id, feature values (float64, original units)
+    and categorical columns (text)."""
     schema = inp.schema()
     where = inp.label
     numeric = set(spec.numeric)
@@ -213,21 +223,16 @@ def read_frame(inp: Input, spec: FeatureSpec) -> pl.DataFrame:
     cleaned = text_numbers(sorted(numeric), schema) + widened
     if cleaned:
         frame = frame.with_columns(cleaned)
+    return frame.select([id_expr, *exprs, *cats])
+
+
+def collect(query: pl.LazyFrame, where: str) -> pl.DataFrame:
     try:
-        return frame.select([id_expr, *exprs, *cats]).collect()
+        return query.collect()
     except pl.exceptions.InvalidOperationError as exc:
         raise InputError(f"{where}: a column listed in numeric holds text that is not a number: {first_line(exc)}") from exc
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"cannot read {where}: {first_line(exc)}") from exc
-
-
-def null_non_finite(raw: pl.DataFrame, names: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
-    """NaN and +-inf become missing values; returns the frame and how many there were per feature."""
-    row = raw.select([(pl.col(n).is_nan() | pl.col(n).is_infinite()).sum().alias(n) for n in names]).row(0, named=True)
-    bad = {n: int(c) for n, c in row.items() if c}
-    if bad:
-        raw = raw.with_columns([pl.when(pl.col(n).is_finite()).then(pl.col(n)).alias(n) for n in bad])
-    return raw, bad
 
 
 def check_ids(ids: pl.Series, where: str) -> None:
@@ -244,70 +249,108 @@ def check_ids(ids: pl.Series, where: str) -> None:
         )
 
 
-def fit_clip_bounds(frame: pl.DataFrame, features: tuple[Feature, ...]) -> dict[str, tuple[float, float]]:
-    clipped = [f for f in features if f.clip]
-    if not clipped:
-        return {}
-    exprs = []
-    for f in clipped:
-        exprs += [pl.col(f.name).quantile(f.clip[0], "linear").alias(f"{f.name}__lo")]
-        exprs += [pl.col(f.name).quantile(f.clip[1], "linear").alias(f"{f.name}__hi")]
-    row = frame.select(exprs).row(0, named=True)
+def take_columns(frame: pl.DataFrame, names: list[str]) -> tuple[List, list[int]]:
+    """The feature columns as read-only float64 arrays (NaN where missing) in a numba typed List,
+    and their null counts. Each column leaves the frame as it is taken, so a column copied to
+    turn nulls into NaN is held once, not twice."""
+    cols = List.empty_list(types.Array(types.float64, 1, "C", readonly=True))
+    nulls = []
+    for name in names:
+        series = frame.drop_in_place(name)
+        nulls.append(series.null_count())
+        if series.null_count():
+            series = series.fill_null(np.nan)
+        # One contiguous buffer: Polars copies its chunks far faster than to_numpy does.
+        values = np.ascontiguousarray(series.rechunk().to_numpy(), dtype=np.float64)
+        del series
+        values.flags.writeable = False
+        cols.append(values)
+    return cols, nulls
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def linear_quantiles(values: np.ndarray, qs: list[float]) -> list[float]:
+    """Quantiles with linear interpolation (as Polars' ``"linear"`` and numpy's default)."""
+    return [float(v) for v in np.quantile(values, qs)]
+
+
+def fit_clip_bounds(features: tuple[Feature, ...], cols: List) -> dict[str, tuple[float, float]]:
     bounds = {}
-    for f in clipped:
-        lo, hi = row[f"{f.name}__lo"], row[f"{f.name}__hi"]
-        if lo is None:
-            raise InputError(f"feature {f.name!r} has no values to compute clip quantiles from")
-        bounds[f.name] = (float(lo), float(hi))
+    for f, values in zip(features, cols):
+        if f.clip:
+            present = finite(values)
+            if present.size == 0:
+                raise InputError(f"feature {f.name!r} has no values to compute clip quantiles from")
+            lo, hi = linear_quantiles(present, [f.clip[0], f.clip[1]])
+            bounds[f.name] = (lo, hi)
     return bounds
 
 
-def transform_exprs(features: tuple[Feature, ...], clip: dict[str, tuple[float, float]]) -> list[pl.Expr]:
-    out = []
-    for f in features:
-        e = pl.col(f.name)
-        if f.name in clip:
-            lo, hi = clip[f.name]
-            e = e.clip(lo, hi)
-        if f.log1p:
-            e = e.log1p()
-        out.append(e.alias(f.name))
-    return out
-
-
-def check_log1p(frame: pl.DataFrame, features: tuple[Feature, ...], clip: dict, where: str) -> None:
+def check_log1p(features: tuple[Feature, ...], lows: np.ndarray, clip: dict, where: str) -> None:
     """log1p needs values > -1 after clipping (log1p(-1) is -inf); say which feature breaks that."""
-    logged = [f.name for f in features if f.log1p]
-    if not logged:
-        return
-    lows = frame.select([pl.col(n).min() for n in logged]).row(0, named=True)
-    for name in logged:
-        low = lows[name]
-        if low is not None and name in clip:
-            low = max(low, clip[name][0])
-        if low is not None and low <= -1.0:
-            raise InputError(f"{where}: feature {name!r}: log1p needs values above -1, found {low:g}")
+    for f, low in zip(features, lows):
+        if not f.log1p or not np.isfinite(low):
+            continue
+        if f.name in clip:
+            low = max(low, clip[f.name][0])
+        if low <= -1.0:
+            raise InputError(f"{where}: feature {f.name!r}: log1p needs values above -1, found {low:g}")
+
+
+@dataclass
+class Transform:
+    """Per numeric column: clip bounds, transform flags and the missing-value fill (NaN: none)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    flags: np.ndarray
+    fill: np.ndarray
+
+    @classmethod
+    def of(cls, features: tuple[Feature, ...], clip: dict[str, tuple[float, float]]) -> Transform:
+        d = len(features)
+        lo, hi = np.zeros(d), np.zeros(d)
+        flags = np.zeros(d, dtype=np.int64)
+        for j, f in enumerate(features):
+            if f.name in clip:
+                lo[j], hi[j] = clip[f.name]
+                flags[j] |= kernels.CLIP
+            if f.log1p:
+                flags[j] |= kernels.LOG1P
+        return cls(lo, hi, flags, np.full(d, np.nan))
+
+    def select(self, index: list[int]) -> Transform:
+        return Transform(self.lo[index], self.hi[index], self.flags[index], self.fill[index])
+
+    def column(self, cols: List, j: int) -> np.ndarray:
+        """Column j after fill and transforms (NaN where still missing)."""
+        out = np.empty(cols[j].shape[0])
+        kernels.transformed(cols[j], self.lo[j], self.hi[j], self.flags[j], self.fill[j], out)
+        return out
 
 
 def apply_missing(
-    frame: pl.DataFrame, names: list[str], spec: FeatureSpec, medians: dict[str, float] | None, where: str
-) -> tuple[pl.DataFrame, np.ndarray | None, dict[str, float]]:
-    """Apply the missing-value policy. Returns the frame, the kept-row mask and the medians.
-
-    With the median policy, a fit learns the median of every feature (not only of those with gaps
-    in the training data), so ``predict`` can fill gaps that only new data has.
-    """
+    spec: FeatureSpec, names: list[str], cols: List, tf: Transform, missing: dict[str, int],
+    medians: dict[str, float] | None, where: str,
+) -> tuple[np.ndarray, int, dict[str, float]]:
+    """Apply the missing-value policy. Returns the kept-row mask (empty: every row), the number of
+    rows kept and the medians (learnt by a fit for every feature, so ``predict`` can fill gaps that
+    only new data has)."""
+    n = cols[0].shape[0]
     if spec.missing == "median" and medians is None:
-        row = frame.select([pl.col(n).median() for n in names]).row(0, named=True)
-        empty = [n for n, v in row.items() if v is None]
-        if empty:
-            raise InputError(f"{where}: feature {empty[0]!r} has no values at all, so it has no median")
-        medians = {n: float(v) for n, v in row.items()}
+        medians = {}
+        for j, name in enumerate(names):
+            present = finite(tf.column(cols, j))
+            if present.size == 0:
+                raise InputError(f"{where}: feature {name!r} has no values at all, so it has no median")
+            medians[name] = float(np.median(present))
     medians = medians or {}
-    nulls = frame.select([pl.col(n).null_count() for n in names]).row(0, named=True)
-    missing = {n: c for n, c in nulls.items() if c}
+    every = np.zeros(0, dtype=np.bool_)
     if not missing:
-        return frame, None, medians
+        return every, n, medians
     listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
     if spec.missing == "error":
         raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
@@ -315,23 +358,37 @@ def apply_missing(
         unknown = [n for n in missing if n not in medians]
         if unknown:
             raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
-        return frame.with_columns([pl.col(n).fill_null(medians[n]) for n in missing]), None, medians
-    kept = frame.select(pl.all_horizontal([pl.col(n).is_not_null() for n in names])).to_series().to_numpy()
-    return frame.filter(pl.Series(kept)), kept, medians
+        for j, name in enumerate(names):
+            tf.fill[j] = medians.get(name, np.nan)
+        return every, n, medians
+    kept = np.empty(n, dtype=np.bool_)
+    return kept, int(kernels.finite_rows(cols, kept)), medians
 
 
-def fit_levels(frame: pl.DataFrame, spec: FeatureSpec) -> dict[str, tuple[str, ...]]:
+def fit_levels(cats: dict[str, pl.Series], spec: FeatureSpec, kept: np.ndarray) -> dict[str, tuple[str, ...]]:
+    """The most frequent levels of each categorical column among the kept rows."""
     levels = {}
     for cat in spec.categorical:
+        series = cats[cat.column]
+        if kept.size:
+            series = series.filter(pl.Series(kept))
         counts = (
-            frame.group_by(cat.column)
-            .len()
-            .drop_nulls(cat.column)
-            .sort(["len", cat.column], descending=[True, False])
-            .head(cat.max_levels)
+            series.to_frame().group_by(cat.column).len().drop_nulls(cat.column)
+            .sort(["len", cat.column], descending=[True, False]).head(cat.max_levels)
         )
         levels[cat.column] = tuple(counts[cat.column].to_list())
     return levels
+
+
+def level_codes(cats: dict[str, pl.Series], levels: dict[str, tuple[str, ...]]) -> List:
+    """Each categorical column as int32 codes into its levels (-1: missing or another level)."""
+    codes = List.empty_list(types.Array(types.int32, 1, "C", readonly=True))
+    for col, lvls in levels.items():
+        coded = cats[col].replace_strict(list(lvls), list(range(len(lvls))), default=-1, return_dtype=pl.Int32)
+        values = np.ascontiguousarray(coded.fill_null(-1).to_numpy(), dtype=np.int32)
+        values.flags.writeable = False
+        codes.append(values)
+    return codes
 
 
 def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
@@ -342,71 +399,161 @@ def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
     ]
 
 
+def numeric_stats(method: str, cols: List, tf: Transform, kept: np.ndarray, n_kept: int) -> tuple[np.ndarray, ...]:
+    """Centre, scale and constant flags of the transformed numeric columns over the kept rows.
+
+    Standard: mean and standard deviation (ddof=0) from two passes of fixed-chunk sums, so the
+    bits do not depend on the thread count. Robust: median and IQR (1 where the IQR is 0, as
+    scikit-learn's RobustScaler does). A column is constant when its smallest and largest kept
+    values are equal.
+    """
+    d = len(cols)
+    n = cols[0].shape[0]
+    nc = kernels.chunk_count(n, d)
+    sums, lows, highs = np.empty((nc, d)), np.empty((nc, d)), np.empty((nc, d))
+    kernels.column_sums(cols, tf.lo, tf.hi, tf.flags, tf.fill, kept, np.zeros(d), False, nc, sums, lows, highs)
+    constant = lows.min(axis=0) >= highs.max(axis=0)
+    if method == "standard":
+        center = sums.sum(axis=0) / n_kept
+        kernels.column_sums(cols, tf.lo, tf.hi, tf.flags, tf.fill, kept, center, True, nc, sums, lows, highs)
+        scale = np.sqrt(sums.sum(axis=0) / n_kept)
+    elif method == "robust":
+        center, scale = np.zeros(d), np.ones(d)
+        for j in range(d):
+            values = tf.column(cols, j)
+            q1, q2, q3 = linear_quantiles(values[kept] if kept.size else values, [0.25, 0.5, 0.75])
+            center[j], scale[j] = q2, (q3 - q1) if q3 > q1 else 1.0
+    else:
+        center, scale = np.zeros(d), np.ones(d)
+    return center, scale, constant
+
+
+def binary_quantile(zeros: int, n: int, q: float) -> float:
+    """The linear quantile of ``zeros`` zeros and ``n - zeros`` ones."""
+    h = (n - 1) * q
+    lo = int(np.floor(h))
+    below = 0.0 if lo < zeros else 1.0
+    above = 0.0 if lo + 1 < zeros else 1.0
+    return below + (h - lo) * (above - below) if lo + 1 < n else below
+
+
+def onehot_stats(method: str, counts: np.ndarray, n_kept: int) -> tuple[np.ndarray, ...]:
+    """Centre, scale and constant flags of 0/1 indicator columns with ``counts`` ones."""
+    p = counts / n_kept
+    constant = (counts == 0) | (counts == n_kept)
+    if method == "standard":
+        return p, np.sqrt(p * (1.0 - p)), constant
+    if method == "robust":
+        center, scale = np.zeros(len(counts)), np.ones(len(counts))
+        for m, ones in enumerate(counts):
+            q1, q2, q3 = (binary_quantile(n_kept - int(ones), n_kept, q) for q in (0.25, 0.5, 0.75))
+            center[m], scale[m] = q2, (q3 - q1) if q3 > q1 else 1.0
+        return center, scale, constant
+    return np.zeros(len(counts)), np.ones(len(counts)), constant
+
+
 def build_features(
     inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False
 ) -> FeatureData:
     """Read the input once and build the scaled float32 matrix.
 
-    With ``fitted`` (from a saved model) no statistics are learned: the same clip bounds,
-    medians, levels and scaler are applied, so ``predict`` sees the training transform.
+    The read collects float64 feature columns; numba kernels then count missing values, learn the
+    statistics and write the scaled float32 matrix in one blocked pass, each source column freed as
+    soon as it is no longer needed. With ``fitted`` (from a saved model) no statistics are
+    learned: the same clip bounds, medians, levels and scaler are applied, so ``predict`` sees the
+    training transform.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     where = inp.label
     spec = resolve_spec(spec, inp.schema(), where)
-    raw = read_frame(inp, spec)
+    query = feature_query(inp, spec)
+    frame = collect(query, where)
     seconds["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    n_rows = raw.height
+    n_rows = frame.height
     if n_rows == 0:
         raise InputError(f"{where}: no rows")
-    ids = raw.get_column(raw.columns[0])
+    ids = frame.drop_in_place(frame.columns[0])
     if spec.id_col and not allow_duplicate_ids:
         check_ids(ids, where)
     names = [f.name for f in spec.features]
-    raw, non_finite = null_non_finite(raw, names)
+    cats = {c.column: frame.drop_in_place(c.column) for c in spec.categorical}
+    cols, nulls = take_columns(frame, names)
+    del frame
+    nc = kernels.chunk_count(n_rows, len(names))
+    bad, lows = np.empty((nc, len(names)), dtype=np.int64), np.empty((nc, len(names)))
+    kernels.scan_columns(cols, nc, bad, lows)
+    bad_total = bad.sum(axis=0)
+    missing = {n: int(c) for n, c in zip(names, bad_total) if c}
+    non_finite = {n: int(c) - z for n, c, z in zip(names, bad_total, nulls) if c > z}
     warnings: list[str] = []
     if non_finite:
         listed = ", ".join(f"{n} ({c:,})" for n, c in non_finite.items())
         warnings.append(f"NaN or infinite values treated as missing in feature(s) {listed}")
-    nulls = raw.select([pl.col(n).null_count() for n in names]).row(0, named=True)
-    missing = {n: int(c) for n, c in nulls.items() if c}
     empty = [n for n, c in missing.items() if c == n_rows]
     if empty and fitted is None:
         raise InputError(f"{where}: feature {empty[0]!r} has no values (all {n_rows:,} rows are missing or not finite)")
-    clip = fitted.clip if fitted else fit_clip_bounds(raw, spec.features)
-    check_log1p(raw, spec.features, clip, where)
-    work = raw.with_columns(transform_exprs(spec.features, clip))
-    work, kept, medians = apply_missing(work, names, spec, fitted.medians if fitted else None, where)
-    if work.height == 0:
+    clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols)
+    check_log1p(spec.features, lows.min(axis=0), clip, where)
+    tf = Transform.of(spec.features, clip)
+    kept, n_kept, medians = apply_missing(spec, names, cols, tf, missing, fitted.medians if fitted else None, where)
+    if n_kept == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
-    original = raw if kept is None else raw.filter(pl.Series(kept))
-    levels = fitted.levels if fitted else fit_levels(work, spec)
-    hot = one_hot_exprs(levels)
-    if hot:
-        work = work.with_columns(hot)
-        original = original.with_columns(hot)
-    columns = names + [e.meta.output_name() for e in hot]
+    levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
+    codes = level_codes(cats, levels)
+    hot = [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
     if spec.skipped:
         warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
                         "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
+    seconds["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if fitted:
-        scaler, dropped = fitted.scaler, list(fitted.dropped)
-        columns = list(fitted.names)
+        columns, dropped = list(fitted.names), list(fitted.dropped)
+        unknown = [c for c in columns if c not in names and c not in {h[2] for h in hot}]
+        if unknown:
+            raise InputError(f"{where}: model feature {unknown[0]!r} cannot be built from this input")
+        scaler = fitted.scaler
+        center_of = dict(zip(columns, scaler.center))
+        scale_of = dict(zip(columns, scaler.scale))
     else:
-        scaler, dropped = fit_scaler(work, spec.scale, columns)
-        columns = [c for c in columns if c not in dropped]
+        hot_counts = np.array([kernels.level_counts(codes[c], len(levels[col]), kept)[j]
+                               for c, col in enumerate(levels) for j in range(len(levels[col]))], dtype=np.int64)
+        center, scale, constant = numeric_stats(spec.scale, cols, tf, kept, n_kept)
+        h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, n_kept)
+        all_names = names + [h[2] for h in hot]
+        center_of = dict(zip(all_names, [*center, *h_center]))
+        scale_of = dict(zip(all_names, [*scale, *h_scale]))
+        dropped = [n for n, c in zip(all_names, [*constant, *h_constant]) if c]
+        columns = [n for n in all_names if n not in dropped]
         if dropped:
             warnings.append(f"constant feature(s) dropped: {', '.join(dropped)}")
         if not columns:
             raise InputError(f"{where}: every feature is constant; nothing to segment on")
-    missing_cols = [c for c in columns if c not in work.columns]
-    if missing_cols:
-        raise InputError(f"{where}: model feature {missing_cols[0]!r} cannot be built from this input")
-    X = work.select(scaler.exprs(columns)).to_numpy(order="c")
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    seconds["features"] = time.perf_counter() - t0
-    fitted = FittedFeatures(tuple(columns), clip, medians, levels, scaler, tuple(dropped))
-    original = original.drop([raw.columns[0], *(c.column for c in spec.categorical)])
-    return FeatureData(X, ids, kept, original, spec, fitted,
+        scaler = Scaler(spec.scale, tuple(float(center_of[c]) for c in columns),
+                        tuple(float(scale_of[c]) for c in columns))
+    chosen = set(columns)
+    num_index = [j for j, n in enumerate(names) if n in chosen]
+    hot_used = [h for h in hot if h[2] in chosen]
+    num_cols = List.empty_list(types.Array(types.float64, 1, "C", readonly=True))
+    for j in num_index:
+        num_cols.append(cols[j])
+    sub = tf.select(num_index)
+    order = [names[j] for j in num_index] + [h[2] for h in hot_used]
+    X = np.empty((n_kept, len(order)), dtype=np.float32)
+    kernels.write_matrix(
+        num_cols, sub.lo, sub.hi, sub.flags, sub.fill,
+        np.array([center_of[names[j]] for j in num_index]), np.array([scale_of[names[j]] for j in num_index]),
+        codes, np.array([h[0] for h in hot_used], dtype=np.int64), np.array([h[1] for h in hot_used], dtype=np.int32),
+        np.array([center_of[h[2]] for h in hot_used]), np.array([scale_of[h[2]] for h in hot_used]), kept, X)
+    if order != columns:  # a model's column order (always numeric first, as built here)
+        X = np.ascontiguousarray(X[:, [order.index(c) for c in columns]])
+    seconds["scale"] = time.perf_counter() - t0
+    fitted = FittedFeatures(tuple(columns), clip, medians, levels, Scaler(scaler.method, scaler.center, scaler.scale),
+                            tuple(dropped))
+    original = query.drop([ROW_ID if spec.id_col is None else spec.id_col]).with_columns(one_hot_exprs(levels))
+    original = original.drop([c.column for c in spec.categorical])
+    if kept.size:
+        original = original.filter(pl.Series(kept))
+    return FeatureData(X, ids, kept if kept.size else None, original, spec, fitted,
                        n_rows, missing, non_finite, warnings, seconds)

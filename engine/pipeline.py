@@ -221,7 +221,7 @@ def run(
             log(f"warning: {w}")
         t_sil = time.perf_counter() - t0
         t0 = time.perf_counter()
-        profiles = profile_table(data.original, fit.labels, k)
+        profiles = profile_table(data.original_query, fit.labels, k)
         t_prof = time.perf_counter() - t0
     options = {
         "inputs": [str(i) for i in inputs], "k": "auto" if auto else k, "k_range": k_range if auto else None,

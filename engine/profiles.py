@@ -10,7 +10,7 @@ def profile_table(original: pl.DataFrame, labels: np.ndarray, k: int) -> pl.Data
     """One row per segment: ``segment``, ``size``, ``share``, then ``{feature}_mean`` and
     ``{feature}_median`` for every feature, in original units (before clipping, log1p and scaling;
     one-hot columns give the share of the level)."""
-    features = original.columns
+    features = original.lazy().collect_schema().names()
     aggs = [pl.len().cast(pl.Int64).alias("size")]
     for name in features:
         aggs.append(pl.col(name).mean().alias(f"{name}_mean"))

@@ -9,8 +9,26 @@ from kernels.indices import dispersion, label_sums
 from kernels.kmeanspp import kmeanspp
 from kernels.minibatch import minibatch_update
 from kernels.silhouette import silhouette_sorted
+from kernels.transform import (
+    CLIP,
+    LOG1P,
+    column_sums,
+    finite_rows,
+    level_counts,
+    scan_columns,
+    transformed,
+    write_matrix,
+)
 
 __all__ = [
+    "CLIP",
+    "LOG1P",
+    "column_sums",
+    "finite_rows",
+    "level_counts",
+    "scan_columns",
+    "transformed",
+    "write_matrix",
     "assign",
     "chunk_count",
     "dispersion",

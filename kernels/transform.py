@@ -1,0 +1,190 @@
+"""Feature columns -> the scaled float32 matrix, in row blocks across all columns at once.
+
+The inputs are the feature columns as float64 arrays (a typed List, one array per column, as
+Polars hands them over: NaN where a value is missing) and, for one-hot features, int32 level
+codes (-1: no level). Each value goes through the same steps, fused into one pass per kernel:
+
+    missing (not finite)  -> ``fill`` (the median policy) or the row is dropped (``kept`` False)
+    clip (flag bit 1)     -> min(max(v, lo), hi)
+    log1p (flag bit 2)    -> log1p(v)
+    scale                 -> float32((v - center) / scale)
+
+``kept`` is a bool mask over rows; an empty mask means every row is kept. Rows are processed
+in blocks of ``ROWS`` so the strided writes of one block stay in cache; sums use fixed chunks
+reduced in order (see ``kernels.config``), so every statistic has the same bits on any thread
+count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.config import INLINE, JIT, PARALLEL
+from kernels.core import chunk_bounds
+
+CLIP = 1
+LOG1P = 2
+#: Rows per block when writing the matrix (a block of 16 float32 features is 512 KiB).
+ROWS = 8192
+
+
+@njit(cache=True, **INLINE)
+def transform(v, lo, hi, flag):
+    """Clip, then log1p, as the flags say (v is finite)."""
+    if flag & CLIP:
+        v = min(max(v, lo), hi)
+    if flag & LOG1P:
+        v = np.log1p(v)
+    return v
+
+
+@njit(cache=True, **INLINE)
+def value(src, i, lo, hi, flag, fill):
+    """Row i of one column after the missing-value fill and the transforms (NaN: still missing)."""
+    v = src[i]
+    if not np.isfinite(v):
+        return fill
+    return transform(v, lo, hi, flag)
+
+
+@njit(cache=True, **PARALLEL)
+def scan_columns(cols, n_chunks, bad, lows):
+    """Per chunk and column: how many values are not finite (``bad``) and the smallest finite one."""
+    d = len(cols)
+    n = cols[0].shape[0] if d else 0
+    for c in prange(n_chunks):
+        lo, hi = chunk_bounds(c, n_chunks, n)
+        for j in range(d):
+            src = cols[j]
+            count = 0
+            low = np.inf
+            for i in range(lo, hi):
+                v = src[i]
+                if np.isfinite(v):
+                    low = min(low, v)
+                else:
+                    count += 1
+            bad[c, j] = count
+            lows[c, j] = low
+
+
+@njit(cache=True, **PARALLEL)
+def finite_rows(cols, kept):
+    """kept[i] = every column is finite in row i. Returns how many rows are kept."""
+    d = len(cols)
+    n = kept.shape[0]
+    n_blocks = (n + ROWS - 1) // ROWS
+    counts = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
+        a = b * ROWS
+        z = min(n, a + ROWS)
+        for i in range(a, z):
+            kept[i] = True
+        for j in range(d):
+            src = cols[j]
+            for i in range(a, z):
+                if not np.isfinite(src[i]):
+                    kept[i] = False
+        count = 0
+        for i in range(a, z):
+            if kept[i]:
+                count += 1
+        counts[b] = count
+    return counts.sum()
+
+
+@njit(cache=True, **PARALLEL)
+def column_sums(cols, lo, hi, flags, fill, kept, center, squared, n_chunks, out, lows, highs):
+    """Per chunk and column: the sum of the kept transformed values, or with ``squared`` the sum of
+    their squared deviations from ``center`` (two passes give an accurate variance); and the
+    smallest and largest kept transformed values (a constant column has them equal)."""
+    d = len(cols)
+    n = cols[0].shape[0] if d else 0
+    every = kept.shape[0] == 0
+    for c in prange(n_chunks):
+        a, b = chunk_bounds(c, n_chunks, n)
+        for j in range(d):
+            src = cols[j]
+            lj, hj, fj, gj, cj = lo[j], hi[j], flags[j], fill[j], center[j]
+            acc = 0.0
+            low = np.inf
+            high = -np.inf
+            for i in range(a, b):
+                if every or kept[i]:
+                    v = value(src, i, lj, hj, fj, gj)
+                    low = min(low, v)
+                    high = max(high, v)
+                    if squared:
+                        v -= cj
+                        v *= v
+                    acc += v
+            out[c, j] = acc
+            lows[c, j] = low
+            highs[c, j] = high
+
+
+@njit(cache=True, **PARALLEL)
+def transformed(src, lo, hi, flag, fill, out):
+    """One column's values after fill and transforms (NaN where still missing), for quantiles."""
+    for i in prange(src.shape[0]):
+        out[i] = value(src, i, lo, hi, flag, fill)
+
+
+@njit(cache=True, **PARALLEL)
+def write_matrix(cols, lo, hi, flags, fill, center, scale, codes, oh_code, oh_level, oh_center, oh_scale, kept, X):
+    """The scaled matrix: numeric columns first, then one-hot columns (code ``oh_code[m]`` equal to
+    level ``oh_level[m]``), kept rows only, in input order."""
+    d = len(cols)
+    n = cols[0].shape[0] if d else codes[0].shape[0]
+    m_hot = oh_level.shape[0]
+    every = kept.shape[0] == 0
+    n_blocks = (n + ROWS - 1) // ROWS
+    starts = np.zeros(n_blocks + 1, dtype=np.int64)
+    for b in prange(n_blocks):
+        a = b * ROWS
+        z = min(n, a + ROWS)
+        if every:
+            starts[b + 1] = z - a
+        else:
+            count = 0
+            for i in range(a, z):
+                count += kept[i]
+            starts[b + 1] = count
+    for b in range(n_blocks):
+        starts[b + 1] += starts[b]
+    for b in prange(n_blocks):
+        a = b * ROWS
+        z = min(n, a + ROWS)
+        for j in range(d):
+            src = cols[j]
+            lj, hj, fj, gj, cj, sj = lo[j], hi[j], flags[j], fill[j], center[j], scale[j]
+            r = starts[b]
+            for i in range(a, z):
+                if every or kept[i]:
+                    v = value(src, i, lj, hj, fj, gj)
+                    X[r, j] = np.float32((v - cj) / sj)
+                    r += 1
+        for m in range(m_hot):
+            code = codes[oh_code[m]]
+            level = oh_level[m]
+            r = starts[b]
+            for i in range(a, z):
+                if every or kept[i]:
+                    v = 1.0 if code[i] == level else 0.0
+                    X[r, d + m] = np.float32((v - oh_center[m]) / oh_scale[m])
+                    r += 1
+    return starts[n_blocks]
+
+
+@njit(cache=True, **JIT)
+def level_counts(code, n_levels, kept):
+    """How many kept rows hold each level (codes -1 and out of range are not counted)."""
+    counts = np.zeros(n_levels, dtype=np.int64)
+    every = kept.shape[0] == 0
+    for i in range(code.shape[0]):
+        if every or kept[i]:
+            c = code[i]
+            if 0 <= c < n_levels:
+                counts[c] += 1
+    return counts
