@@ -14,11 +14,14 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import e2e
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -115,55 +118,149 @@ def bench_sweep(X: np.ndarray, repeat: int) -> dict:
             "recommended_k": outcome.recommended_k}
 
 
+SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup")
+
+
+def log(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     parser.add_argument("--rows", type=int, help="rows for the fit comparison")
     parser.add_argument("--repeat", type=int, help="alternating repetitions (median reported)")
     parser.add_argument("--sweep-rows", type=int, help="rows for the sweep comparison")
+    parser.add_argument("--e2e-rows", type=int, help="rows for the end-to-end comparison")
+    parser.add_argument("--scaling", help="comma-separated row counts for the scaling runs")
+    parser.add_argument("--only", help=f"comma-separated sections to run (of {','.join(SECTIONS)})")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     rows = args.rows or (200_000 if args.quick else 2_000_000)
     sample = 10_000 if args.quick else 50_000
     repeat = args.repeat or (3 if args.quick else 5)
     d, k = 16, 8
-    X = overlapping_blobs(rows, d, k, seed=42)
-    fit = bench_fit(X, k, repeat)
-    sil = bench_silhouette(X, k, sample, max(1, repeat // 2))
-    sweep_rows = args.sweep_rows or (200_000 if args.quick else 5_000_000)
-    sweep = bench_sweep(overlapping_blobs(sweep_rows, d, k, seed=43), 1)
     result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "rows": rows, "features": d, "k": k, "repeat": repeat, "fit": fit,
-              "silhouette": {"sample": sample, **sil}, "sweep": sweep}
+              "quick": args.quick, "rows": rows, "features": d, "k": k, "repeat": repeat}
+    if only & {"fit", "silhouette", "threads"}:
+        X = overlapping_blobs(rows, d, k, seed=42)
+    if "fit" in only:
+        log(f"fit {rows:,} x {d}")
+        result["fit"] = bench_fit(X, k, repeat)
+    if "silhouette" in only:
+        log(f"silhouette {sample:,}")
+        result["silhouette"] = {"sample": sample, **bench_silhouette(X, k, sample, max(1, repeat // 2))}
+    if "threads" in only:
+        result["threads"] = e2e.bench_threads(X, max(1, repeat // 2), log)
+    if "sweep" in only:
+        sweep_rows = args.sweep_rows or (200_000 if args.quick else 5_000_000)
+        log(f"sweep {sweep_rows:,}")
+        result["sweep"] = bench_sweep(overlapping_blobs(sweep_rows, d, k, seed=43), 1)
+    if "e2e" in only:
+        e2e_rows = args.e2e_rows or (200_000 if args.quick else 10_000_000)
+        result["e2e"] = e2e.bench_e2e(e2e_rows, 1 if args.quick else 2, log)
+    if "scaling" in only:
+        sizes = [int(x) for x in args.scaling.split(",")] if args.scaling else (
+            [100_000, 200_000] if args.quick else [1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000])
+        result["scaling"] = e2e.bench_scaling(sizes, log)
+    if "startup" in only:
+        result["startup"] = e2e.bench_startup(3 if args.quick else 5, log)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)
     print(table)
-    if not args.quick:
+    if not args.quick and only == set(SECTIONS):
         write_readme(result, table)
     print(f"\nwrote {path}")
 
 
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
 def markdown_table(result: dict) -> str:
-    fit, sil, sweep = result["fit"], result["silhouette"], result["sweep"]
-    fs, ss = fit["seconds"], sil["seconds"]
+    """The comparisons with their targets, then where the end-to-end time goes and the scaling runs."""
+    lines = ["| comparison | engine | baseline | ratio | target |", "| --- | --- | --- | --- | --- |"]
     rows, d, k = result["rows"], result["features"], result["k"]
-    best_sk = min(fit["sse"]["sklearn_minibatch"], fit["sse"]["sklearn_kmeans"])
-    lines = [
-        f"| comparison | engine | scikit-learn | ratio |",
-        "| --- | --- | --- | --- |",
-        f"| fit {rows:,} x {d}, k={k} vs MiniBatchKMeans(n_init=1) | {fs['engine']:.2f} s | "
-        f"{fs['sklearn_minibatch']:.2f} s | {fs['sklearn_minibatch'] / fs['engine']:.1f}x faster |",
-        f"| fit {rows:,} x {d}, k={k} vs KMeans(n_init=1) | {fs['engine']:.2f} s | {fs['sklearn_kmeans']:.2f} s | "
-        f"{fs['sklearn_kmeans'] / fs['engine']:.1f}x faster |",
-        f"| SSE vs the better scikit-learn result | {fit['sse']['engine']:.6g} | {best_sk:.6g} | "
-        f"{fit['sse']['engine'] / best_sk:.4f} |",
-        f"| silhouette, {sil['sample']:,} rows | {ss['engine']:.2f} s | {ss['sklearn']:.2f} s | "
-        f"{ss['sklearn'] / ss['engine']:.1f}x faster (difference {sil['abs_diff']:.1e}) |",
-        f"| sweep k=2..12 vs one fit at k=8 ({sweep['rows']:,} rows) | {sweep['sweep_seconds']:.2f} s | "
-        f"{sweep['fit_k8_seconds']:.2f} s (our fit) | {sweep['ratio']:.1f}x the single fit |",
-    ]
-    return "\n".join(lines)
+    if "fit" in result:
+        fit = result["fit"]
+        fs = fit["seconds"]
+        best_sk = min(fit["sse"]["sklearn_minibatch"], fit["sse"]["sklearn_kmeans"])
+        lines += [
+            f"| fit {rows:,} x {d}, k={k} vs MiniBatchKMeans(n_init=1) | {fs['engine']:.2f} s | "
+            f"{fs['sklearn_minibatch']:.2f} s | {fs['sklearn_minibatch'] / fs['engine']:.1f}x faster | >= 20x |",
+            f"| fit {rows:,} x {d}, k={k} vs KMeans(n_init=1) | {fs['engine']:.2f} s | {fs['sklearn_kmeans']:.2f} s | "
+            f"{fs['sklearn_kmeans'] / fs['engine']:.1f}x faster | |",
+            f"| SSE vs the better scikit-learn result | {fit['sse']['engine']:.6g} | {best_sk:.6g} | "
+            f"{fit['sse']['engine'] / best_sk:.4f} | <= 1 |",
+        ]
+    if "silhouette" in result:
+        sil = result["silhouette"]
+        ss = sil["seconds"]
+        lines.append(f"| silhouette, {sil['sample']:,} rows vs silhouette_score | {ss['engine']:.2f} s | "
+                     f"{ss['sklearn']:.2f} s | {ss['sklearn'] / ss['engine']:.1f}x faster "
+                     f"(difference {sil['abs_diff']:.1e}) | >= 10x, <= 1e-6 |")
+    if "sweep" in result:
+        sweep = result["sweep"]
+        lines.append(f"| sweep k=2..12 vs one fit at k=8 ({sweep['rows']:,} rows) | {sweep['sweep_seconds']:.2f} s | "
+                     f"{sweep['fit_k8_seconds']:.2f} s (our fit) | {sweep['ratio']:.1f}x the single fit | <= 10x |")
+    if "e2e" in result:
+        e = result["e2e"]
+        s = e["seconds"]
+        lines += [
+            f"| end to end, {e['rows']:,} customers: `segment run` vs the scikit-learn pipeline | "
+            f"{s['engine']:.2f} s | {s['sklearn']:.2f} s | {e['speedup_vs_sklearn']:.1f}x faster | >= 20x |",
+            f"| end to end, {e['rows']:,} customers: `segment run` vs the I/O floor | {s['engine']:.2f} s | "
+            f"{s['floor']:.2f} s | {e['floor_multiple']:.2f}x the floor | <= 2.5x |",
+            f"| peak RSS, {e['rows']:,} customers | {gib(e['peak_rss']['engine'])} | "
+            f"{gib(2.5 * e['matrix_bytes'] + 2**30)} (2.5 x matrix + 1 GiB) | "
+            f"{e['peak_rss']['engine'] / (2.5 * e['matrix_bytes'] + 2**30):.2f} of the budget | < 1 |",
+        ]
+    if "scaling" in result:
+        sc = result["scaling"]
+        if "1000000" in sc and "10000000" in sc:
+            ratio = sc["10000000"]["seconds"] / sc["1000000"]["seconds"]
+            lines.append(f"| time(10M) / time(1M) | {sc['10000000']['seconds']:.2f} s | {sc['1000000']['seconds']:.2f} s "
+                         f"| {ratio:.1f} | <= 11 |")
+    if "threads" in result:
+        th = result["threads"]
+        sp = th["speedup"]
+        if "2" in sp:
+            lines.append(f"| fit {th['rows']:,} rows on 2 threads vs 1 | {th['seconds']['2']:.2f} s | "
+                         f"{th['seconds']['1']:.2f} s | {sp['2']:.2f}x faster | >= 1.7x |")
+    if "startup" in result:
+        st = result["startup"]
+        lines.append(f"| `segment --help` | {st['help_seconds']:.3f} s | | | < 0.3 s |")
+        if st["warm_run_seconds"] is not None:
+            lines.append(f"| warm `segment run` on the 2,240-row shared dataset | {st['warm_run_seconds']:.2f} s | | | < 2 s |")
+    out = "\n".join(lines)
+    if "e2e" in result:
+        e = result["e2e"]
+        stages = ", ".join(f"{name} {v:.2f}" for name, v in e["engine_stages"].items() if name != "total")
+        steps = ", ".join(f"{name} {v:.2f}" for name, v in e["sklearn_steps"].items())
+        floor = ", ".join(f"{name} {v:.2f}" for name, v in e["floor_steps"].items())
+        out += (f"\n\nWhere the time goes, {e['rows']:,} customers (seconds, median; the process total also "
+                f"counts start-up and imports):\n\n- `segment run`: {stages}\n- scikit-learn pipeline: {steps}\n"
+                f"- I/O floor: {floor}\n")
+    if "scaling" in result:
+        out += "\n| rows | seconds | per million rows | peak RSS | float32 matrix | read | features | fit | write | profile |\n"
+        out += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        for n, r in result["scaling"].items():
+            st = r["stages"]
+            fit_s = sum(st.get(x, 0.0) for x in ("sample", "init", "polish", "minibatch", "subsample", "refine"))
+            out += (f"| {int(n):,} | {r['seconds']:.2f} | {r['seconds'] / (int(n) / 1e6):.2f} | {gib(r['peak_rss'])} | "
+                    f"{gib(r['matrix_bytes'])} | {st.get('read', 0):.2f} | {st.get('features', 0) + st.get('scale', 0):.2f} | "
+                    f"{fit_s:.2f} | {st.get('write', 0):.2f} | {st.get('profile', 0):.2f} |\n")
+    if "threads" in result:
+        th = result["threads"]
+        out += "\n| fit threads | " + " | ".join(th["seconds"]) + " |\n| --- |" + " --- |" * len(th["seconds"]) + "\n"
+        out += "| seconds | " + " | ".join(f"{v:.2f}" for v in th["seconds"].values()) + " |\n"
+        out += "| speedup | " + " | ".join(f"{v:.2f}x" for v in th["speedup"].values()) + " |\n"
+    return out
 
 
 def write_readme(result: dict, table: str) -> None:

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from numba import types
-from numba.typed import List
 
 import kernels
 
@@ -249,22 +247,20 @@ def check_ids(ids: pl.Series, where: str) -> None:
         )
 
 
-def take_columns(frame: pl.DataFrame, names: list[str]) -> tuple[List, list[int]]:
-    """The feature columns as read-only float64 arrays (NaN where missing) in a numba typed List,
-    and their null counts. Each column leaves the frame as it is taken, so a column copied to
-    turn nulls into NaN is held once, not twice."""
-    cols = List.empty_list(types.Array(types.float64, 1, "C", readonly=True))
+def take_columns(frame: pl.DataFrame, names: list[str]) -> tuple[np.ndarray, list[int]]:
+    """The feature columns as one float64 (rows x features) Fortran-ordered array (NaN where
+    missing), and their null counts. Each column leaves the frame as it is copied in, so the
+    data is held about once, not twice."""
+    cols = np.empty((frame.height, len(names)), dtype=np.float64, order="F")
     nulls = []
-    for name in names:
+    for j, name in enumerate(names):
         series = frame.drop_in_place(name)
         nulls.append(series.null_count())
         if series.null_count():
             series = series.fill_null(np.nan)
-        # One contiguous buffer: Polars copies its chunks far faster than to_numpy does.
-        values = np.ascontiguousarray(series.rechunk().to_numpy(), dtype=np.float64)
+        # One contiguous buffer first: Polars copies its chunks far faster than to_numpy does.
+        cols[:, j] = series.rechunk().to_numpy()
         del series
-        values.flags.writeable = False
-        cols.append(values)
     return cols, nulls
 
 
@@ -277,11 +273,11 @@ def linear_quantiles(values: np.ndarray, qs: list[float]) -> list[float]:
     return [float(v) for v in np.quantile(values, qs)]
 
 
-def fit_clip_bounds(features: tuple[Feature, ...], cols: List) -> dict[str, tuple[float, float]]:
+def fit_clip_bounds(features: tuple[Feature, ...], cols: np.ndarray) -> dict[str, tuple[float, float]]:
     bounds = {}
-    for f, values in zip(features, cols):
+    for j, f in enumerate(features):
         if f.clip:
-            present = finite(values)
+            present = finite(cols[:, j])
             if present.size == 0:
                 raise InputError(f"feature {f.name!r} has no values to compute clip quantiles from")
             lo, hi = linear_quantiles(present, [f.clip[0], f.clip[1]])
@@ -322,24 +318,21 @@ class Transform:
                 flags[j] |= kernels.LOG1P
         return cls(lo, hi, flags, np.full(d, np.nan))
 
-    def select(self, index: list[int]) -> Transform:
-        return Transform(self.lo[index], self.hi[index], self.flags[index], self.fill[index])
-
-    def column(self, cols: List, j: int) -> np.ndarray:
+    def column(self, cols: np.ndarray, j: int) -> np.ndarray:
         """Column j after fill and transforms (NaN where still missing)."""
-        out = np.empty(cols[j].shape[0])
-        kernels.transformed(cols[j], self.lo[j], self.hi[j], self.flags[j], self.fill[j], out)
+        out = np.empty(cols.shape[0])
+        kernels.transformed(cols[:, j], self.lo[j], self.hi[j], self.flags[j], self.fill[j], out)
         return out
 
 
 def apply_missing(
-    spec: FeatureSpec, names: list[str], cols: List, tf: Transform, missing: dict[str, int],
+    spec: FeatureSpec, names: list[str], cols: np.ndarray, tf: Transform, missing: dict[str, int],
     medians: dict[str, float] | None, where: str,
 ) -> tuple[np.ndarray, int, dict[str, float]]:
     """Apply the missing-value policy. Returns the kept-row mask (empty: every row), the number of
     rows kept and the medians (learnt by a fit for every feature, so ``predict`` can fill gaps that
     only new data has)."""
-    n = cols[0].shape[0]
+    n = cols.shape[0]
     if spec.missing == "median" and medians is None:
         medians = {}
         for j, name in enumerate(names):
@@ -380,14 +373,13 @@ def fit_levels(cats: dict[str, pl.Series], spec: FeatureSpec, kept: np.ndarray) 
     return levels
 
 
-def level_codes(cats: dict[str, pl.Series], levels: dict[str, tuple[str, ...]]) -> List:
-    """Each categorical column as int32 codes into its levels (-1: missing or another level)."""
-    codes = List.empty_list(types.Array(types.int32, 1, "C", readonly=True))
-    for col, lvls in levels.items():
+def level_codes(cats: dict[str, pl.Series], levels: dict[str, tuple[str, ...]], n: int) -> np.ndarray:
+    """The categorical columns as int32 codes into their levels (-1: missing or another level),
+    one column each, Fortran order."""
+    codes = np.empty((n, len(levels)), dtype=np.int32, order="F")
+    for c, (col, lvls) in enumerate(levels.items()):
         coded = cats[col].replace_strict(list(lvls), list(range(len(lvls))), default=-1, return_dtype=pl.Int32)
-        values = np.ascontiguousarray(coded.fill_null(-1).to_numpy(), dtype=np.int32)
-        values.flags.writeable = False
-        codes.append(values)
+        codes[:, c] = coded.fill_null(-1).to_numpy()
     return codes
 
 
@@ -399,7 +391,7 @@ def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
     ]
 
 
-def numeric_stats(method: str, cols: List, tf: Transform, kept: np.ndarray, n_kept: int) -> tuple[np.ndarray, ...]:
+def numeric_stats(method: str, cols: np.ndarray, tf: Transform, kept: np.ndarray, n_kept: int) -> tuple[np.ndarray, ...]:
     """Centre, scale and constant flags of the transformed numeric columns over the kept rows.
 
     Standard: mean and standard deviation (ddof=0) from two passes of fixed-chunk sums, so the
@@ -407,8 +399,7 @@ def numeric_stats(method: str, cols: List, tf: Transform, kept: np.ndarray, n_ke
     scikit-learn's RobustScaler does). A column is constant when its smallest and largest kept
     values are equal.
     """
-    d = len(cols)
-    n = cols[0].shape[0]
+    n, d = cols.shape
     nc = kernels.chunk_count(n, d)
     sums, lows, highs = np.empty((nc, d)), np.empty((nc, d)), np.empty((nc, d))
     kernels.column_sums(cols, tf.lo, tf.hi, tf.flags, tf.fill, kept, np.zeros(d), False, nc, sums, lows, highs)
@@ -501,7 +492,7 @@ def build_features(
     if n_kept == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
     levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
-    codes = level_codes(cats, levels)
+    codes = level_codes(cats, levels, n_rows)
     hot = [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
     if spec.skipped:
         warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
@@ -517,7 +508,7 @@ def build_features(
         center_of = dict(zip(columns, scaler.center))
         scale_of = dict(zip(columns, scaler.scale))
     else:
-        hot_counts = np.array([kernels.level_counts(codes[c], len(levels[col]), kept)[j]
+        hot_counts = np.array([kernels.level_counts(codes[:, c], len(levels[col]), kept)[j]
                                for c, col in enumerate(levels) for j in range(len(levels[col]))], dtype=np.int64)
         center, scale, constant = numeric_stats(spec.scale, cols, tf, kept, n_kept)
         h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, n_kept)
@@ -535,17 +526,15 @@ def build_features(
     chosen = set(columns)
     num_index = [j for j, n in enumerate(names) if n in chosen]
     hot_used = [h for h in hot if h[2] in chosen]
-    num_cols = List.empty_list(types.Array(types.float64, 1, "C", readonly=True))
-    for j in num_index:
-        num_cols.append(cols[j])
-    sub = tf.select(num_index)
+    sub = np.array(num_index, dtype=np.int64)
     order = [names[j] for j in num_index] + [h[2] for h in hot_used]
     X = np.empty((n_kept, len(order)), dtype=np.float32)
     kernels.write_matrix(
-        num_cols, sub.lo, sub.hi, sub.flags, sub.fill,
+        cols, sub, tf.lo, tf.hi, tf.flags, tf.fill,
         np.array([center_of[names[j]] for j in num_index]), np.array([scale_of[names[j]] for j in num_index]),
         codes, np.array([h[0] for h in hot_used], dtype=np.int64), np.array([h[1] for h in hot_used], dtype=np.int32),
         np.array([center_of[h[2]] for h in hot_used]), np.array([scale_of[h[2]] for h in hot_used]), kept, X)
+    del cols
     if order != columns:  # a model's column order (always numeric first, as built here)
         X = np.ascontiguousarray(X[:, [order.index(c) for c in columns]])
     seconds["scale"] = time.perf_counter() - t0

@@ -1,8 +1,8 @@
 """Feature columns -> the scaled float32 matrix, in row blocks across all columns at once.
 
-The inputs are the feature columns as float64 arrays (a typed List, one array per column, as
-Polars hands them over: NaN where a value is missing) and, for one-hot features, int32 level
-codes (-1: no level). Each value goes through the same steps, fused into one pass per kernel:
+The inputs are the feature columns as one float64 (rows x columns) array in Fortran order, so
+each column is contiguous as Polars hands it over (NaN where a value is missing), and, for
+one-hot features, int32 level codes in the same layout (-1: no level). Each value goes through the same steps, fused into one pass per kernel:
 
     missing (not finite)  -> ``fill`` (the median policy) or the row is dropped (``kept`` False)
     clip (flag bit 1)     -> min(max(v, lo), hi)
@@ -40,9 +40,8 @@ def transform(v, lo, hi, flag):
 
 
 @njit(cache=True, **INLINE)
-def value(src, i, lo, hi, flag, fill):
-    """Row i of one column after the missing-value fill and the transforms (NaN: still missing)."""
-    v = src[i]
+def value(v, lo, hi, flag, fill):
+    """One value after the missing-value fill and the transforms (NaN: still missing)."""
     if not np.isfinite(v):
         return fill
     return transform(v, lo, hi, flag)
@@ -51,16 +50,14 @@ def value(src, i, lo, hi, flag, fill):
 @njit(cache=True, **PARALLEL)
 def scan_columns(cols, n_chunks, bad, lows):
     """Per chunk and column: how many values are not finite (``bad``) and the smallest finite one."""
-    d = len(cols)
-    n = cols[0].shape[0] if d else 0
+    n, d = cols.shape
     for c in prange(n_chunks):
         lo, hi = chunk_bounds(c, n_chunks, n)
         for j in range(d):
-            src = cols[j]
             count = 0
             low = np.inf
             for i in range(lo, hi):
-                v = src[i]
+                v = cols[i, j]
                 if np.isfinite(v):
                     low = min(low, v)
                 else:
@@ -72,8 +69,7 @@ def scan_columns(cols, n_chunks, bad, lows):
 @njit(cache=True, **PARALLEL)
 def finite_rows(cols, kept):
     """kept[i] = every column is finite in row i. Returns how many rows are kept."""
-    d = len(cols)
-    n = kept.shape[0]
+    n, d = cols.shape
     n_blocks = (n + ROWS - 1) // ROWS
     counts = np.zeros(n_blocks, dtype=np.int64)
     for b in prange(n_blocks):
@@ -82,9 +78,8 @@ def finite_rows(cols, kept):
         for i in range(a, z):
             kept[i] = True
         for j in range(d):
-            src = cols[j]
             for i in range(a, z):
-                if not np.isfinite(src[i]):
+                if not np.isfinite(cols[i, j]):
                     kept[i] = False
         count = 0
         for i in range(a, z):
@@ -99,20 +94,18 @@ def column_sums(cols, lo, hi, flags, fill, kept, center, squared, n_chunks, out,
     """Per chunk and column: the sum of the kept transformed values, or with ``squared`` the sum of
     their squared deviations from ``center`` (two passes give an accurate variance); and the
     smallest and largest kept transformed values (a constant column has them equal)."""
-    d = len(cols)
-    n = cols[0].shape[0] if d else 0
+    n, d = cols.shape
     every = kept.shape[0] == 0
     for c in prange(n_chunks):
         a, b = chunk_bounds(c, n_chunks, n)
         for j in range(d):
-            src = cols[j]
             lj, hj, fj, gj, cj = lo[j], hi[j], flags[j], fill[j], center[j]
             acc = 0.0
             low = np.inf
             high = -np.inf
             for i in range(a, b):
                 if every or kept[i]:
-                    v = value(src, i, lj, hj, fj, gj)
+                    v = value(cols[i, j], lj, hj, fj, gj)
                     low = min(low, v)
                     high = max(high, v)
                     if squared:
@@ -128,15 +121,17 @@ def column_sums(cols, lo, hi, flags, fill, kept, center, squared, n_chunks, out,
 def transformed(src, lo, hi, flag, fill, out):
     """One column's values after fill and transforms (NaN where still missing), for quantiles."""
     for i in prange(src.shape[0]):
-        out[i] = value(src, i, lo, hi, flag, fill)
+        out[i] = value(src[i], lo, hi, flag, fill)
 
 
 @njit(cache=True, **PARALLEL)
-def write_matrix(cols, lo, hi, flags, fill, center, scale, codes, oh_code, oh_level, oh_center, oh_scale, kept, X):
-    """The scaled matrix: numeric columns first, then one-hot columns (code ``oh_code[m]`` equal to
-    level ``oh_level[m]``), kept rows only, in input order."""
-    d = len(cols)
-    n = cols[0].shape[0] if d else codes[0].shape[0]
+def write_matrix(cols, use, lo, hi, flags, fill, center, scale, codes, oh_code, oh_level, oh_center, oh_scale,
+                 kept, X):
+    """The scaled matrix, kept rows only, in input order: first the numeric columns ``use[t]``
+    (scaled by ``center[t]``, ``scale[t]``), then one-hot column m (codes column ``oh_code[m]``
+    equal to ``oh_level[m]``). Returns the number of rows written."""
+    n = cols.shape[0]
+    d = use.shape[0]
     m_hot = oh_level.shape[0]
     every = kept.shape[0] == 0
     n_blocks = (n + ROWS - 1) // ROWS
@@ -156,23 +151,24 @@ def write_matrix(cols, lo, hi, flags, fill, center, scale, codes, oh_code, oh_le
     for b in prange(n_blocks):
         a = b * ROWS
         z = min(n, a + ROWS)
-        for j in range(d):
-            src = cols[j]
-            lj, hj, fj, gj, cj, sj = lo[j], hi[j], flags[j], fill[j], center[j], scale[j]
+        for t in range(d):
+            j = use[t]
+            lj, hj, fj, gj, cj, sj = lo[j], hi[j], flags[j], fill[j], center[t], scale[t]
             r = starts[b]
             for i in range(a, z):
                 if every or kept[i]:
-                    v = value(src, i, lj, hj, fj, gj)
-                    X[r, j] = np.float32((v - cj) / sj)
+                    v = value(cols[i, j], lj, hj, fj, gj)
+                    X[r, t] = np.float32((v - cj) / sj)
                     r += 1
         for m in range(m_hot):
-            code = codes[oh_code[m]]
+            col = oh_code[m]
             level = oh_level[m]
+            cm, sm = oh_center[m], oh_scale[m]
             r = starts[b]
             for i in range(a, z):
                 if every or kept[i]:
-                    v = 1.0 if code[i] == level else 0.0
-                    X[r, d + m] = np.float32((v - oh_center[m]) / oh_scale[m])
+                    v = 1.0 if codes[i, col] == level else 0.0
+                    X[r, d + m] = np.float32((v - cm) / sm)
                     r += 1
     return starts[n_blocks]
 

@@ -253,3 +253,40 @@ def kneedle(ks, sse, tol=1e-9):
         if below > best_dist:
             best, best_dist = int(k), below
     return best
+
+
+def transformed_value(v, lo, hi, flag, fill):
+    """One feature value: missing (not finite) -> fill; else clip (flag 1), then log1p (flag 2)."""
+    if not math.isfinite(v):
+        return fill
+    if flag & 1:
+        v = min(max(v, lo), hi)
+    if flag & 2:
+        v = math.log1p(v)
+    return v
+
+
+def kept_rows(n, kept):
+    return [i for i in range(n) if kept.size == 0 or kept[i]]
+
+
+def feature_matrix(cols, lo, hi, flags, fill, center, scale, use, kept):
+    """The scaled float32 matrix from float64 feature columns, one value at a time:
+    missing (not finite) -> fill; clip (flag 1); log1p (flag 2); (v - center) / scale;
+    rows with kept False left out (an empty ``kept`` keeps every row)."""
+    rows = kept_rows(cols.shape[0], kept)
+    out = np.empty((len(rows), len(use)), dtype=np.float32)
+    for r, i in enumerate(rows):
+        for t, j in enumerate(use):
+            v = transformed_value(float(cols[i, j]), lo[j], hi[j], flags[j], fill[j])
+            out[r, t] = np.float32((v - center[t]) / scale[t])
+    return out
+
+
+def transformed_moments(cols, lo, hi, flags, fill, kept):
+    """Per column over the kept rows: mean, population standard deviation, min and max of the
+    filled and transformed values (plain float64 numpy)."""
+    d = cols.shape[1]
+    values = np.array([[transformed_value(float(cols[i, j]), lo[j], hi[j], flags[j], fill[j]) for j in range(d)]
+                       for i in kept_rows(cols.shape[0], kept)])
+    return values.mean(axis=0), values.std(axis=0), values.min(axis=0), values.max(axis=0)

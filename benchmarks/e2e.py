@@ -1,0 +1,163 @@
+"""Whole-process comparisons: ``segment run`` against the scikit-learn pipeline and the I/O floor,
+scaling over row counts, peak memory, start-up, and thread scaling of the fit.
+
+Every process is measured from outside (wall time and peak RSS from ``os.wait4``), so import
+and start-up costs count, as they do for a user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+SHARED_CSV = ROOT.parent / "shared" / "data" / "marketing_campaign.csv"
+ID = "ID"
+#: 16 numeric columns of `segment generate` output, on very different scales (1 to 10^5).
+FEATURES = [
+    "Year_Birth", "Income", "Kidhome", "Teenhome", "Recency", "MntWines", "MntFruits", "MntMeatProducts",
+    "MntFishProducts", "MntSweetProducts", "MntGoldProds", "NumDealsPurchases", "NumWebPurchases",
+    "NumCatalogPurchases", "NumStorePurchases", "NumWebVisitsMonth",
+]
+K = 8
+
+
+def bin_path(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def dataset(rows: int, log) -> Path:
+    """Generated customers (8 overlapping planted segments, seed 0), made once and kept in
+    benchmarks/data/ (git-ignored)."""
+    import engine
+
+    path = DATA / f"customers-{rows}.parquet"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        log(f"generating {rows:,} customers -> {path}")
+        engine.generate_customers(path, rows=rows, segments=K, seed=0)
+    return path
+
+
+def run_measured(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a new process: wall seconds, peak RSS in bytes (``ru_maxrss`` through
+    ``os.wait4``) and its last stdout line parsed as JSON when it is JSON."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # communicate() would reap the child and lose its rusage: read the pipe, then wait4.
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {out.decode()[-2000:]}")
+    result = {"seconds": wall, "peak_rss": usage.ru_maxrss * 1024}
+    try:
+        result["output"] = json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        pass
+    return result
+
+
+def segment_run(path: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+    r = run_measured([bin_path("segment"), "run", str(path), "--features", ",".join(FEATURES), "--id-col", ID,
+                      "--k", str(K), "--out", str(out), "--overwrite", "--quiet", *extra])
+    metrics = json.loads((out / "metrics.json").read_text())
+    r["stages"] = metrics["seconds"]
+    r["rows_used"] = metrics["rows_used"]
+    r["inertia"] = metrics["inertia"]
+    r["matrix_bytes"] = metrics["rows_used"] * len(metrics["features"]) * 4
+    return r
+
+
+def bench_e2e(rows: int, repeat: int, log) -> dict:
+    """segment run vs the scikit-learn pipeline vs the I/O floor, alternating, ``repeat`` times."""
+    path = dataset(rows, log)
+    runs: dict[str, list[dict]] = {"engine": [], "sklearn": [], "floor": []}
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        tmp = Path(tmp)
+        segment_run(path, tmp / "warm")  # numba cache and page cache warm, as for a user's second run
+        for r in range(repeat):
+            log(f"end to end {rows:,} rows, round {r + 1}/{repeat}")
+            runs["engine"].append(segment_run(path, tmp / "engine"))
+            runs["sklearn"].append(run_measured([sys.executable, "benchmarks/sklearn_pipeline.py", str(path),
+                                                 str(tmp / "sklearn"), str(K)]))
+            runs["floor"].append(run_measured([sys.executable, "benchmarks/io_floor.py", str(path),
+                                               str(tmp / "floor")]))
+    med = {name: statistics.median(x["seconds"] for x in v) for name, v in runs.items()}
+    engine_runs = runs["engine"]
+    stages = {s: statistics.median(x["stages"][s] for x in engine_runs) for s in engine_runs[0]["stages"]}
+    return {
+        "rows": rows, "repeat": repeat, "seconds": med,
+        "peak_rss": {name: max(x["peak_rss"] for x in v) for name, v in runs.items()},
+        "matrix_bytes": engine_runs[0]["matrix_bytes"],
+        "engine_stages": stages,
+        "sklearn_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["sklearn"])
+                          for s in runs["sklearn"][0]["output"]["seconds"]},
+        "floor_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["floor"])
+                        for s in runs["floor"][0]["output"]["seconds"]},
+        "inertia": {"engine": engine_runs[0]["inertia"], "sklearn": runs["sklearn"][0]["output"]["inertia"]},
+        "speedup_vs_sklearn": med["sklearn"] / med["engine"],
+        "floor_multiple": med["engine"] / med["floor"],
+    }
+
+
+def bench_scaling(sizes: list[int], log) -> dict:
+    """segment run at each size (one warm-up, then one measured run each): wall, stages, peak RSS."""
+    out = {}
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        tmp = Path(tmp)
+        segment_run(dataset(sizes[0], log), tmp / "warm")
+        for rows in sizes:
+            path = dataset(rows, log)
+            log(f"scaling: {rows:,} rows")
+            r = segment_run(path, tmp / f"run{rows}")
+            out[str(rows)] = {"seconds": r["seconds"], "peak_rss": r["peak_rss"], "matrix_bytes": r["matrix_bytes"],
+                              "stages": r["stages"]}
+    return out
+
+
+def bench_startup(repeat: int, log) -> dict:
+    """``segment --help`` and a warm run on the shared 2,240-row dataset, each a new process."""
+    helps = [run_measured([bin_path("segment"), "--help"])["seconds"] for _ in range(repeat)]
+    runs = []
+    if SHARED_CSV.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [bin_path("segment"), "run", str(SHARED_CSV), "--spec", "customers", "--k", "4",
+                   "--out", str(Path(tmp) / "run"), "--overwrite", "--quiet"]
+            run_measured(cmd)  # the numba cache is warm from here on
+            runs = [run_measured(cmd)["seconds"] for _ in range(repeat)]
+    else:
+        log(f"warning: {SHARED_CSV} not found; warm-run start-up not measured")
+    return {"help_seconds": statistics.median(helps),
+            "warm_run_seconds": statistics.median(runs) if runs else None, "repeat": repeat}
+
+
+def bench_threads(X: np.ndarray, repeat: int, log) -> dict:
+    """The fit on 1, 2, 4, ... threads (up to the cores there are), alternating."""
+    import numba
+
+    import engine
+
+    counts = [t for t in (1, 2, 4, 8, 16) if t <= numba.config.NUMBA_NUM_THREADS]
+    times: dict[int, list[float]] = {t: [] for t in counts}
+    engine.KMeans(K, seed=0).fit(X[:5000])
+    for r in range(repeat):
+        for t in counts:
+            log(f"fit on {t} thread(s), round {r + 1}/{repeat}")
+            start = time.perf_counter()
+            engine.KMeans(K, seed=0, threads=t).fit(X)
+            times[t].append(time.perf_counter() - start)
+    med = {str(t): statistics.median(v) for t, v in times.items()}
+    return {"rows": X.shape[0], "seconds": med,
+            "speedup": {t: med["1"] / s for t, s in med.items()}}
