@@ -8,6 +8,7 @@ crafted file can neither run code nor make us allocate without bound.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -61,8 +62,15 @@ class Model:
             **self.info,
         }
 
+    def text(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        path.write_text(self.text(), encoding="utf-8")
+
+    def digest(self) -> str:
+        """``sha256:...`` of the model file as ``save`` writes it (the Parquet outputs carry it)."""
+        return "sha256:" + hashlib.sha256(self.text().encode()).hexdigest()
 
 
 def model_path(path: str | Path) -> Path:
