@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from engine.errors import InputError
+from engine.source import first_line
 
 BATCH_ROWS = 1 << 20
 #: Statements a read-only query may consist of.
@@ -41,11 +42,6 @@ def literal(text: str | Path) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 @contextlib.contextmanager
 def duck_errors(where: str) -> Iterator[None]:
     """DuckDB errors as one-line ``InputError``s naming ``where``."""
@@ -59,8 +55,9 @@ def duck_errors(where: str) -> Iterator[None]:
 
 
 def connect(threads: int | None = None, database: str | Path = ":memory:") -> duckdb.DuckDBPyConnection:
-    config = {"threads": threads} if threads else {}
-    return duckdb.connect(str(database), config=config)
+    con = duckdb.connect(str(database), config={"threads": threads} if threads else {})
+    con.execute("SET enable_progress_bar = false")  # stderr carries our own progress lines
+    return con
 
 
 def sandbox(con: duckdb.DuckDBPyConnection, files: Sequence[str | Path] = (),

@@ -83,8 +83,7 @@ def clean_sql(preset: dict[str, str]) -> str:
     typed AS (
         SELECT {duck.ident(preset['customer'])} AS cust, {timestamp_sql(preset['date'])} AS ts,
                TRY_CAST({duck.ident(preset['amount'])} AS DOUBLE) AS amount{order},
-               CAST({duck.ident(preset['date'])} AS VARCHAR) AS raw_date,
-               CAST({duck.ident(preset['amount'])} AS VARCHAR) AS raw_amount
+               {duck.ident(preset['date'])} AS raw_date, {duck.ident(preset['amount'])} AS raw_amount
         FROM {duck.ident(INPUT_VIEW)}
     ),
     bounds AS (
@@ -128,8 +127,9 @@ def facts_sql(preset: dict[str, str]) -> str:
            count(*) FILTER (WHERE {used} AND amount < 0) AS refund_rows,
            coalesce(-sum(amount) FILTER (WHERE {used} AND amount < 0), 0) AS refund_amount,
            any_value(bounds.as_of) AS as_of,
-           any_value(raw_date) FILTER (WHERE raw_date IS NOT NULL AND ts IS NULL) AS bad_date,
-           any_value(raw_amount) FILTER (WHERE raw_amount IS NOT NULL AND amount IS NULL) AS bad_amount
+           CAST(any_value(raw_date) FILTER (WHERE raw_date IS NOT NULL AND ts IS NULL) AS VARCHAR) AS bad_date,
+           CAST(any_value(raw_amount) FILTER (WHERE raw_amount IS NOT NULL AND amount IS NULL) AS VARCHAR)
+               AS bad_amount
     FROM typed, bounds"""
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import polars as pl
 
 from engine import duck
 from engine.errors import InputError
@@ -123,8 +122,3 @@ def source_facts(inp: Input) -> dict[str, Any]:
     if inp.info:
         facts.update(inp.info)
     return facts
-
-
-def sql_frame(con, query: str, where: str) -> pl.DataFrame:
-    with duck.duck_errors(where):
-        return duck.arrow_frame(con.sql(query))

@@ -106,9 +106,9 @@ def test_parquet_outputs_carry_metadata(db_run):
         assert meta[b"segment.features"].decode() == FEATURES
         model_hash = model_hash or meta[b"segment.model_hash"]
         assert meta[b"segment.model_hash"] == model_hash
-    import hashlib
+    from engine.model import load_model
 
-    assert model_hash.decode() == "sha256:" + hashlib.sha256((run / "model.json").read_bytes()).hexdigest()
+    assert model_hash.decode() == load_model(run).digest()  # the saved model, read back, has the same hash
 
 
 def test_db_file_opens_in_a_fresh_connection(db_run):
