@@ -87,6 +87,48 @@ def input_options(func):
     return func
 
 
+def sql_input_options(func):
+    """INPUT as a DuckDB query: shared by every command that takes INPUT (run, sweep, predict, describe)."""
+    options = [
+        click.option("--sql", help="A DuckDB SELECT whose result is the input. Alone it may read any file you "
+                                   "name; with INPUT files it reads them as the view `input` and nothing else."),
+        click.option("--as-of", help="Reference date for SQL sources and --preset rfm (default: the day after "
+                                     "the last transaction)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def preset_options(func):
+    """--preset rfm and its columns, for run and sweep."""
+    options = [
+        click.option("--preset", type=click.Choice(["rfm"]),
+                     help="Features from transactions: rfm = recency, frequency, monetary, tenure, basket."),
+        click.option("--customer-col", help="--preset rfm: the customer id column."),
+        click.option("--date-col", help="--preset rfm: the date or timestamp column (text dates are parsed)."),
+        click.option("--amount-col", help="--preset rfm: the amount column (negative = refund)."),
+        click.option("--order-col", help="--preset rfm: the order id column (default: every row is an order)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return sql_input_options(func)
+
+
+def preset_of(preset, customer_col, date_col, amount_col, order_col) -> dict | None:
+    """The preset options as the engine's ``preset`` argument (None without --preset)."""
+    columns = {"customer": customer_col, "date": date_col, "amount": amount_col, "order": order_col}
+    if preset is None:
+        given = [f"--{k}-col" for k, v in columns.items() if v is not None]
+        if given:
+            raise InputProblem(f"{given[0]} needs --preset rfm")
+        return None
+    for key in ("customer", "date", "amount"):
+        if not columns[key]:
+            raise InputProblem(f"--preset {preset} needs --{key}-col")
+    return columns
+
+
 def comma_list(text: str | None) -> list[str] | None:
     """``"a, b,c"`` -> ``["a", "b", "c"]``; None stays None."""
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
@@ -119,28 +161,46 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.option("--rows", type=int, required=True, help="Number of customers.")
+@click.option("--rows", type=int, help="Number of customers (--kind customers).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
 @click.option("--segments", type=int, default=5, show_default=True, help="Planted ground-truth segments.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--spread", type=float, default=1.0, show_default=True,
               help="Noise within segments: 1 is realistic overlap, 0.25 well separated.")
-@click.option("--kind", type=click.Choice(["customers"]), default="customers", show_default=True)
+@click.option("--kind", type=click.Choice(["customers", "transactions"]), default="customers", show_default=True)
+@click.option("--customers", type=int, help="--kind transactions: number of customers (about 22 rows each).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @engine_errors
-def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet):
+def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_json, quiet):
     """Write synthetic customers shaped like the marketing_campaign dataset, with planted
     segments in a `true_segment` column. Streams in chunks: 100,000,000 rows fit in bounded memory.
+
+    With --kind transactions: orders of --customers customers in planted behaviour groups
+    (`true_group`), with refunds and some null customer ids, for --preset rfm.
 
     \b
     Example:
       segment generate --rows 1000000 --segments 5 --out customers.parquet
+      segment generate --kind transactions --customers 50000 --out tx.parquet
     """
+    log = logger(quiet)
+    if kind == "transactions":
+        from engine.gentx import generate_transactions
+
+        if customers is None or rows is not None:
+            raise InputProblem("--kind transactions takes --customers N (not --rows)")
+        summary = generate_transactions(out, customers, seed=seed, overwrite=overwrite,
+                                        progress=lambda done, total: log(f"generated {done:,} / {total:,} customers"))
+        click.echo(json.dumps(summary, indent=2) if as_json else
+                   f"wrote {summary['rows']:,} transactions of {customers:,} customers to {out} "
+                   f"({summary['seconds']:.2f} s)")
+        return
+    if rows is None or customers is not None:
+        raise InputProblem("--kind customers takes --rows N (not --customers)")
     from engine.generate import generate_customers
 
-    log = logger(quiet)
     summary = generate_customers(out, rows, segments=segments, seed=seed, spread=spread, overwrite=overwrite,
                                  progress=lambda done, total: log(f"generated {done:,} / {total:,} rows"))
     if as_json:
@@ -151,7 +211,7 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--k", "k", required=True, help="Number of segments, or auto to choose it with a sweep first.")
 @click.option("--k-range", default="2..10", show_default=True, help="With --k auto: the ks to sweep.")
 @click.option("--repeats", type=int, default=3, show_default=True,
@@ -163,18 +223,26 @@ def generate(rows, out, segments, seed, spread, kind, overwrite, as_json, quiet)
 @click.option("--silhouette-sample", type=int,
               help="Rows in the silhouette sample (default: 20,000 or all rows; 0 to skip).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
+@preset_options
+@click.option("--db", type=click.Path(dir_okay=False), help="Also write a DuckDB database of the results.")
+@click.option("--partition-by-segment", is_flag=True,
+              help="Also write OUT/segments/segment=K/part-0.parquet (hive partitions).")
 @common_options
 @engine_errors
 def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missing, scale, separator,
-        allow_duplicate_ids, memory_limit, seed, n_init, silhouette_sample, overwrite, threads, as_json, quiet):
-    """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV.
+        allow_duplicate_ids, memory_limit, seed, n_init, silhouette_sample, overwrite, sql, as_of, preset,
+        customer_col, date_col, amount_col, order_col, db, partition_by_segment, threads, as_json, quiet):
+    """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV,
+    or --sql "SELECT ..." (DuckDB); with --preset rfm, INPUT is transactions.
 
     Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json (and sweep.*
-    with --k auto).
+    with --k auto; segments/ with --partition-by-segment; a DuckDB file with --db).
 
     \b
     Example:
       segment run customers.parquet --spec customers --k 5 --out run/
+      segment run --sql "SELECT * FROM read_parquet('c/*.parquet')" --id-col ID --k 5 --out run/
+      segment run tx.parquet --preset rfm --customer-col customer_id --date-col ts --amount-col amount --k 5 --out run/
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
@@ -185,7 +253,8 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
         list(inputs), k, out, k_range=k_range, repeats=repeats, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
         exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, silhouette_sample=silhouette_sample,
         separator=separator, overwrite=overwrite, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
-        log=logger(quiet),
+        sql=sql, as_of=as_of, preset=preset_of(preset, customer_col, date_col, amount_col, order_col), db=db,
+        partition_by_segment=partition_by_segment, log=logger(quiet),
     )
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
@@ -201,11 +270,12 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
     if m["sweep"]:
         click.echo(f"k chosen by sweep: {m['sweep']['reason']}")
     click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json"
-               + (", sweep.parquet, sweep.json, sweep.html" if m["sweep"] else ""))
+               + (", sweep.parquet, sweep.json, sweep.html" if m["sweep"] else "")
+               + (", segments/" if partition_by_segment else "") + (f"; and {db}" if db else ""))
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--k", "ks", default="2..12", show_default=True, help="ks to fit: a range (2..12) or a list (3,5,7).")
 @click.option("--out", required=True, type=click.Path(), help="Output directory.")
 @feature_options
@@ -218,11 +288,12 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
 @click.option("--compare-sample", type=int, default=20_000, show_default=True,
               help="Rows the compared algorithms are fitted on (ward needs O(rows^2) memory).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier sweep or run directory.")
+@preset_options
 @common_options
 @engine_errors
 def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, separator, allow_duplicate_ids,
-          memory_limit, seed, n_init, repeats, silhouette_sample, compare, compare_sample, overwrite, threads,
-          as_json, quiet):
+          memory_limit, seed, n_init, repeats, silhouette_sample, compare, compare_sample, overwrite, sql, as_of,
+          preset, customer_col, date_col, amount_col, order_col, threads, as_json, quiet):
     """Fit k-means for every k and judge each: SSE (elbow), silhouette with a 95% interval,
     Calinski-Harabasz, Davies-Bouldin and stability; recommend a k and say why.
 
@@ -240,7 +311,8 @@ def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, sepa
         exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, repeats=repeats,
         silhouette_sample=silhouette_sample, compare=comma_list(compare) or (),
         compare_sample=compare_sample, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
-        separator=separator, overwrite=overwrite, log=logger(quiet),
+        separator=separator, overwrite=overwrite, sql=sql, as_of=as_of,
+        preset=preset_of(preset, customer_col, date_col, amount_col, order_col), log=logger(quiet),
     )
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
@@ -254,16 +326,19 @@ def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, sepa
 
 @main.command()
 @click.argument("model")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
 @input_options
+@sql_input_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @common_options
 @engine_errors
-def predict(model, inputs, out, separator, allow_duplicate_ids, memory_limit, overwrite, threads, as_json, quiet):
+def predict(model, inputs, out, separator, allow_duplicate_ids, memory_limit, sql, as_of, overwrite, threads,
+            as_json, quiet):
     """Assign new customers to the segments of a saved model (MODEL: model.json or a run directory).
 
-    The same feature pipeline, scaler and assignment kernel as the run are used.
+    The same feature pipeline, scaler and assignment kernel as the run are used; a model made
+    with --preset rfm or a [source] query builds its features from the new INPUT the same way.
 
     \b
     Example:
@@ -272,13 +347,35 @@ def predict(model, inputs, out, separator, allow_duplicate_ids, memory_limit, ov
     import engine
 
     result = engine.predict(model, list(inputs), out, threads=threads, separator=separator, overwrite=overwrite,
-                            allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, log=logger(quiet))
+                            allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, sql=sql, as_of=as_of,
+                            log=logger(quiet))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
         sizes = ", ".join(f"{j}: {s:,}" for j, s in enumerate(result["segment_sizes"]))
         click.echo(f"assigned {result['rows_used']:,} of {result['rows']:,} rows to {result['k']} segments "
                    f"({sizes}); wrote {out}")
+
+
+@main.command("sql")
+@click.argument("run_dir", metavar="DIR")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="json: an array of row objects.")
+@click.option("--threads", type=int, help="DuckDB threads (default: all cores).")
+@engine_errors
+def sql_command(run_dir, query, fmt, threads):
+    """Query a run directory with DuckDB, read-only. Relations: segments, profiles, centroids,
+    metrics (one row) and customers (the input joined with its segment, read from the input files).
+
+    \b
+    Example:
+      segment sql run/ "SELECT segment, count(*) FROM segments GROUP BY 1 ORDER BY 1"
+      segment sql run/ "SELECT * FROM customers WHERE segment = 3" --format csv > campaign.csv
+    """
+    from engine.sql import query_run, render
+
+    click.echo(render(query_run(run_dir, query, threads), fmt))
 
 
 if __name__ == "__main__":

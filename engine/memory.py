@@ -57,7 +57,9 @@ def available_memory() -> int | None:
 
 
 def count_rows(inp: Input) -> int:
-    """Exact for Parquet (footers); estimated for CSV from the average line length of its start."""
+    """Exact for Parquet (footers) and SQL results; estimated for CSV from the average line length of its start."""
+    if inp.rows is not None:
+        return inp.rows
     if inp.format == "parquet":
         return sum(pq.ParquetFile(p).metadata.num_rows for p in inp.files)
     total = 0

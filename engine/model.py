@@ -8,6 +8,7 @@ crafted file can neither run code nor make us allocate without bound.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -63,6 +64,14 @@ class Model:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+    def digest(self) -> str:
+        """``sha256:...`` of what assigns a row to a segment: the spec, the fitted statistics and the
+        centroids (not the run's options, timings or versions, so the same model has the same hash
+        whatever the thread count). The Parquet outputs carry it as ``segment.model_hash``."""
+        data = self.to_dict()
+        core = {key: data[key] for key in ("format", "format_version", "k", "features", "spec", "fitted", "centroids")}
+        return "sha256:" + hashlib.sha256(json.dumps(core, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
 def model_path(path: str | Path) -> Path:

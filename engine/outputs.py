@@ -30,6 +30,7 @@ import polars as pl
 from engine.errors import InputError, OutputError
 
 ROW_GROUP_ROWS = 1_000_000
+PARTITION_DIR = "segments"  # --partition-by-segment: segments/segment=K/part-0.parquet
 FORMAT_VERSION = "1"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 AT_FDCWD = -100
@@ -173,6 +174,9 @@ def atomic_file(path: Path, overwrite: bool) -> Iterator[Path]:
 
 def fsync_tree(path: Path) -> None:
     for child in path.iterdir():
+        if child.is_dir():
+            fsync_tree(child)
+            continue
         with open(child, "rb") as fh:
             os.fsync(fh.fileno())
     fsync_dir(path)
@@ -212,8 +216,7 @@ def write_segments(
     id_arrow = ids.to_arrow()
     if kept is not None:
         positions = np.cumsum(kept) - 1  # row -> index into labels (valid where kept)
-    meta = {b"segment.format_version": FORMAT_VERSION.encode()}
-    meta.update({f"segment.{k}".encode(): str(v).encode() for k, v in (metadata or {}).items()})
+    meta = parquet_meta(metadata)
     schema = pa.schema(
         [pa.field(ids.name, id_arrow.type), pa.field("segment", pa.int32()), pa.field("distance", pa.float32())],
         metadata=meta,
@@ -230,3 +233,35 @@ def write_segments(
                 seg = pa.array(labels[idx], type=pa.int32(), mask=mask)
                 dist = pa.array(np.sqrt(dist2[idx]), type=pa.float32(), mask=mask)
             writer.write_table(pa.Table.from_arrays([id_arrow.slice(lo, hi - lo), seg, dist], schema=schema))
+
+
+def parquet_meta(metadata: dict[str, Any] | None) -> dict[bytes, bytes]:
+    """Key-value metadata of every Parquet output: ``segment.format_version`` and ``segment.<key>``."""
+    meta = {b"segment.format_version": FORMAT_VERSION.encode()}
+    meta.update({f"segment.{k}".encode(): str(v).encode() for k, v in (metadata or {}).items()})
+    return meta
+
+
+def write_parquet_meta(frame: pl.DataFrame, path: Path, metadata: dict[str, Any] | None) -> None:
+    """A small frame (profiles) to Parquet with the outputs' key-value metadata."""
+    frame.write_parquet(path, metadata={k.decode(): v.decode() for k, v in parquet_meta(metadata).items()})
+
+
+def write_partitions(segments: Path, directory: Path, k: int) -> None:
+    """``segments.parquet`` again as a hive-partitioned dataset: ``segment=K/part-0.parquet`` for
+    K in 0..k-1 (rows dropped by the missing policy in ``segment=__HIVE_DEFAULT_PARTITION__``).
+    The partition files hold the id and distance in input order; the directory names carry the
+    segment, so a reader filtering on it opens only the partitions it needs."""
+    table = pq.read_table(segments)
+    meta = table.schema.metadata
+    column = table.column("segment").to_numpy(zero_copy_only=False)
+    labels = np.where(np.isnan(column), -1, column).astype(np.int64) if column.dtype.kind == "f" else column
+    rest = table.drop_columns(["segment"]).replace_schema_metadata(meta)
+    for j in [*range(k), -1]:
+        rows = np.flatnonzero(labels == j)
+        if j == -1 and rows.size == 0:
+            continue
+        part = directory / (f"segment={j}" if j >= 0 else "segment=__HIVE_DEFAULT_PARTITION__")
+        part.mkdir(parents=True)
+        pq.write_table(rest.take(pa.array(rows)), part / "part-0.parquet", compression="zstd",
+                       row_group_size=ROW_GROUP_ROWS)

@@ -26,9 +26,12 @@ from engine.memory import check_memory
 from engine.fit import FitParams, fit_kmeans
 from engine.metrics import sample_indices, silhouette_score
 from engine.model import Model, load_model
-from engine.outputs import atomic_dir, atomic_file, check_target, write_json, write_segments
+from engine.outputs import (PARTITION_DIR, atomic_dir, atomic_file, check_target, write_json, write_parquet_meta,
+                            write_partitions, write_segments)
+from engine.sql import write_database
 from engine.profiles import profile_table
-from engine.source import Input, open_input
+from engine.source import Input
+from engine.sqlsource import open_source, source_facts
 from engine.spec import FeatureSpec, load_spec, spec_from_columns
 from engine.sweep import DEFAULT_KS, DEFAULT_REPEATS, SWEEP_SILHOUETTE_SAMPLE, SweepOutcome, parse_ks, sweep_matrix, write_sweep
 
@@ -62,6 +65,8 @@ def fingerprint(inp: Input) -> str:
     """SHA-256 over every input file's name, size and whole content (about 1.5 GB/s here, and
     compressed Parquet is small: 16 MiB for 1,000,000 customers)."""
     h = hashlib.sha256()
+    if inp.query is not None:
+        h.update(inp.query.encode() + b"\0")
     for path in inp.files:
         h.update(f"{path.name}\0{path.stat().st_size}\0".encode())
         with path.open("rb") as fh:
@@ -109,15 +114,22 @@ def check_not_inside_inputs(out: Path, inputs: Sequence[str | Path]) -> None:
             raise InputError(f"output {out} is inside input directory {source}; write it somewhere else")
 
 
-def resolve_spec(spec: str | Path | FeatureSpec | None, features: str | None, **options: Any) -> FeatureSpec:
+def resolve_spec(spec: str | Path | FeatureSpec | None, features: str | None, preset: dict | None = None,
+                 **options: Any) -> FeatureSpec:
+    from engine.rfm import complete, rfm_spec
+
     if spec is not None and features is not None:
         raise InputError("give --features or --spec, not both")
+    if preset is not None:
+        if spec is not None or features is not None:
+            raise InputError("give --preset or --spec/--features, not both")
+        spec = rfm_spec(**preset)
     if features is not None:
         return spec_from_columns(features, **options)
     if isinstance(spec, FeatureSpec):
-        return spec.with_options(**options)
+        return complete(spec.with_options(**options))
     base = load_spec(spec) if spec is not None else FeatureSpec()
-    return base.with_options(**options)
+    return complete(base.with_options(**options))
 
 
 def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, seed: int,
@@ -147,10 +159,10 @@ def plan_directory_output(
 
 def prepare_features(
     inputs: Sequence[str | Path], feature_spec: FeatureSpec, separator: str | None, allow_duplicate_ids: bool,
-    memory_limit: str | int | None, log: Log,
+    memory_limit: str | int | None, log: Log, sql: str | None = None, as_of: str | None = None,
 ) -> tuple[Input, FeatureData]:
     """Open the inputs, check the memory the matrix will need, and build it (warnings logged)."""
-    inp = open_input(inputs, separator)
+    inp = open_and_report(inputs, separator, feature_spec, sql, as_of, log)
     planned = resolve_features(feature_spec, inp.schema(), inp.label)
     check_memory(inp, len(planned.features), sum(c.max_levels for c in planned.categorical), memory_limit)
     log(f"reading {inp.label}")
@@ -158,6 +170,17 @@ def prepare_features(
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data
+
+
+def open_and_report(inputs: Sequence[str | Path], separator: str | None, spec: FeatureSpec, sql: str | None,
+                    as_of: str | None, log: Log) -> Input:
+    """The input of any command (files, --sql or the spec's [source]); what a preset dropped is logged."""
+    inp = open_source(inputs, separator, spec, sql, as_of)
+    if inp.info and "rfm" in inp.info:
+        from engine.rfm import summary_line
+
+        log(summary_line(inp.info))
+    return inp
 
 
 def run(
@@ -181,6 +204,11 @@ def run(
     memory_limit: str | int | None = None,
     separator: str | None = None,
     overwrite: bool = False,
+    sql: str | None = None,
+    preset: dict[str, str] | None = None,
+    as_of: str | None = None,
+    db: str | Path | None = None,
+    partition_by_segment: bool = False,
     log: Log = quiet,
 ) -> RunResult:
     """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``.
@@ -199,9 +227,12 @@ def run(
     if silhouette_sample is not None and silhouette_sample < 0:
         raise InputError(f"--silhouette-sample must be 0 or more, not {silhouette_sample}")
     feature_spec = plan_directory_output(out, overwrite, inputs, spec, features, id_col=id_col, missing=missing,
-                                         scale=scale, exclude=exclude)
+                                         scale=scale, exclude=exclude, preset=preset)
+    if db is not None:
+        check_target(Path(db), overwrite, "file")
     with thread_limit(threads) as n_threads:
-        inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
+        inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log,
+                                     sql, as_of)
         n, d = data.X.shape
         outcome = None
         if auto:
@@ -229,7 +260,8 @@ def run(
         "id_col": data.spec.id_col, "missing": data.spec.missing, "scale": data.spec.scale,
         "exclude": list(data.spec.exclude), "seed": seed, "threads": threads, "n_init": n_init,
         "silhouette_sample": silhouette_sample, "separator": inp.separator,
-        "allow_duplicate_ids": allow_duplicate_ids, "memory_limit": memory_limit,
+        "allow_duplicate_ids": allow_duplicate_ids, "memory_limit": memory_limit, "sql": sql, "preset": preset,
+        "as_of": as_of, "db": str(db) if db is not None else None, "partition_by_segment": partition_by_segment,
     }
     info = {
         "seed": seed,
@@ -237,7 +269,7 @@ def run(
         "inertia": fit.inertia,
         "params": {"k": k, "n_init": params.restarts(n), "init_sample": params.init_sample,
                    "batch_size": params.batch_size, "max_iter": params.max_iter, "tol": params.tol},
-        "input": {"files": [str(p) for p in inp.files], "format": inp.format, "fingerprint": fingerprint(inp)},
+        "input": {**source_facts(inp), "fingerprint": fingerprint(inp)},
         "versions": versions(),
     }
     model = Model(data.spec, data.fitted, fit.centers, info)
@@ -266,10 +298,12 @@ def run(
     }
     t0 = time.perf_counter()
     with atomic_dir(out, overwrite) as tmp:
-        write_segments(tmp / "segments.parquet", data.ids, fit.labels, fit.dist2, data.kept,
-                       {"k": k, "features": ",".join(data.fitted.names)})
-        profiles.write_parquet(tmp / "profiles.parquet")
         model.save(tmp / "model.json")
+        meta = {"k": k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
+        write_segments(tmp / "segments.parquet", data.ids, fit.labels, fit.dist2, data.kept, meta)
+        if partition_by_segment:
+            write_partitions(tmp / "segments.parquet", tmp / PARTITION_DIR, k)
+        write_parquet_meta(profiles, tmp / "profiles.parquet", meta)
         if outcome:
             write_sweep(tmp, outcome, {"ks": ks, "seed": seed, "repeats": repeats})
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof,
@@ -277,6 +311,9 @@ def run(
         seconds["total"] = time.perf_counter() - t_start
         metrics["seconds"] = {key: round(v, 4) for key, v in seconds.items()}
         write_json(tmp / "metrics.json", metrics)
+    if db is not None:
+        write_database(out, Path(db), overwrite)
+        log(f"wrote {db}")
     log(f"wrote {out}")
     return RunResult(out, metrics, profiles, model)
 
@@ -310,6 +347,9 @@ def sweep(
     memory_limit: str | int | None = None,
     separator: str | None = None,
     overwrite: bool = False,
+    sql: str | None = None,
+    preset: dict[str, str] | None = None,
+    as_of: str | None = None,
     log: Log = quiet,
 ) -> SweepResult:
     """Fit every k in ``ks`` (``"2..12"``) on the same features and write ``out``/sweep.*."""
@@ -319,17 +359,17 @@ def sweep(
         raise InputError(f"--seed must be 0 or more, not {seed}")
     k_list = parse_ks(ks)
     feature_spec = plan_directory_output(out, overwrite, inputs, spec, features, id_col=id_col, missing=missing,
-                                         scale=scale, exclude=exclude)
+                                         scale=scale, exclude=exclude, preset=preset)
     with thread_limit(threads):
-        inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
+        inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log,
+                                     sql, as_of)
         log(f"{data.X.shape[0]:,} rows x {data.X.shape[1]} features; fitting k={k_list[0]}..{k_list[-1]}")
         outcome = sweep_matrix(data.X, k_list, seed=seed, n_init=n_init, repeats=repeats,
                                silhouette_sample=silhouette_sample or SWEEP_SILHOUETTE_SAMPLE,
                                compare=compare, compare_sample=compare_sample, log=log)
     params = {"ks": k_list, "seed": seed, "repeats": repeats, "n_init": n_init, "compare": list(compare),
               "compare_sample": compare_sample, "rows": data.n_rows, "rows_used": int(data.X.shape[0]),
-              "features": list(data.fitted.names), "input": {"files": [str(p) for p in inp.files],
-                                                             "fingerprint": fingerprint(inp)},
+              "features": list(data.fitted.names), "input": {**source_facts(inp), "fingerprint": fingerprint(inp)},
               "versions": versions()}
     with atomic_dir(out, overwrite) as tmp:
         write_sweep(tmp, outcome, params)
@@ -348,6 +388,8 @@ def predict(
     overwrite: bool = False,
     allow_duplicate_ids: bool = False,
     memory_limit: str | int | None = None,
+    sql: str | None = None,
+    as_of: str | None = None,
     log: Log = quiet,
 ) -> dict[str, Any]:
     """Assign the customers in ``inputs`` to the segments of a saved model; write ``out`` (Parquet)."""
@@ -357,14 +399,14 @@ def predict(
     check_not_inside_inputs(out, inputs)
     model = model if isinstance(model, Model) else load_model(model)
     with thread_limit(threads):
-        inp = open_input(inputs, separator)
+        inp = open_and_report(inputs, separator, model.spec, sql, as_of, log)
         check_memory(inp, len(model.spec.features), len(model.fitted.names) - len(model.spec.features), memory_limit)
         log(f"reading {inp.label}")
         data = build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=allow_duplicate_ids)
         labels, dist2, inertia = assign_rows(data.X, model.centers)
     with atomic_file(out, overwrite) as tmp:
         write_segments(tmp, data.ids, labels, dist2, data.kept,
-                       {"k": model.k, "features": ",".join(model.fitted.names)})
+                       {"k": model.k, "features": ",".join(model.fitted.names), "model_hash": model.digest()})
     log(f"wrote {out}")
     return {
         "out": str(out),

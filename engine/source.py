@@ -32,12 +32,18 @@ class Input:
 
     frame: pl.LazyFrame
     files: tuple[Path, ...]
-    format: str  # "parquet" or "csv"
+    format: str  # "parquet", "csv", or "sql" (a DuckDB query's result; see engine/sqlsource.py)
     separator: str | None = None
+    query: str | None = None  # format "sql": the query that made ``frame``
+    rows: int | None = None  # format "sql": rows of the (already computed) result
+    info: dict | None = None  # format "sql": what the source reports into metrics.json "input"
 
     @property
     def label(self) -> str:
-        return str(self.files[0]) if len(self.files) == 1 else f"{self.files[0]} (+{len(self.files) - 1} more)"
+        if not self.files:
+            return "--sql query"
+        files = str(self.files[0]) if len(self.files) == 1 else f"{self.files[0]} (+{len(self.files) - 1} more)"
+        return f"{files} (through SQL)" if self.format == "sql" else files
 
     def schema(self) -> pl.Schema:
         try:
@@ -85,8 +91,9 @@ def data_files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
         rel = p.relative_to(directory).parts
         if any(part.startswith((".", "_")) for part in rel) or not p.is_file() or p.suffix.lower() not in suffixes:
             continue
-        if any((p.parent / marker).is_file() for marker in RUN_MARKERS):
-            continue
+        parents = [directory.joinpath(*rel[:i]) for i in range(len(rel) - 1, -1, -1)]  # p's folder up to directory
+        if any((folder / marker).is_file() for folder in parents for marker in RUN_MARKERS):
+            continue  # a run directory, or the segments/ partitions inside one
         found.append(p)
     return found
 

@@ -13,8 +13,14 @@ spending = { expr = "MntWines + MntFruits", log1p = true }
 
 [categorical]                   # one-hot, keeping the most frequent levels
 Education = { max_levels = 4 }
+
+[source]                        # optional: features come from a DuckDB query over the inputs
+sql = "SELECT customer_id, count(*) AS orders FROM input GROUP BY 1"
+# or: preset = "rfm", customer = "customer_id", date = "ts", amount = "amount", order = "order_id"
 ```
 Expressions are SQL (Polars' SQL dialect): arithmetic, CASE WHEN, GREATEST, LN, COALESCE, ...
+A ``[source]`` query runs in DuckDB with the inputs as the view ``input`` and no other file
+readable (see engine/sqlsource.py).
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ else:  # pragma: no cover
 
 MISSING_POLICIES = ("drop", "median", "error")
 SCALERS = ("standard", "robust", "none")
-TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical")
+TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "source")
+SOURCE_KEYS = ("sql", "preset", "customer", "date", "amount", "order")
+PRESETS = ("rfm",)
+PRESET_COLUMNS = ("customer", "date", "amount", "order")  # order is optional
 FEATURE_KEYS = ("expr", "clip", "log1p")
 CATEGORICAL_KEYS = ("max_levels",)
 DEFAULT_MAX_LEVELS = 8
@@ -72,6 +81,8 @@ class FeatureSpec:
     scale: str = "standard"
     source: str = "auto"  # where it came from: a file, a built-in name, "--features" or "auto"
     skipped: tuple[str, ...] = ()  # auto mode: non-numeric columns left out (reported, not saved)
+    sql: str | None = None  # [source] sql: a DuckDB query over the inputs (view ``input``)
+    preset: dict[str, str] | None = None  # [source] preset: {"preset": "rfm", "customer": ..., ...}
 
     @property
     def auto(self) -> bool:
@@ -115,8 +126,16 @@ class FeatureSpec:
         check_choice("model feature spec: missing", missing, MISSING_POLICIES)
         check_choice("model feature spec: scale", scale, SCALERS)
         source = data.get("source", "model")
+        sql = data.get("sql")
+        if sql is not None and not isinstance(sql, str):
+            raise InputError("model feature spec: sql must be a string or null")
+        preset = data.get("preset")
+        if preset is not None:
+            preset = parse_source({"sql": None, **preset}, "model feature spec")[1] if isinstance(preset, dict) else None
+            if preset is None:
+                raise InputError("model feature spec: preset must be an object")
         return cls(features, categorical, names["numeric"], names["exclude"], id_col, missing, scale,
-                   source if isinstance(source, str) else "model")
+                   source if isinstance(source, str) else "model", sql=sql, preset=preset)
 
 
 def list_field(data: dict, key: str) -> list:
@@ -213,6 +232,30 @@ def string_list(where: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def parse_source(table: Any, where: str) -> tuple[str | None, dict[str, str] | None]:
+    """A ``[source]`` table: ``sql = "..."``, or ``preset = "rfm"`` with its column names."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [source] must be a table")
+    check_keys(f"{where}: [source]", table, SOURCE_KEYS)
+    table = {k: v for k, v in table.items() if v is not None}
+    for key, value in table.items():
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{where}: [source] {key} must be a non-empty string")
+    sql, preset = table.get("sql"), table.get("preset")
+    columns = {k: table[k] for k in PRESET_COLUMNS if k in table}
+    if sql is not None and (preset is not None or columns):
+        raise InputError(f"{where}: [source] takes sql, or preset with its columns, not both")
+    if sql is not None:
+        return sql, None
+    if preset is None:
+        raise InputError(f"{where}: [source] needs sql = \"SELECT ...\" or preset = \"rfm\"")
+    check_choice(f"{where}: [source] preset", preset, PRESETS)
+    for key in ("customer", "date", "amount"):
+        if key not in columns:
+            raise InputError(f"{where}: [source] preset {preset!r} needs {key} = \"COLUMN\"")
+    return None, {"preset": preset, **columns}
+
+
 def spec_from_toml(data: dict[str, Any], where: str) -> FeatureSpec:
     """Validate a parsed TOML document and build the spec."""
     check_keys(where, data, TOP_KEYS)
@@ -229,7 +272,10 @@ def spec_from_toml(data: dict[str, Any], where: str) -> FeatureSpec:
         raise InputError(f"{where}: id must be a column name")
     features = tuple(parse_feature(n, v, where) for n, v in features_table.items())
     categorical = tuple(parse_categorical(c, v, where) for c, v in categorical_table.items())
+    sql, preset = parse_source(data["source"], where) if "source" in data else (None, None)
     return FeatureSpec(
+        sql=sql,
+        preset=preset,
         features=features,
         categorical=categorical,
         numeric=string_list(where, "numeric", data.get("numeric", [])),

@@ -294,7 +294,7 @@ def partial_then_enospc(path, *_args, **_kwargs):
     enospc()
 
 
-def partial_save(self, path):
+def partial_save(self, path, **_options):
     partial_then_enospc(path)
 
 

@@ -1,0 +1,108 @@
+"""The one place that talks to DuckDB: connections, quoting, sandboxing, Arrow hand-off.
+
+Rules kept here so the rest of the engine cannot get them wrong:
+
+* Identifiers are always written with ``ident`` (double quotes doubled). Values are bound as
+  ``?`` parameters. DuckDB cannot bind parameters in DDL (``CREATE VIEW``), so the only values
+  written into SQL text are file paths in view definitions, through ``literal`` (single quotes
+  doubled); they are paths we resolved, never SQL.
+* User SQL that may come from someone else (a spec's ``[source] sql``, ``segment sql``) runs on a
+  connection where only the declared files are readable: their paths are listed in
+  ``allowed_paths`` / ``allowed_directories``, then ``enable_external_access`` is switched off and
+  the configuration locked (``sandbox``). ``read_csv('/etc/passwd')``, ``COPY ... TO``,
+  ``ATTACH`` and ``INSTALL``/``LOAD`` then fail with a permission error.
+* Results reach Polars as Arrow record batches (``relation.to_arrow_reader``): no pandas, and
+  ``pl.from_arrow`` wraps the batches without copying them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from engine.errors import InputError
+from engine.source import first_line
+
+BATCH_ROWS = 1 << 20
+#: Statements a read-only query may consist of.
+READ_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier: ``a"b`` -> ``"a""b"``."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def literal(text: str | Path) -> str:
+    """A quoted SQL string literal, for file paths in view definitions (DDL takes no parameters)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+@contextlib.contextmanager
+def duck_errors(where: str) -> Iterator[None]:
+    """DuckDB errors as one-line ``InputError``s naming ``where``."""
+    try:
+        yield
+    except duckdb.PermissionException as exc:
+        raise InputError(f"{where}: refused: {first_line(exc).removeprefix('Permission Error: ')} "
+                         "(only the declared inputs can be read, and nothing can be written)") from exc
+    except duckdb.Error as exc:
+        raise InputError(f"{where}: {first_line(exc)}") from exc
+
+
+def connect(threads: int | None = None, database: str | Path = ":memory:") -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(database), config={"threads": threads} if threads else {})
+    con.execute("SET enable_progress_bar = false")  # stderr carries our own progress lines
+    return con
+
+
+def sandbox(con: duckdb.DuckDBPyConnection, files: Sequence[str | Path] = (),
+            directories: Sequence[str | Path] = ()) -> None:
+    """From now on ``con`` can read only ``files`` and the files under ``directories``; no other
+    file, no network, no extension, no attached database; and the setting cannot be undone."""
+    if files:
+        con.execute("SET allowed_paths = ?", [[str(Path(f).resolve()) for f in files]])
+    if directories:
+        con.execute("SET allowed_directories = ?", [[str(Path(d).resolve()) + "/" for d in directories]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def check_read_only(query: str, where: str) -> None:
+    """``query`` is one SELECT (or EXPLAIN) statement: no COPY, ATTACH, SET, INSERT, DROP..."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise InputError(f"{where}: {first_line(exc)}") from exc
+    if len(statements) != 1:
+        raise InputError(f"{where}: give exactly one SELECT statement, not {len(statements)}")
+    kind = statements[0].type.name
+    if kind not in READ_STATEMENTS:
+        raise InputError(f"{where}: only a SELECT query is allowed here, not a {kind} statement")
+
+
+CSV_NULLS = ("", "NA", "N/A", "null", "NULL", "NaN", "nan")  # as engine/source.py reads CSV
+
+
+def scan_sql(files: Sequence[Path], fmt: str, separator: str | None = None, hive: bool = False) -> str:
+    """``read_parquet([...])`` or ``read_csv([...], ...)`` over ``files``."""
+    paths = "[" + ", ".join(literal(Path(f).resolve()) for f in files) + "]"
+    if fmt == "parquet":
+        return f"read_parquet({paths}, hive_partitioning = {'true' if hive else 'false'})"
+    if fmt == "csv":
+        sep = f", delim = {literal(separator)}" if separator else ""
+        nulls = "[" + ", ".join(literal(v) for v in CSV_NULLS) + "]"
+        return f"read_csv({paths}, header = true{sep}, nullstr = {nulls})"
+    raise InputError(f"cannot scan {fmt} input in SQL")
+
+
+def arrow_frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """The relation's rows as a Polars frame, streamed as Arrow record batches (no pandas hop;
+    Polars wraps the Arrow buffers without copying them)."""
+    table = relation.to_arrow_reader(BATCH_ROWS).read_all()  # the batches, side by side: no copy
+    return pl.from_arrow(table, rechunk=False)

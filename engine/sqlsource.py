@@ -1,0 +1,124 @@
+"""Inputs made by a DuckDB query: ``--sql``, a spec's ``[source] sql``, and the RFM preset.
+
+The query's result reaches the engine as an ``Input`` of format ``"sql"``, like a Parquet or CSV
+input, so every command that takes INPUT takes a query too. DuckDB streams the result as Arrow
+record batches and Polars wraps them without a copy (``engine.duck.arrow_frame``).
+
+Who may read what:
+
+* ``--sql QUERY`` with no INPUT is the user's own query on the command line: it may read any file
+  the user can (``read_parquet('tx/*.parquet')``), like the DuckDB CLI would. It must still be a
+  single SELECT, so it cannot write, attach or install anything.
+* ``--sql QUERY`` with INPUT, a spec's ``[source] sql`` and the RFM preset read the INPUT files as
+  the view ``input`` (and the one-row table ``params``), on a sandboxed connection: no other file
+  is readable and nothing can be written. A spec can come from someone else; it cannot read
+  ``/etc/passwd``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine import duck
+from engine.errors import InputError
+from engine.source import Input, open_input
+from engine.spec import FeatureSpec
+
+INPUT_VIEW = "input"
+PARAMS_TABLE = "params"
+
+
+def parse_as_of(as_of: str | dt.date | None) -> dt.date | None:
+    if as_of is None or isinstance(as_of, dt.date):
+        return as_of
+    try:
+        return dt.date.fromisoformat(str(as_of).strip())
+    except ValueError:
+        raise InputError(f"--as-of must be a date such as 2024-12-31, not {as_of!r}") from None
+
+
+def params_table(as_of: dt.date | None) -> pa.Table:
+    """The values a source query may use, bound as data: ``params.as_of`` (a DATE, null = default)."""
+    return pa.table({"as_of": pa.array([as_of], pa.date32())})
+
+
+def input_view_sql(files: Sequence[Path], fmt: str, separator: str | None) -> str:
+    return f"CREATE VIEW {duck.ident(INPUT_VIEW)} AS SELECT * FROM {duck.scan_sql(files, fmt, separator)}"
+
+
+def register_inputs(con, inp: Input, as_of: dt.date | None) -> None:
+    """``input`` over the INPUT files and ``params``; then nothing else is readable."""
+    con.execute(input_view_sql(inp.files, inp.format, inp.separator))
+    con.register(PARAMS_TABLE, params_table(as_of))
+    duck.sandbox(con, inp.files)
+
+
+def run_query(query: str, inputs: Sequence[str | Path] = (), separator: str | None = None,
+              as_of: dt.date | None = None, where: str = "--sql", threads: int | None = None,
+              checks=None) -> Input:
+    """Run ``query`` (over ``inputs`` as the view ``input`` when given) into a ``"sql"`` Input.
+
+    ``checks(con)`` runs on the same connection before the query and returns the facts to report
+    (the RFM preset's counts of refunds and null ids)."""
+    duck.check_read_only(query, where)
+    files: tuple[Path, ...] = ()
+    con = duck.connect(threads)
+    try:
+        fmt, sep = None, None
+        if inputs:
+            opened = open_input(inputs, separator)
+            files, fmt, sep = opened.files, opened.format, opened.separator
+            with duck.duck_errors(opened.label):
+                register_inputs(con, opened, as_of)
+        with duck.duck_errors(where):
+            info = checks(con) if checks else {}
+            frame = duck.arrow_frame(con.sql(query))
+    finally:
+        con.close()
+    if frame.width == 0:
+        raise InputError(f"{where}: the query returned no columns")
+    info = {"query": query, "as_of": as_of.isoformat() if as_of else None, "input_format": fmt,
+            "separator": sep, **info}
+    return Input(frame.lazy(), files, "sql", sep, query=query, rows=frame.height, info=info)
+
+
+def open_source(inputs: Sequence[str | Path], separator: str | None, spec: FeatureSpec,
+                sql: str | None = None, as_of: str | dt.date | None = None, threads: int | None = None) -> Input:
+    """The INPUT of every command: files, a ``--sql`` query, or the spec's ``[source]``."""
+    as_of = parse_as_of(as_of)
+    given = [name for name, v in (("--sql", sql), ("the spec's [source] sql", spec.sql),
+                                  ("the spec's [source] preset", spec.preset)) if v]
+    if len(given) > 1:
+        raise InputError(f"give one source of features: {' and '.join(given)} both define one")
+    if as_of is not None and not (spec.preset or spec.sql or sql):
+        raise InputError("--as-of applies only to SQL sources and --preset rfm")
+    if spec.preset:
+        if not inputs:
+            raise InputError("--preset rfm needs transaction files as INPUT")
+        from engine.rfm import open_rfm
+
+        return open_rfm(inputs, separator, spec.preset, as_of, threads)
+    query = sql or spec.sql
+    if query is None:
+        if not inputs:
+            raise InputError("no input given (name INPUT files or give --sql \"SELECT ...\")")
+        return open_input(inputs, separator)
+    if spec.sql and not inputs:
+        raise InputError(f"{spec.source}: [source] sql reads the INPUT files as the view 'input'; name them")
+    where = "--sql" if sql else f"{spec.source}: [source] sql"
+    return run_query(query, inputs, separator, as_of, where, threads)
+
+
+def source_facts(inp: Input) -> dict[str, Any]:
+    """What ``metrics.json``/``model.json`` record about an input under ``"input"``."""
+    facts: dict[str, Any] = {"files": [str(p) for p in inp.files], "format": inp.format}
+    if inp.format == "csv":
+        facts["separator"] = inp.separator
+    if inp.info:
+        facts.update(inp.info)
+    return facts
