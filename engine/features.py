@@ -273,13 +273,14 @@ def linear_quantiles(values: np.ndarray, qs: list[float]) -> list[float]:
     return [float(v) for v in np.quantile(values, qs)]
 
 
-def fit_clip_bounds(features: tuple[Feature, ...], cols: np.ndarray) -> dict[str, tuple[float, float]]:
+def fit_clip_bounds(features: tuple[Feature, ...], cols: np.ndarray, where: str) -> dict[str, tuple[float, float]]:
     bounds = {}
     for j, f in enumerate(features):
         if f.clip:
             present = finite(cols[:, j])
             if present.size == 0:
-                raise InputError(f"feature {f.name!r} has no values to compute clip quantiles from")
+                raise InputError(f"{where}: feature {f.name!r} has no values "
+                                 f"(all {cols.shape[0]:,} rows are missing or not finite)")
             lo, hi = linear_quantiles(present, [f.clip[0], f.clip[1]])
             bounds[f.name] = (lo, hi)
     return bounds
@@ -325,37 +326,47 @@ class Transform:
         return out
 
 
-def apply_missing(
-    spec: FeatureSpec, names: list[str], cols: np.ndarray, tf: Transform, missing: dict[str, int],
-    medians: dict[str, float] | None, where: str,
-) -> tuple[np.ndarray, int, dict[str, float]]:
-    """Apply the missing-value policy. Returns the kept-row mask (empty: every row), the number of
-    rows kept and the medians (learnt by a fit for every feature, so ``predict`` can fill gaps that
-    only new data has)."""
-    n = cols.shape[0]
-    if spec.missing == "median" and medians is None:
-        medians = {}
-        for j, name in enumerate(names):
-            present = finite(tf.column(cols, j))
-            if present.size == 0:
-                raise InputError(f"{where}: feature {name!r} has no values at all, so it has no median")
-            medians[name] = float(np.median(present))
-    medians = medians or {}
-    every = np.zeros(0, dtype=np.bool_)
-    if not missing:
-        return every, n, medians
-    listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
-    if spec.missing == "error":
-        raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
-    if spec.missing == "median":
-        unknown = [n for n in missing if n not in medians]
-        if unknown:
-            raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
-        for j, name in enumerate(names):
-            tf.fill[j] = medians.get(name, np.nan)
-        return every, n, medians
-    kept = np.empty(n, dtype=np.bool_)
-    return kept, int(kernels.finite_rows(cols, kept)), medians
+@dataclass
+class ColumnStats:
+    """What one pass over the feature columns learns (``kernels.column_stats``)."""
+
+    kept: np.ndarray  # bool mask over rows; empty when every row is kept
+    n_kept: int
+    bad: np.ndarray  # per column: values that are not finite (nulls included)
+    lows: np.ndarray  # per column: smallest finite raw value (inf when none)
+    mean: np.ndarray  # per column, over the kept rows' filled and transformed values
+    m2: np.ndarray  # sum of squared deviations from ``mean``
+    constant: np.ndarray  # smallest == largest of those values
+
+
+def scan(cols: np.ndarray, tf: Transform, drop: bool) -> ColumnStats:
+    """Missing values, the kept rows (with ``drop``: every feature finite) and the moments of the
+    transformed kept values, in one pass over the columns."""
+    n, d = cols.shape
+    nc = kernels.chunk_count(n, d)
+    kept = np.empty(n if drop else 0, dtype=np.bool_)
+    bad = np.empty((nc, d), dtype=np.int64)
+    counts = np.empty(nc, dtype=np.int64)
+    lows, means, m2s, tmins, tmaxs = (np.empty((nc, d)) for _ in range(5))
+    kernels.column_stats(cols, tf.lo, tf.hi, tf.flags, tf.fill, drop, nc, kept, bad, lows, counts, means, m2s,
+                         tmins, tmaxs)
+    n_kept, mean, m2 = kernels.merge_moments(counts, means, m2s)
+    if n_kept == n:
+        kept = np.zeros(0, dtype=np.bool_)
+    return ColumnStats(kept, int(n_kept), bad.sum(axis=0), lows.min(axis=0), mean, m2,
+                       tmins.min(axis=0) >= tmaxs.max(axis=0))
+
+
+def fit_medians(names: list[str], cols: np.ndarray, tf: Transform, where: str) -> dict[str, float]:
+    """The median of every feature's transformed values (not only of those with gaps in the
+    training data), so ``predict`` can fill gaps that only new data has."""
+    medians = {}
+    for j, name in enumerate(names):
+        present = finite(tf.column(cols, j))
+        if present.size == 0:
+            raise InputError(f"{where}: feature {name!r} has no values at all, so it has no median")
+        medians[name] = float(np.median(present))
+    return medians
 
 
 def fit_levels(cats: dict[str, pl.Series], spec: FeatureSpec, kept: np.ndarray) -> dict[str, tuple[str, ...]]:
@@ -391,32 +402,24 @@ def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
     ]
 
 
-def numeric_stats(method: str, cols: np.ndarray, tf: Transform, kept: np.ndarray, n_kept: int) -> tuple[np.ndarray, ...]:
+def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: ColumnStats) -> tuple[np.ndarray, ...]:
     """Centre, scale and constant flags of the transformed numeric columns over the kept rows.
 
-    Standard: mean and standard deviation (ddof=0) from two passes of fixed-chunk sums, so the
-    bits do not depend on the thread count. Robust: median and IQR (1 where the IQR is 0, as
-    scikit-learn's RobustScaler does). A column is constant when its smallest and largest kept
-    values are equal.
+    Standard: mean and standard deviation (ddof=0) from the chunk moments merged in a fixed
+    order, so the bits do not depend on the thread count. Robust: median and IQR (1 where the IQR
+    is 0, as scikit-learn's RobustScaler does). A column is constant when its smallest and
+    largest kept values are equal.
     """
-    n, d = cols.shape
-    nc = kernels.chunk_count(n, d)
-    sums, lows, highs = np.empty((nc, d)), np.empty((nc, d)), np.empty((nc, d))
-    kernels.column_sums(cols, tf.lo, tf.hi, tf.flags, tf.fill, kept, np.zeros(d), False, nc, sums, lows, highs)
-    constant = lows.min(axis=0) >= highs.max(axis=0)
+    d = cols.shape[1]
     if method == "standard":
-        center = sums.sum(axis=0) / n_kept
-        kernels.column_sums(cols, tf.lo, tf.hi, tf.flags, tf.fill, kept, center, True, nc, sums, lows, highs)
-        scale = np.sqrt(sums.sum(axis=0) / n_kept)
-    elif method == "robust":
-        center, scale = np.zeros(d), np.ones(d)
+        return stats.mean, np.sqrt(stats.m2 / stats.n_kept), stats.constant
+    center, scale = np.zeros(d), np.ones(d)
+    if method == "robust":
         for j in range(d):
             values = tf.column(cols, j)
-            q1, q2, q3 = linear_quantiles(values[kept] if kept.size else values, [0.25, 0.5, 0.75])
+            q1, q2, q3 = linear_quantiles(values[stats.kept] if stats.kept.size else values, [0.25, 0.5, 0.75])
             center[j], scale[j] = q2, (q3 - q1) if q3 > q1 else 1.0
-    else:
-        center, scale = np.zeros(d), np.ones(d)
-    return center, scale, constant
+    return center, scale, stats.constant
 
 
 def binary_quantile(zeros: int, n: int, q: float) -> float:
@@ -472,12 +475,11 @@ def build_features(
     cats = {c.column: frame.drop_in_place(c.column) for c in spec.categorical}
     cols, nulls = take_columns(frame, names)
     del frame
-    nc = kernels.chunk_count(n_rows, len(names))
-    bad, lows = np.empty((nc, len(names)), dtype=np.int64), np.empty((nc, len(names)))
-    kernels.scan_columns(cols, nc, bad, lows)
-    bad_total = bad.sum(axis=0)
-    missing = {n: int(c) for n, c in zip(names, bad_total) if c}
-    non_finite = {n: int(c) - z for n, c, z in zip(names, bad_total, nulls) if c > z}
+    clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols, where)
+    tf = Transform.of(spec.features, clip)
+    stats = scan(cols, tf, spec.missing == "drop")
+    missing = {n: int(c) for n, c in zip(names, stats.bad) if c}
+    non_finite = {n: int(c) - z for n, c, z in zip(names, stats.bad, nulls) if c > z}
     warnings: list[str] = []
     if non_finite:
         listed = ", ".join(f"{n} ({c:,})" for n, c in non_finite.items())
@@ -485,10 +487,21 @@ def build_features(
     empty = [n for n, c in missing.items() if c == n_rows]
     if empty and fitted is None:
         raise InputError(f"{where}: feature {empty[0]!r} has no values (all {n_rows:,} rows are missing or not finite)")
-    clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols)
-    check_log1p(spec.features, lows.min(axis=0), clip, where)
-    tf = Transform.of(spec.features, clip)
-    kept, n_kept, medians = apply_missing(spec, names, cols, tf, missing, fitted.medians if fitted else None, where)
+    check_log1p(spec.features, stats.lows, clip, where)
+    listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
+    if missing and spec.missing == "error":
+        raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
+    medians = fitted.medians if fitted else {}
+    if spec.missing == "median":
+        if fitted is None:
+            medians = fit_medians(names, cols, tf, where)
+        unknown = [n for n in missing if n not in medians]
+        if unknown:
+            raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
+        if missing:  # the moments again, with the gaps filled
+            tf.fill[:] = [medians.get(n, np.nan) for n in names]
+            stats = scan(cols, tf, False)
+    kept, n_kept = stats.kept, stats.n_kept
     if n_kept == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
     levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
@@ -510,7 +523,7 @@ def build_features(
     else:
         hot_counts = np.array([kernels.level_counts(codes[:, c], len(levels[col]), kept)[j]
                                for c, col in enumerate(levels) for j in range(len(levels[col]))], dtype=np.int64)
-        center, scale, constant = numeric_stats(spec.scale, cols, tf, kept, n_kept)
+        center, scale, constant = numeric_stats(spec.scale, cols, tf, stats)
         h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, n_kept)
         all_names = names + [h[2] for h in hot]
         center_of = dict(zip(all_names, [*center, *h_center]))

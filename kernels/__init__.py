@@ -12,10 +12,9 @@ from kernels.silhouette import silhouette_sorted
 from kernels.transform import (
     CLIP,
     LOG1P,
-    column_sums,
-    finite_rows,
+    column_stats,
     level_counts,
-    scan_columns,
+    merge_moments,
     transformed,
     write_matrix,
 )
@@ -23,10 +22,9 @@ from kernels.transform import (
 __all__ = [
     "CLIP",
     "LOG1P",
-    "column_sums",
-    "finite_rows",
+    "column_stats",
     "level_counts",
-    "scan_columns",
+    "merge_moments",
     "transformed",
     "write_matrix",
     "assign",

@@ -48,73 +48,82 @@ def value(v, lo, hi, flag, fill):
 
 
 @njit(cache=True, **PARALLEL)
-def scan_columns(cols, n_chunks, bad, lows):
-    """Per chunk and column: how many values are not finite (``bad``) and the smallest finite one."""
+def column_stats(cols, lo, hi, flags, fill, drop, n_chunks, kept, bad, lows, counts, means, m2s, tmins, tmaxs):
+    """One pass over the columns, chunk by chunk (each chunk's rows stay in cache):
+
+    - with ``drop``, kept[i] = every column is finite in row i (``kept`` is not touched otherwise);
+    - per chunk c and column j: ``bad`` values that are not finite and ``lows`` the smallest finite
+      raw value; over the kept rows' transformed values (missing ones filled): ``counts[c]``,
+      ``means``, ``m2s`` (sum of squared deviations from the chunk mean), ``tmins``, ``tmaxs``.
+
+    ``merge_moments`` combines the chunks in order (Chan et al.), a stable one-pass variance.
+    """
     n, d = cols.shape
     for c in prange(n_chunks):
-        lo, hi = chunk_bounds(c, n_chunks, n)
+        a, b = chunk_bounds(c, n_chunks, n)
+        if drop:
+            for i in range(a, b):
+                kept[i] = True
+            for j in range(d):
+                for i in range(a, b):
+                    if not np.isfinite(cols[i, j]):
+                        kept[i] = False
+        m = 0
+        for i in range(a, b):
+            if not drop or kept[i]:
+                m += 1
+        counts[c] = m
         for j in range(d):
+            lj, hj, fj, gj = lo[j], hi[j], flags[j], fill[j]
             count = 0
             low = np.inf
-            for i in range(lo, hi):
+            acc = 0.0
+            tmin = np.inf
+            tmax = -np.inf
+            for i in range(a, b):
                 v = cols[i, j]
                 if np.isfinite(v):
                     low = min(low, v)
                 else:
                     count += 1
+                if not drop or kept[i]:
+                    t = value(v, lj, hj, fj, gj)
+                    acc += t
+                    tmin = min(tmin, t)
+                    tmax = max(tmax, t)
             bad[c, j] = count
             lows[c, j] = low
-
-
-@njit(cache=True, **PARALLEL)
-def finite_rows(cols, kept):
-    """kept[i] = every column is finite in row i. Returns how many rows are kept."""
-    n, d = cols.shape
-    n_blocks = (n + ROWS - 1) // ROWS
-    counts = np.zeros(n_blocks, dtype=np.int64)
-    for b in prange(n_blocks):
-        a = b * ROWS
-        z = min(n, a + ROWS)
-        for i in range(a, z):
-            kept[i] = True
-        for j in range(d):
-            for i in range(a, z):
-                if not np.isfinite(cols[i, j]):
-                    kept[i] = False
-        count = 0
-        for i in range(a, z):
-            if kept[i]:
-                count += 1
-        counts[b] = count
-    return counts.sum()
-
-
-@njit(cache=True, **PARALLEL)
-def column_sums(cols, lo, hi, flags, fill, kept, center, squared, n_chunks, out, lows, highs):
-    """Per chunk and column: the sum of the kept transformed values, or with ``squared`` the sum of
-    their squared deviations from ``center`` (two passes give an accurate variance); and the
-    smallest and largest kept transformed values (a constant column has them equal)."""
-    n, d = cols.shape
-    every = kept.shape[0] == 0
-    for c in prange(n_chunks):
-        a, b = chunk_bounds(c, n_chunks, n)
-        for j in range(d):
-            lj, hj, fj, gj, cj = lo[j], hi[j], flags[j], fill[j], center[j]
-            acc = 0.0
-            low = np.inf
-            high = -np.inf
+            mean = acc / m if m > 0 else 0.0
+            sq = 0.0
             for i in range(a, b):
-                if every or kept[i]:
-                    v = value(cols[i, j], lj, hj, fj, gj)
-                    low = min(low, v)
-                    high = max(high, v)
-                    if squared:
-                        v -= cj
-                        v *= v
-                    acc += v
-            out[c, j] = acc
-            lows[c, j] = low
-            highs[c, j] = high
+                if not drop or kept[i]:
+                    t = value(cols[i, j], lj, hj, fj, gj) - mean
+                    sq += t * t
+            means[c, j] = mean
+            m2s[c, j] = sq
+            tmins[c, j] = tmin
+            tmaxs[c, j] = tmax
+
+
+@njit(cache=True, **JIT)
+def merge_moments(counts, means, m2s):
+    """Per column: the count, mean and sum of squared deviations of all chunks together, merged in
+    chunk order (Chan, Golub and LeVeque's pairwise update)."""
+    n_chunks, d = means.shape
+    mean = np.zeros(d)
+    m2 = np.zeros(d)
+    total = 0
+    for c in range(n_chunks):
+        m = counts[c]
+        if m == 0:
+            continue
+        both = total + m
+        for j in range(d):
+            delta = means[c, j] - mean[j]
+            mean[j] += delta * m / both
+            m2[j] += m2s[c, j] + delta * delta * (total * m / both)
+        total = both
+    return total, mean, m2
 
 
 @njit(cache=True, **PARALLEL)

@@ -36,45 +36,51 @@ def kept_mask(cols: np.ndarray) -> np.ndarray:
     return np.isfinite(cols).all(axis=1)
 
 
-@pytest.mark.parametrize("n,d,seed", [(1, 1, 0), (257, 3, 1), (9000, 5, 2), (20_000, 16, 3)])
-def test_scan_columns_counts_non_finite_and_finds_the_finite_minimum(n, d, seed):
-    cols = columns(n, d, seed)
+def stats(cols, lo, hi, flags, fill, drop):
+    n, d = cols.shape
     nc = kernels.chunk_count(n, d)
-    bad, lows = np.empty((nc, d), dtype=np.int64), np.empty((nc, d))
-    kernels.scan_columns(cols, nc, bad, lows)
-    np.testing.assert_array_equal(bad.sum(axis=0), (~np.isfinite(cols)).sum(axis=0))
-    expected = [cols[np.isfinite(cols[:, j]), j].min() if np.isfinite(cols[:, j]).any() else np.inf for j in range(d)]
-    np.testing.assert_array_equal(lows.min(axis=0), expected)
+    kept = np.empty(n if drop else 0, dtype=np.bool_)
+    bad, counts = np.empty((nc, d), dtype=np.int64), np.empty(nc, dtype=np.int64)
+    lows, means, m2s, tmins, tmaxs = (np.empty((nc, d)) for _ in range(5))
+    kernels.column_stats(cols, lo, hi, flags, fill, drop, nc, kept, bad, lows, counts, means, m2s, tmins, tmaxs)
+    total, mean, m2 = kernels.merge_moments(counts, means, m2s)
+    return kept, bad.sum(axis=0), lows.min(axis=0), total, mean, m2, tmins.min(axis=0), tmaxs.max(axis=0)
 
 
-@pytest.mark.parametrize("n,d", [(1, 1), (8193, 4), (30_000, 7)])
-def test_finite_rows_matches_numpy(n, d):
-    cols = columns(n, d, n)
-    kept = np.empty(n, dtype=np.bool_)
-    total = kernels.finite_rows(cols, kept)
-    np.testing.assert_array_equal(kept, kept_mask(cols))
-    assert total == kept_mask(cols).sum()
-
-
-@pytest.mark.parametrize("n,d,seed,drop", [(300, 3, 0, True), (9000, 6, 1, False), (20_000, 16, 2, True)])
-def test_column_sums_give_the_moments_of_the_transformed_kept_values(n, d, seed, drop):
+@pytest.mark.parametrize("n,d,seed,drop", [(1, 1, 0, False), (257, 3, 1, True), (300, 3, 0, True),
+                                           (9000, 6, 1, False), (20_000, 16, 2, True)])
+def test_column_stats_match_naive(n, d, seed, drop):
+    """Missing counts, raw minimum, kept rows, and the moments of the transformed kept values."""
     cols = columns(n, d, seed)
     lo, hi, flags, fill = params(d, seed)
-    kept = kept_mask(cols) if drop else EVERY
     if drop:
         fill = np.full(d, np.nan)
-    n_kept = int(kept.sum()) if drop else n
-    nc = kernels.chunk_count(n, d)
-    sums, lows, highs = np.empty((nc, d)), np.empty((nc, d)), np.empty((nc, d))
-    kernels.column_sums(cols, lo, hi, flags, fill, kept, np.zeros(d), False, nc, sums, lows, highs)
-    mean = sums.sum(axis=0) / n_kept
-    kernels.column_sums(cols, lo, hi, flags, fill, kept, mean, True, nc, sums, lows, highs)
-    std = np.sqrt(sums.sum(axis=0) / n_kept)
-    m, s, mn, mx = naive.transformed_moments(cols, lo, hi, flags, fill, kept)
+    kept, bad, lows, total, mean, m2, tmin, tmax = stats(cols, lo, hi, flags, fill, drop)
+    np.testing.assert_array_equal(bad, (~np.isfinite(cols)).sum(axis=0))
+    expected = [cols[np.isfinite(cols[:, j]), j].min() if np.isfinite(cols[:, j]).any() else np.inf for j in range(d)]
+    np.testing.assert_array_equal(lows, expected)
+    if drop:
+        np.testing.assert_array_equal(kept, kept_mask(cols))
+    keep = kept if drop else EVERY
+    assert total == (kept_mask(cols).sum() if drop else n)
+    if total == 0:
+        return
+    m, s, mn, mx = naive.transformed_moments(cols, lo, hi, flags, fill, keep)
     np.testing.assert_allclose(mean, m, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(std, s, rtol=1e-10, atol=1e-12)  # a column clipped to one value: std ~1e-16
-    np.testing.assert_array_equal(lows.min(axis=0), mn)
-    np.testing.assert_array_equal(highs.max(axis=0), mx)
+    # a column clipped to one value has a standard deviation of ~1e-16 either way
+    np.testing.assert_allclose(np.sqrt(m2 / total), s, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(tmin, mn)
+    np.testing.assert_array_equal(tmax, mx)
+
+
+def test_merge_moments_is_stable_far_from_zero():
+    """Values around 1e9 with a spread of 1: the chunked, merged variance keeps its digits."""
+    rng = np.random.default_rng(4)
+    cols = np.asfortranarray(1e9 + rng.normal(0, 1, (100_000, 1)))
+    zeros = np.zeros(1)
+    _, _, _, total, mean, m2, _, _ = stats(cols, zeros, zeros, np.zeros(1, np.int64), zeros, False)
+    assert total == 100_000
+    assert np.sqrt(m2[0] / total) == pytest.approx(cols[:, 0].std(), rel=1e-7)  # E[x^2]-E[x]^2 would be off by ~100
 
 
 @pytest.mark.parametrize("n,d,seed,drop", [(1, 1, 0, False), (8191, 4, 1, True), (20_000, 9, 2, True),
@@ -129,18 +135,16 @@ def test_statistics_and_matrix_are_identical_on_one_and_two_threads():
     lo, hi, flags, fill = params(8, 8)
     kept = kept_mask(cols)
     fill = np.full(8, np.nan)
-    nc = kernels.chunk_count(cols.shape[0], 8)
     results = []
     for t in (1, 2):
         with num_threads(t):
-            sums, lows, highs = np.empty((nc, 8)), np.empty((nc, 8)), np.empty((nc, 8))
-            kernels.column_sums(cols, lo, hi, flags, fill, kept, np.zeros(8), False, nc, sums, lows, highs)
+            _, _, _, _, mean, m2, _, _ = stats(cols, lo, hi, flags, fill, True)
             X = np.empty((int(kept.sum()), 8), dtype=np.float32)
             none = np.zeros(0)
             kernels.write_matrix(cols, np.arange(8), lo, hi, flags, fill, np.zeros(8), np.ones(8),
                                  np.empty((cols.shape[0], 0), np.int32, order="F"), np.zeros(0, np.int64),
                                  np.zeros(0, np.int32), none, none, kept, X)
-            results.append((sums.sum(axis=0), X))
+            results.append((np.r_[mean, m2], X))
     assert results[0][0].tobytes() == results[1][0].tobytes()
     assert results[0][1].tobytes() == results[1][1].tobytes()
 
