@@ -8,7 +8,7 @@ import hashlib
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from engine.fit import FitParams, fit_kmeans
 from engine.metrics import sample_indices, silhouette_score
 from engine.model import Model, load_model
 from engine.outputs import atomic_dir, atomic_file, check_target, write_json, write_segments
-from engine.profiles import profile_table
+from engine.insight import Insight
 from engine.source import Input, open_input
 from engine.spec import FeatureSpec, load_spec, spec_from_columns
 from engine.sweep import DEFAULT_KS, DEFAULT_REPEATS, SWEEP_SILHOUETTE_SAMPLE, SweepOutcome, parse_ks, sweep_matrix, write_sweep
@@ -180,6 +180,8 @@ def run(
     allow_duplicate_ids: bool = False,
     memory_limit: str | int | None = None,
     separator: str | None = None,
+    cost_per_contact: float | None = None,
+    revenue_per_response: float | None = None,
     overwrite: bool = False,
     log: Log = quiet,
 ) -> RunResult:
@@ -200,6 +202,7 @@ def run(
         raise InputError(f"--silhouette-sample must be 0 or more, not {silhouette_sample}")
     feature_spec = plan_directory_output(out, overwrite, inputs, spec, features, id_col=id_col, missing=missing,
                                          scale=scale, exclude=exclude)
+    feature_spec = replace(feature_spec, business=feature_spec.business.with_figures(cost_per_contact, revenue_per_response))
     with thread_limit(threads) as n_threads:
         inp, data = prepare_features(inputs, feature_spec, separator, allow_duplicate_ids, memory_limit, log)
         n, d = data.X.shape
@@ -221,7 +224,11 @@ def run(
             log(f"warning: {w}")
         t_sil = time.perf_counter() - t0
         t0 = time.perf_counter()
-        profiles = profile_table(data.original, fit.labels, k)
+        insight = Insight(inp, data, fit.labels, fit.centers, k, seed)
+        profiles = insight.profiles
+        for w in insight.warnings:
+            log(f"warning: {w}")
+        warnings += insight.warnings
         t_prof = time.perf_counter() - t0
     options = {
         "inputs": [str(i) for i in inputs], "k": "auto" if auto else k, "k_range": k_range if auto else None,
@@ -230,6 +237,7 @@ def run(
         "exclude": list(data.spec.exclude), "seed": seed, "threads": threads, "n_init": n_init,
         "silhouette_sample": silhouette_sample, "separator": inp.separator,
         "allow_duplicate_ids": allow_duplicate_ids, "memory_limit": memory_limit,
+        "cost_per_contact": cost_per_contact, "revenue_per_response": revenue_per_response,
     }
     info = {
         "seed": seed,
@@ -261,6 +269,7 @@ def run(
         "options": options,
         "warnings": warnings,
         "sweep": outcome.summary() if outcome else None,
+        "insight": insight.summary,
         "input": info["input"],
         "versions": info["versions"],
     }
@@ -268,7 +277,7 @@ def run(
     with atomic_dir(out, overwrite) as tmp:
         write_segments(tmp / "segments.parquet", data.ids, fit.labels, fit.dist2, data.kept,
                        {"k": k, "features": ",".join(data.fitted.names)})
-        profiles.write_parquet(tmp / "profiles.parquet")
+        insight.write(tmp)
         model.save(tmp / "model.json")
         if outcome:
             write_sweep(tmp, outcome, {"ks": ks, "seed": seed, "repeats": repeats})

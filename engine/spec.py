@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.business import Business, parse_business
 from engine.errors import InputError, did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -33,11 +34,11 @@ else:  # pragma: no cover
 
 MISSING_POLICIES = ("drop", "median", "error")
 SCALERS = ("standard", "robust", "none")
-TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical")
+TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "business")
 FEATURE_KEYS = ("expr", "clip", "log1p")
 CATEGORICAL_KEYS = ("max_levels",)
 DEFAULT_MAX_LEVELS = 8
-BUILTIN_SPECS = ("customers",)
+BUILTIN_SPECS = ("customers", "marketing")
 SPEC_DIR = Path(__file__).parent / "specs"
 
 
@@ -72,6 +73,7 @@ class FeatureSpec:
     scale: str = "standard"
     source: str = "auto"  # where it came from: a file, a built-in name, "--features" or "auto"
     skipped: tuple[str, ...] = ()  # auto mode: non-numeric columns left out (reported, not saved)
+    business: Business = Business()  # [business]: profiles, names, actions, impact (not saved in the model)
 
     @property
     def auto(self) -> bool:
@@ -90,6 +92,7 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("skipped")
+        data.pop("business")
         return data
 
     @classmethod
@@ -238,11 +241,12 @@ def spec_from_toml(data: dict[str, Any], where: str) -> FeatureSpec:
         missing=missing,
         scale=scale,
         source=where,
+        business=parse_business(data.get("business", {}), where),
     )
 
 
 def load_spec(path_or_name: str | Path) -> FeatureSpec:
-    """Read a spec from a TOML file, or a built-in spec by name (``customers``)."""
+    """Read a spec from a TOML file, or a built-in spec by name (``customers``, ``marketing``)."""
     path = Path(path_or_name)
     if path.is_file():
         text = path.read_text(encoding="utf-8")
