@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ROWS   ?= 1000000
 K      ?= 5
 
-.PHONY: run test bench bench-quick clean
+.PHONY: run test bench bench-quick clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,16 @@ run: $(STAMP)
 	$(BIN)/segment generate --rows $(ROWS) --segments $(K) --seed 0 --out results/customers.parquet --overwrite
 	$(BIN)/segment run results/customers.parquet --spec customers --k $(K) --out results/run --overwrite
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# tests/test_report.py opens the HTML report in a real headless browser: Debian's chromium.
+# Installed when missing (as root, or with passwordless sudo); the test fails without it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; \
+	} || echo "warning: could not install chromium; tests/test_report.py will fail" >&2
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -134,6 +134,17 @@ def comma_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def campaign_options(func):
+    """The campaign figures of the impact table (default: the spec's [business] figures)."""
+    options = [
+        click.option("--cost-per-contact", type=float, help="Cost of contacting one customer (default: the spec's)."),
+        click.option("--revenue-per-response", type=float, help="Revenue from one response (default: the spec's)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def common_options(func):
     options = [
         click.option("--threads", type=int, help="Threads to use (default: all cores)."),
@@ -222,6 +233,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
 @click.option("--n-init", type=int, help="k-means++ restarts on the init sample (default: 10 on small data, else 8).")
 @click.option("--silhouette-sample", type=int,
               help="Rows in the silhouette sample (default: 20,000 or all rows; 0 to skip).")
+@campaign_options
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
 @preset_options
 @click.option("--db", type=click.Path(dir_okay=False), help="Also write a DuckDB database of the results.")
@@ -230,8 +242,9 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
 @common_options
 @engine_errors
 def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missing, scale, separator,
-        allow_duplicate_ids, memory_limit, seed, n_init, silhouette_sample, overwrite, sql, as_of, preset,
-        customer_col, date_col, amount_col, order_col, db, partition_by_segment, threads, as_json, quiet):
+        allow_duplicate_ids, memory_limit, seed, n_init, silhouette_sample, cost_per_contact, revenue_per_response,
+        overwrite, sql, as_of, preset, customer_col, date_col, amount_col, order_col, db, partition_by_segment,
+        threads, as_json, quiet):
     """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV,
     or --sql "SELECT ..." (DuckDB); with --preset rfm, INPUT is transactions.
 
@@ -247,20 +260,22 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
     import engine
-    from engine.profiles import format_profiles
+    from engine.profiles import format_names, format_profiles
 
     result = engine.run(
         list(inputs), k, out, k_range=k_range, repeats=repeats, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
         exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, silhouette_sample=silhouette_sample,
         separator=separator, overwrite=overwrite, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
         sql=sql, as_of=as_of, preset=preset_of(preset, customer_col, date_col, amount_col, order_col), db=db,
-        partition_by_segment=partition_by_segment, log=logger(quiet),
+        partition_by_segment=partition_by_segment, cost_per_contact=cost_per_contact,
+        revenue_per_response=revenue_per_response, log=logger(quiet),
     )
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
         return
     m = result.metrics
     click.echo(format_profiles(result.profiles))
+    click.echo(format_names(result.profiles))
     sil = "n/a" if m["silhouette"] is None else f"{m['silhouette']:.4f}"
     click.echo(
         f"k={m['k']}  rows={m['rows']:,}  dropped={m['rows_dropped']:,}  inertia={m['inertia']:.6g}  "
@@ -269,7 +284,13 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
     )
     if m["sweep"]:
         click.echo(f"k chosen by sweep: {m['sweep']['reason']}")
-    click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json"
+    impact = m["insight"].get("impact")
+    if impact:
+        e, best = impact["everyone"], impact["best_segment"]
+        click.echo(f"mass campaign: {e['customers']:,} contacted, {e['responses']:,} responses, profit {e['profit']:,.0f}, "
+                   f"ROI {e['roi']:.1%}; best segment {best['segment']}: profit {best['profit']:,.0f}, ROI {best['roi']:.1%}")
+    click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json, describe.json, "
+               "projection.parquet" + (", impact.parquet" if impact else "")
                + (", sweep.parquet, sweep.json, sweep.html" if m["sweep"] else "")
                + (", segments/" if partition_by_segment else "") + (f"; and {db}" if db else ""))
 
@@ -376,6 +397,78 @@ def sql_command(run_dir, query, fmt, threads):
     from engine.sql import query_run, render
 
     click.echo(render(query_run(run_dir, query, threads), fmt))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1)
+@click.option("--columns", help="Comma-separated columns to describe (default: all).")
+@click.option("--separator", help="CSV separator (default: sniffed from the file).")
+@sql_input_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@engine_errors
+def describe(inputs, columns, separator, sql, as_of, as_json):
+    """Summarise the input: per column its type, nulls, distinct values, min, max, mean, standard
+    deviation, quantiles and skew; then the correlation matrix of the numeric columns. One lazy
+    Polars query: 10,000,000 rows take seconds.
+
+    \b
+    Example:
+      segment describe customers.parquet
+      segment describe ../shared/data/marketing_campaign.csv --columns Income,Recency --json
+      segment describe --sql "SELECT * FROM read_parquet('tx/*.parquet')"
+    """
+    from engine.describe import describe as describe_inputs
+    from engine.describe import format_describe
+
+    summary = describe_inputs(list(inputs), comma_list(columns), separator, sql, as_of)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_describe(summary))
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR")
+@campaign_options
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the table to this Parquet file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table and summary as JSON on stdout.")
+@engine_errors
+def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_json):
+    """The targeting table of a run again, with other campaign figures: per segment the expected
+    responses, cost, revenue, profit and ROI, in order of ROI, with cumulative gains against a
+    mass campaign to everyone.
+
+    \b
+    Example:
+      segment impact run/ --cost-per-contact 2 --revenue-per-response 15
+    """
+    from engine.impact import format_impact, recompute, write_impact
+
+    table, summary = recompute(run_dir, cost_per_contact, revenue_per_response)
+    if out:
+        write_impact(table, out, overwrite)
+    if as_json:
+        click.echo(json.dumps({**summary, "table": table.to_dicts()}, indent=2))
+    else:
+        click.echo(format_impact(table, summary))
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output HTML file (default: DIR/report.html).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report file.")
+@engine_errors
+def report(run_dir, out, overwrite):
+    """Write one self-contained HTML report of a run (works offline: Plotly's JavaScript is
+    embedded once): summary and metrics, EDA, segment sizes, profile heatmap, PCA projection,
+    the sweep chart when there is one, names and actions, the impact table and gains curve.
+
+    \b
+    Example:
+      segment report run/ --out run/report.html
+    """
+    from engine.report import write_report
+
+    path = write_report(run_dir, out, overwrite=overwrite or out is None)
+    click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,99 @@ def write_figure(fig, html: Path, json_path: Path | None = None) -> None:
     fig.write_html(html, include_plotlyjs=True, full_html=True)
     if json_path is not None:
         json_path.write_text(fig.to_json(), encoding="utf-8")
+
+
+def segment_labels(profiles: pl.DataFrame) -> list[str]:
+    """"0 · High income · ..." for axis labels (names are unique, numbers keep them short to find)."""
+    return [f"{s}: {n}" for s, n in zip(profiles["segment"].to_list(), profiles["name"].to_list())]
+
+
+def sizes_figure(profiles: pl.DataFrame):
+    """Customers per segment, with the revenue share beside the customer share when declared."""
+    import plotly.graph_objects as go
+
+    labels = segment_labels(profiles)
+    fig = go.Figure(go.Bar(x=profiles["share"].to_list(), y=labels, orientation="h", name="share of customers",
+                           text=[f"{s:,} customers" for s in profiles["size"].to_list()], textposition="auto"))
+    if "revenue_share" in profiles.columns:
+        fig.add_trace(go.Bar(x=profiles["revenue_share"].to_list(), y=labels, orientation="h", name="share of revenue"))
+    fig.update_layout(title="Segment sizes", barmode="group", xaxis={"tickformat": ".0%"}, height=160 + 70 * profiles.height,
+                      yaxis={"autorange": "reversed"}, margin={"l": 20})
+    return fig
+
+
+def heatmap_figure(profiles: pl.DataFrame, features: list[str]):
+    """Segment mean z-scores against the population, one column per feature."""
+    import plotly.graph_objects as go
+
+    z = [[row[f"{f}_z"] for f in features] for row in profiles.iter_rows(named=True)]
+    means = [[row[f"{f}_mean"] for f in features] for row in profiles.iter_rows(named=True)]
+    text = [[("" if v is None else f"{v:.2f}") for v in r] for r in z]
+    fig = go.Figure(go.Heatmap(z=z, x=features, y=segment_labels(profiles), colorscale="RdBu", reversescale=True,
+                               zmid=0, text=text, texttemplate="%{text}", customdata=means,
+                               hovertemplate="%{y}<br>%{x}: z=%{z:.2f}, mean=%{customdata:.4g}<extra></extra>",
+                               colorbar={"title": "z"}))
+    fig.update_layout(title="Profile heatmap: segment mean vs population (z-score)", height=200 + 60 * profiles.height,
+                      yaxis={"autorange": "reversed"}, margin={"l": 20})
+    return fig
+
+
+def projection_figure(projection: pl.DataFrame, profiles: pl.DataFrame, info: dict):
+    """The PCA sample, one colour per segment, with the segment centres."""
+    import plotly.graph_objects as go
+
+    labels = segment_labels(profiles)
+    fig = go.Figure()
+    for j, label in enumerate(labels):
+        part = projection.filter(pl.col("segment") == j)
+        fig.add_trace(go.Scatter(x=part["pc1"].to_list(), y=part["pc2"].to_list(), mode="markers", name=label,
+                                   marker={"size": 4, "opacity": 0.6}))
+    centres = info.get("centres") or []
+    if centres:
+        fig.add_trace(go.Scatter(x=[c[0] for c in centres], y=[c[1] for c in centres], mode="markers+text",
+                                 text=[str(j) for j in range(len(centres))], textposition="top center", name="centres",
+                                 marker={"symbol": "x", "size": 14, "color": "black"}))
+    var = info.get("explained_variance") or [0.0, 0.0]
+    fig.update_layout(title=f"PCA projection of {projection.height:,} sampled customers",
+                      xaxis_title=f"PC1 ({var[0]:.0%} of variance)", yaxis_title=f"PC2 ({var[1]:.0%} of variance)",
+                      height=560)
+    return fig
+
+
+def gains_figure(impact: pl.DataFrame):
+    """Cumulative share of responses and cumulative profit as segments are contacted in ROI order,
+    against a mass campaign (everyone contacted; random targeting lies on the diagonal)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    steps = impact.filter(pl.col("scope") != "everyone")
+    everyone = impact.filter(pl.col("scope") == "everyone").row(0, named=True)
+    x = [0.0, *steps["cum_customer_share"].to_list()]
+    labels = ["none", *[f"+ {n}" for n in steps["name"].to_list()]]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Cumulative gains: share of responses",
+                                                        "Cumulative profit"))
+    fig.add_trace(go.Scatter(x=x, y=[0.0, *steps["cum_response_share"].fill_null(0).to_list()], mode="lines+markers",
+                             name="segments by ROI", text=labels), 1, 1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="random / mass campaign",
+                             line={"dash": "dash", "color": "grey"}), 1, 1)
+    fig.add_trace(go.Scatter(x=x, y=[0.0, *steps["cum_profit"].to_list()], mode="lines+markers",
+                             name="profit, segments by ROI", text=labels), 1, 2)
+    fig.add_trace(go.Scatter(x=[1.0], y=[everyone["profit"]], mode="markers", name="mass campaign profit",
+                             marker={"symbol": "diamond", "size": 12, "color": "red"}), 1, 2)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="share of customers contacted", tickformat=".0%", row=1, col=col)
+    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_layout(title="Targeting segments in order of expected ROI vs a mass campaign", height=460)
+    return fig
+
+
+def correlation_figure(correlation: dict):
+    """The correlation matrix of the numeric input columns."""
+    import plotly.graph_objects as go
+
+    cols = correlation["columns"]
+    fig = go.Figure(go.Heatmap(z=correlation["matrix"], x=cols, y=cols, colorscale="RdBu", reversescale=True,
+                               zmin=-1, zmax=1, colorbar={"title": "r"}))
+    fig.update_layout(title="Correlation of the numeric input columns", height=260 + 22 * len(cols),
+                      yaxis={"autorange": "reversed"})
+    return fig

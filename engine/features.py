@@ -160,12 +160,22 @@ def parse_expr(feature: Feature, schema: pl.Schema, numeric: set[str], where: st
             raise InputError(
                 f"{where}: feature {feature.name!r} uses unknown column {col!r}{did_you_mean(col, schema.names())}"
             )
-        if not is_numeric(schema[col]) and col not in numeric:
+        if not is_numeric(schema[col]) and col not in numeric and not yields_number(expr, schema):
             raise InputError(
                 f"{where}: column {col!r} used by feature {feature.name!r} is {schema[col]}, not numeric "
                 "(list it in numeric = [...] to parse text numbers, or one-hot it under [categorical])"
             )
     return expr.cast(pl.Float64).alias(feature.name)
+
+
+def yields_number(expr: pl.Expr, schema: pl.Schema) -> bool:
+    """True when an expression over text columns gives a number, such as days parsed from a date
+    with ``STRPTIME`` (checked on the schema alone, nothing is read)."""
+    try:
+        dtype = pl.LazyFrame(schema=schema).select(expr.alias("_")).collect_schema()["_"]
+    except Exception:  # Polars raises several types for type errors
+        return False
+    return is_numeric(dtype)
 
 
 def blank_text_columns(inp: Input, spec: FeatureSpec, schema: pl.Schema, numeric: set[str]) -> set[str]:
@@ -197,6 +207,15 @@ def text_numbers(columns: tuple[str, ...] | set[str], schema: pl.Schema) -> list
     ]
 
 
+def cleaned_frame(frame: pl.LazyFrame, schema: pl.Schema, numeric: set[str], exprs: list[pl.Expr]) -> pl.LazyFrame:
+    """The input with text numbers parsed and the numeric columns ``exprs`` use widened to float64
+    (expressions run in float64: integer arithmetic must not wrap around)."""
+    roots = {r for e in exprs for r in e.meta.root_names()}
+    widened = [pl.col(c).cast(pl.Float64) for c in sorted(roots) if is_numeric(schema[c]) and c not in numeric]
+    cleaned = text_numbers(sorted(numeric), schema) + widened
+    return frame.with_columns(cleaned) if cleaned else frame
+
+
 def feature_query(inp: Input, spec: FeatureSpec) -> pl.LazyFrame:
     """The one read of the input, as a lazy query: id, feature values (float64, original units)
     and categorical columns (text)."""
@@ -214,14 +233,7 @@ def feature_query(inp: Input, spec: FeatureSpec) -> pl.LazyFrame:
     id_expr = pl.col(spec.id_col) if spec.id_col else pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_ID)
     exprs = [parse_expr(f, schema, numeric, where) for f in spec.features]
     cats = [pl.col(c.column).cast(pl.String) for c in spec.categorical]
-    # Expressions run in float64 on float64 inputs: integer arithmetic must not wrap around.
-    roots = {r for e in exprs for r in e.meta.root_names()}
-    widened = [pl.col(c).cast(pl.Float64) for c in sorted(roots) if is_numeric(schema[c]) and c not in numeric]
-    frame = inp.frame
-    cleaned = text_numbers(sorted(numeric), schema) + widened
-    if cleaned:
-        frame = frame.with_columns(cleaned)
-    return frame.select([id_expr, *exprs, *cats])
+    return cleaned_frame(inp.frame, schema, numeric, exprs).select([id_expr, *exprs, *cats])
 
 
 def collect(query: pl.LazyFrame, where: str) -> pl.DataFrame:

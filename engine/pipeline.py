@@ -8,7 +8,7 @@ import hashlib
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,10 @@ from engine.memory import check_memory
 from engine.fit import FitParams, fit_kmeans
 from engine.metrics import sample_indices, silhouette_score
 from engine.model import Model, load_model
-from engine.outputs import (PARTITION_DIR, atomic_dir, atomic_file, check_target, write_json, write_parquet_meta,
-                            write_partitions, write_segments)
-from engine.sql import write_database
-from engine.profiles import profile_table
+from engine.insight import Insight
+from engine.outputs import PARTITION_DIR, atomic_dir, atomic_file, check_target, write_json, write_partitions, write_segments
 from engine.source import Input
+from engine.sql import write_database
 from engine.sqlsource import open_source, source_facts
 from engine.spec import FeatureSpec, load_spec, spec_from_columns
 from engine.sweep import DEFAULT_KS, DEFAULT_REPEATS, SWEEP_SILHOUETTE_SAMPLE, SweepOutcome, parse_ks, sweep_matrix, write_sweep
@@ -203,6 +202,8 @@ def run(
     allow_duplicate_ids: bool = False,
     memory_limit: str | int | None = None,
     separator: str | None = None,
+    cost_per_contact: float | None = None,
+    revenue_per_response: float | None = None,
     overwrite: bool = False,
     sql: str | None = None,
     preset: dict[str, str] | None = None,
@@ -228,6 +229,7 @@ def run(
         raise InputError(f"--silhouette-sample must be 0 or more, not {silhouette_sample}")
     feature_spec = plan_directory_output(out, overwrite, inputs, spec, features, id_col=id_col, missing=missing,
                                          scale=scale, exclude=exclude, preset=preset)
+    feature_spec = replace(feature_spec, business=feature_spec.business.with_figures(cost_per_contact, revenue_per_response))
     if db is not None:
         check_target(Path(db), overwrite, "file")
     with thread_limit(threads) as n_threads:
@@ -252,7 +254,11 @@ def run(
             log(f"warning: {w}")
         t_sil = time.perf_counter() - t0
         t0 = time.perf_counter()
-        profiles = profile_table(data.original_query, fit.labels, k)
+        insight = Insight(inp, data, fit.labels, fit.centers, k, seed)
+        profiles = insight.profiles
+        for w in insight.warnings:
+            log(f"warning: {w}")
+        warnings += insight.warnings
         t_prof = time.perf_counter() - t0
     options = {
         "inputs": [str(i) for i in inputs], "k": "auto" if auto else k, "k_range": k_range if auto else None,
@@ -262,6 +268,7 @@ def run(
         "silhouette_sample": silhouette_sample, "separator": inp.separator,
         "allow_duplicate_ids": allow_duplicate_ids, "memory_limit": memory_limit, "sql": sql, "preset": preset,
         "as_of": as_of, "db": str(db) if db is not None else None, "partition_by_segment": partition_by_segment,
+        "cost_per_contact": cost_per_contact, "revenue_per_response": revenue_per_response,
     }
     info = {
         "seed": seed,
@@ -293,6 +300,7 @@ def run(
         "options": options,
         "warnings": warnings,
         "sweep": outcome.summary() if outcome else None,
+        "insight": insight.summary,
         "input": info["input"],
         "versions": info["versions"],
     }
@@ -303,7 +311,7 @@ def run(
         write_segments(tmp / "segments.parquet", data.ids, fit.labels, fit.dist2, data.kept, meta)
         if partition_by_segment:
             write_partitions(tmp / "segments.parquet", tmp / PARTITION_DIR, k)
-        write_parquet_meta(profiles, tmp / "profiles.parquet", meta)
+        insight.write(tmp, meta)
         if outcome:
             write_sweep(tmp, outcome, {"ks": ks, "seed": seed, "repeats": repeats})
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof,

@@ -1,35 +1,217 @@
-"""Per-segment profiles in the features' original units, computed with Polars aggregates."""
+"""Per-segment profiles, computed with Polars aggregates over the input joined with the labels.
+
+The run's input is read again lazily (only the columns the spec needs), the spec's feature and
+business expressions are evaluated as in ``engine.features``, and the segment labels are added as
+a column (null for rows dropped for missing values, which are left out of every per-segment
+figure). One group-by pass gives the per-segment figures; the population's means and deviations
+are combined from them in segment order (a parallel reduction over the whole frame would round
+differently on another thread count, and profiles.parquet must not depend on it).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from engine.business import Business
+from engine.errors import InputError
+from engine.features import cleaned_frame, one_hot_exprs, parse_expr
+from engine.source import Input, first_line
+from engine.spec import Feature, FeatureSpec
 
-def profile_table(original: pl.DataFrame, labels: np.ndarray, k: int) -> pl.DataFrame:
-    """One row per segment: ``segment``, ``size``, ``share``, then ``{feature}_mean`` and
-    ``{feature}_median`` for every feature, in original units (before clipping, log1p and scaling;
-    one-hot columns give the share of the level)."""
-    features = original.lazy().collect_schema().names()
+SEGMENT = "@segment"
+TOP_SHARES = (10, 20, 25)  # revenue concentration: share of revenue from the top p% of customers
+#: Measures summarised by mean, median and z-score (revenue also by sum, share and index).
+SUMMARISED = ("revenue", "recency", "frequency", "deals", "tenure")
+
+
+@dataclass
+class Profiles:
+    """The profile table and the population's figures that go with it."""
+
+    table: pl.DataFrame
+    overall: dict[str, Any]  # population (segmented rows) and everyone (all input rows)
+    warnings: list[str]
+
+
+def measure_name(m: str) -> str:
+    return f"@{m}"
+
+
+def check_measures(spec: FeatureSpec, where: str) -> None:
+    """A feature may share a measure's name only when it is the same expression (their columns
+    would collide in profiles.parquet)."""
+    exprs = {f.name: f.expr for f in spec.features}
+    for m, expr in spec.business.measures().items():
+        if m in exprs and " ".join(exprs[m].split()) != " ".join(expr.split()):
+            raise InputError(f"{where}: feature {m!r} and business {m} are different expressions; "
+                             f"rename the feature or make them the same")
+
+
+def profile_frame(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]],
+                  segments: pl.Series) -> pl.LazyFrame:
+    """Features in original units (NaN and inf as null), one-hot levels, business measures and
+    campaign figure columns, with ``@segment``: lazy, nothing is read yet."""
+    schema = inp.schema()
+    where = inp.label
+    numeric = set(spec.numeric)
+    business = spec.business
+    check_measures(spec, where)
+    exprs = [parse_expr(f, schema, numeric, where) for f in spec.features]
+    exprs += [parse_expr(Feature(f"business.{m}", e), schema, numeric, where).alias(measure_name(m))
+              for m, e in business.measures().items()]
+    figures = []
+    for key in ("cost_per_contact", "revenue_per_response"):
+        column = getattr(business, key)
+        if isinstance(column, str):
+            figures.append(parse_expr(Feature(f"business.{key}", column), schema, numeric, where)
+                           .alias(measure_name(key)))
+    finite = [pl.when(e.is_finite()).then(e).alias(e.meta.output_name()) for e in exprs + figures]
+    cats = [pl.col(c.column).cast(pl.String) for c in spec.categorical]
+    frame = cleaned_frame(inp.frame, schema, numeric, exprs + figures).select([*finite, *cats])
+    hot = one_hot_exprs(levels)
+    return frame.with_columns(hot).with_columns(segments.alias(SEGMENT))
+
+
+def concentration(col: str, pct: int) -> pl.Expr:
+    """Share of ``col``'s sum held by the top ``pct``% of rows (ceil(n * pct / 100) rows, at least one)."""
+    values = pl.col(col).drop_nulls()
+    top = (values.len() * pct + 99) // 100
+    ranked = values.sort(descending=True).cum_sum()
+    return (ranked.gather(pl.max_horizontal(top, 1) - 1).first() / values.sum()).alias(f"revenue_top{pct}_share")
+
+
+def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], segments: pl.Series,
+                  k: int) -> Profiles:
+    """One row per segment: ``segment``, ``name``, ``action``, ``size``, ``share``; per feature
+    ``{f}_mean``, ``{f}_median`` (original units: before clipping, log1p and scaling; one-hot
+    columns give the share of the level) and ``{f}_z`` (the segment mean's z-score against the
+    population); then the business columns declared in the spec (see README, Output schemas).
+
+    ``segments`` holds one label per input row, null for rows dropped for missing values."""
+    business = spec.business
+    features = [f.name for f in spec.features] + [e.meta.output_name() for e in one_hot_exprs(levels)]
+    measures = business.measures()
+    summarised = [m for m in SUMMARISED if m in measures and m not in features]
+    cols = features + [measure_name(m) for m in summarised]
+    out_names = features + summarised
+    frame = profile_frame(inp, spec, levels, segments)
+    seg = frame.filter(pl.col(SEGMENT).is_not_null())
     aggs = [pl.len().cast(pl.Int64).alias("size")]
-    for name in features:
-        aggs.append(pl.col(name).mean().alias(f"{name}_mean"))
-        aggs.append(pl.col(name).median().alias(f"{name}_median"))
-    grouped = (
-        original.lazy()
-        .with_columns(pl.Series("segment", labels, dtype=pl.Int32))
-        .group_by("segment")
-        .agg(aggs)
-    )
-    segments = pl.LazyFrame({"segment": pl.Series(np.arange(k, dtype=np.int32))})
-    return (
-        segments.join(grouped, on="segment", how="left")
-        .with_columns(pl.col("size").fill_null(0))
-        .with_columns((pl.col("size") / pl.col("size").sum()).alias("share"))
-        .select(["segment", "size", "share", *[f"{n}_{s}" for n in features for s in ("mean", "median")]])
-        .sort("segment")
-        .collect()
-    )
+    for c, name in zip(cols, out_names):
+        aggs += [pl.col(c).mean().alias(f"{name}_mean"), pl.col(c).median().alias(f"{name}_median"),
+                 pl.col(c).var(ddof=0).alias(f"{name}\0var"), pl.col(c).count().alias(f"{name}\0count")]
+    pop = [pl.len().alias("rows")]
+    rev, resp = measure_name("revenue"), measure_name("response")
+    if "revenue" in measures:
+        aggs += [pl.col(rev).sum().alias("revenue_sum"), *(concentration(rev, p) for p in TOP_SHARES)]
+        pop += [concentration(rev, p) for p in TOP_SHARES]
+    if "response" in measures:
+        aggs += [pl.col(resp).sum().alias("responses"), pl.col(resp).mean().alias("response_rate"),
+                 pl.col(resp).count().alias("response\0count")]
+    everyone = [pl.len().alias("rows")]
+    if "response" in measures:
+        everyone += [pl.col(resp).fill_null(0).sum().alias("responses"), pl.col(resp).null_count().alias("response_missing"),
+                     ((pl.col(resp) != 0) & (pl.col(resp) != 1)).sum().alias("response_invalid")]
+    for key in ("cost_per_contact", "revenue_per_response"):
+        if isinstance(getattr(business, key), str):
+            c = pl.col(measure_name(key))
+            everyone += [c.mean().alias(key), c.min().alias(f"{key}_min"), c.max().alias(f"{key}_max")]
+    try:
+        grouped, population, total = pl.collect_all([seg.group_by(SEGMENT).agg(aggs), seg.select(pop),
+                                                     frame.select(everyone)])
+    except pl.exceptions.InvalidOperationError as exc:
+        raise InputError(f"{inp.label}: a column listed in numeric holds text that is not a number: {first_line(exc)}") from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+    population, total = population.row(0, named=True), total.row(0, named=True)
+    population.update(combine(grouped, out_names, measures))
+    warnings = check_business(business, total, inp.label)
+    ids = pl.DataFrame({SEGMENT: np.arange(k, dtype=np.int32)})
+    table = ids.join(grouped, on=SEGMENT, how="left").sort(SEGMENT).rename({SEGMENT: "segment"})
+    table = table.with_columns(pl.col("size").fill_null(0))
+    derived = [(pl.col("size") / pl.col("size").sum()).alias("share")]
+    for name in out_names:
+        std = population[f"{name}_std"]
+        z = (pl.col(f"{name}_mean") - population[f"{name}_mean"]) / std if std else pl.lit(None, pl.Float64)
+        derived.append(z.alias(f"{name}_z"))
+    if "revenue" in measures:
+        total_rev, mean_rev = population["revenue_sum"], population["revenue_mean"]
+        derived += [(pl.col("revenue_sum") / total_rev if total_rev else pl.lit(None, pl.Float64)).alias("revenue_share"),
+                    (pl.col("revenue_mean") / mean_rev if mean_rev else pl.lit(None, pl.Float64)).alias("revenue_index")]
+    if "response" in measures:
+        rate = population["response_rate"]
+        derived.append((pl.col("response_rate") / rate if rate else pl.lit(None, pl.Float64)).alias("response_lift"))
+    table = table.with_columns(derived)
+    order = ["segment", "size", "share"]
+    order += [f"{n}_{s}" for n in out_names for s in ("mean", "median", "z")]
+    if "revenue" in measures:
+        order += ["revenue_sum", "revenue_share", "revenue_index", *(f"revenue_top{p}_share" for p in TOP_SHARES)]
+    if "response" in measures:
+        order += ["responses", "response_rate", "response_lift"]
+    table = table.select(order).with_columns(pl.col("responses").fill_null(0).cast(pl.Int64) if "response" in measures else [])
+    overall = {"rows": total["rows"], "rows_segmented": population["rows"]}
+    if "revenue" in measures:
+        overall["revenue_sum"] = population["revenue_sum"]
+        overall["revenue_concentration"] = {f"top{p}": population[f"revenue_top{p}_share"] for p in TOP_SHARES}
+    if "response" in measures:
+        overall["responses"] = int(total["responses"])
+        overall["responses_segmented"] = int(population["responses"] or 0)
+        overall["response_rate"] = population["response_rate"]
+    for key in ("cost_per_contact", "revenue_per_response"):
+        value = getattr(business, key)
+        overall[key] = total.get(key) if isinstance(value, str) else value
+    return Profiles(table, overall, warnings)
+
+
+def combine(grouped: pl.DataFrame, names: list[str], measures: dict[str, str]) -> dict[str, Any]:
+    """The population's mean and deviation of every column, its revenue sum and response rate,
+    from the per-segment figures, in segment order: the total variance is the mean of the
+    within-segment variances plus the variance of the segment means, weighted by counts."""
+    g = grouped.sort(SEGMENT)
+    out: dict[str, Any] = {}
+    for name in names:
+        n = g[f"{name}\0count"].to_numpy().astype(np.float64)
+        total = n.sum()
+        if not total:
+            out[f"{name}_mean"] = out[f"{name}_std"] = None
+            continue
+        keep = n > 0
+        n, mean, var = n[keep], g[f"{name}_mean"].to_numpy()[keep], g[f"{name}\0var"].to_numpy()[keep]
+        grand = float(np.dot(n, mean) / total)
+        out[f"{name}_mean"] = grand
+        out[f"{name}_std"] = float(np.sqrt(np.dot(n, var + (mean - grand) ** 2) / total))
+    if "revenue" in measures:
+        out["revenue_sum"] = float(np.sum(g["revenue_sum"].fill_null(0).to_numpy()))  # revenue_mean: above
+    if "response" in measures:
+        out["responses"] = float(np.sum(g["responses"].fill_null(0).to_numpy()))
+        answered = g["response\0count"].to_numpy().sum()
+        out["response_rate"] = out["responses"] / answered if answered else None
+    return out
+
+
+def check_business(business: Business, total: dict[str, Any], where: str) -> list[str]:
+    """The response column holds 0/1; figure columns have values (a warning when they vary)."""
+    warnings = []
+    if total.get("response_invalid"):
+        raise InputError(f"{where}: business response {business.response!r} has {total['response_invalid']:,} "
+                         "values other than 0 and 1")
+    if total.get("response_missing"):
+        warnings.append(f"business response {business.response!r} is missing in {total['response_missing']:,} rows "
+                        "(counted as no response)")
+    for key in ("cost_per_contact", "revenue_per_response"):
+        column = getattr(business, key)
+        if not isinstance(column, str):
+            continue
+        if total[key] is None:
+            raise InputError(f"{where}: business {key} column {column!r} has no values")
+        if total[f"{key}_min"] != total[f"{key}_max"]:
+            warnings.append(f"business {key} column {column!r} varies ({total[f'{key}_min']:g} to "
+                            f"{total[f'{key}_max']:g}); its mean {total[key]:g} is used")
+    return warnings
 
 
 def format_profiles(profiles: pl.DataFrame, stat: str = "mean") -> str:
@@ -79,3 +261,12 @@ def fmt_cell(value) -> str:
     if isinstance(value, float):
         return fmt_number(value) if abs(value) >= 1000 else f"{value:.4f}"
     return str(value)
+
+
+def format_names(profiles: pl.DataFrame) -> str:
+    """One line per segment: its name and recommended action (and revenue share when declared)."""
+    lines = []
+    for row in profiles.iter_rows(named=True):
+        extra = f", {row['revenue_share']:.1%} of revenue" if row.get("revenue_share") is not None else ""
+        lines.append(f"segment {row['segment']}: {row['name']} ({row['share']:.1%} of customers{extra}) -> {row['action']}")
+    return "\n".join(lines)

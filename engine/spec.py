@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.business import Business, parse_business
 from engine.errors import InputError, did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -39,14 +40,14 @@ else:  # pragma: no cover
 
 MISSING_POLICIES = ("drop", "median", "error")
 SCALERS = ("standard", "robust", "none")
-TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "source")
+TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "source", "business")
 SOURCE_KEYS = ("sql", "preset", "customer", "date", "amount", "order")
 PRESETS = ("rfm",)
 PRESET_COLUMNS = ("customer", "date", "amount", "order")  # order is optional
 FEATURE_KEYS = ("expr", "clip", "log1p")
 CATEGORICAL_KEYS = ("max_levels",)
 DEFAULT_MAX_LEVELS = 8
-BUILTIN_SPECS = ("customers",)
+BUILTIN_SPECS = ("customers", "marketing")
 SPEC_DIR = Path(__file__).parent / "specs"
 
 
@@ -83,6 +84,7 @@ class FeatureSpec:
     skipped: tuple[str, ...] = ()  # auto mode: non-numeric columns left out (reported, not saved)
     sql: str | None = None  # [source] sql: a DuckDB query over the inputs (view ``input``)
     preset: dict[str, str] | None = None  # [source] preset: {"preset": "rfm", "customer": ..., ...}
+    business: Business = Business()  # [business]: profiles, names, actions, impact (not saved in the model)
 
     @property
     def auto(self) -> bool:
@@ -101,6 +103,7 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("skipped")
+        data.pop("business")
         return data
 
     @classmethod
@@ -284,11 +287,12 @@ def spec_from_toml(data: dict[str, Any], where: str) -> FeatureSpec:
         missing=missing,
         scale=scale,
         source=where,
+        business=parse_business(data.get("business", {}), where),
     )
 
 
 def load_spec(path_or_name: str | Path) -> FeatureSpec:
-    """Read a spec from a TOML file, or a built-in spec by name (``customers``)."""
+    """Read a spec from a TOML file, or a built-in spec by name (``customers``, ``marketing``)."""
     path = Path(path_or_name)
     if path.is_file():
         text = path.read_text(encoding="utf-8")

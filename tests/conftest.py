@@ -19,7 +19,9 @@ from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "marketing_campaign.csv"
-RUN_FILES = ("segments.parquet", "profiles.parquet", "model.json", "metrics.json")
+# a run with the built-in customers spec (it declares [business], so impact.parquet is written)
+RUN_FILES = ("segments.parquet", "profiles.parquet", "model.json", "metrics.json", "describe.json", "projection.parquet",
+             "impact.parquet")
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +100,15 @@ def run_once(tmp_path_factory, name: str, data: Path, k: int) -> Path:
 def shared_run(tmp_path_factory, data_csv: Path) -> Path:
     """One run of the shared CSV with the built-in customers spec and k=4, made once."""
     return run_once(tmp_path_factory, "shared_run", data_csv, 4)
+
+
+@pytest.fixture(scope="session")
+def marketing_run(tmp_path_factory, data_csv: Path) -> Path:
+    """One run of the shared CSV with the built-in marketing spec (ten engineered features), k=4."""
+    out = tmp_path_factory.mktemp("marketing") / "run"
+    result = invoke(["run", data_csv, "--spec", "marketing", "--k", "4", "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
 
 
 def read_json(path: Path) -> dict:

@@ -1,0 +1,162 @@
+"""``segment describe``: a per-column summary and the correlation matrix of the numeric columns.
+
+Everything is one lazy Polars query over the input (``engine.source.open_input``): the column
+statistics in one select, the correlations in another, run together by ``pl.collect_all`` so
+the file is scanned by Polars' multi-threaded engine without being held in memory as Python
+objects. NaN and ±inf are left out of a float column's statistics (and counted as ``non_finite``):
+each float column is cleaned once, and all five quantiles come from one selection per column.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from engine.errors import InputError, did_you_mean
+from engine.source import Input, first_line
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+STATS = ("nulls", "non_finite", "distinct", "min", "max", "mean", "std", *(f"p{round(q * 100)}" for q in QUANTILES),
+         "skew")
+#: At most this many numeric columns go into the correlation matrix (their pairs grow as n²).
+MAX_CORRELATION_COLUMNS = 60
+#: Correlations come from every n-th row when the input has more rows than this (a systematic
+#: sample; the standard error of r is then about 0.001): the pairs cost the most.
+CORRELATION_ROWS = 1_000_000
+
+
+def kind(dtype: pl.DataType) -> str:
+    if dtype == pl.Boolean or dtype.is_numeric():
+        return "numeric"
+    if dtype.is_temporal():
+        return "temporal"
+    return "text"
+
+
+def column_exprs(name: str, dtype: pl.DataType) -> list[pl.Expr]:
+    """The statistics of one column of the cleaned frame (float NaN and inf already null)."""
+    col = pl.col(name)
+    exprs = [col.n_unique().alias(f"{name}\0distinct")]
+    what = kind(dtype)
+    if what == "text":
+        return exprs + [col.cast(pl.String).min().alias(f"{name}\0min"), col.cast(pl.String).max().alias(f"{name}\0max")]
+    if what == "temporal":
+        return exprs + [col.min().cast(pl.String).alias(f"{name}\0min"), col.max().cast(pl.String).alias(f"{name}\0max")]
+    x = col.cast(pl.UInt8) if dtype == pl.Boolean else col
+    return exprs + [x.min().cast(pl.Float64).alias(f"{name}\0min"), x.max().cast(pl.Float64).alias(f"{name}\0max"),
+                    x.mean().alias(f"{name}\0mean"), x.std().alias(f"{name}\0std"), x.skew().alias(f"{name}\0skew"),
+                    x.quantile(list(QUANTILES), "linear").alias(f"{name}\0quantiles")]
+
+
+def cleaned(schema: pl.Schema, names: list[str]) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Float columns with NaN and inf as null (each computed once); the null and non-finite counts
+    of the raw columns."""
+    columns, counts = [], []
+    for name in names:
+        col = pl.col(name)
+        counts.append(col.null_count().alias(f"{name}\0nulls"))
+        if schema[name].is_float():
+            columns.append(pl.when(col.is_finite()).then(col).alias(name))
+            counts.append((col.is_not_null() & ~col.is_finite()).sum().alias(f"{name}\0non_finite"))
+        else:
+            columns.append(col)
+    return columns, counts
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: NaN and inf become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def describe_input(inp: Input, columns: Sequence[str] | None = None) -> dict[str, Any]:
+    """Summary of ``inp`` (all columns, or those named): rows, per-column statistics and the
+    correlation matrix of the numeric columns (pairwise-complete Pearson)."""
+    t0 = time.perf_counter()
+    schema = inp.schema()
+    names = list(columns) if columns else schema.names()
+    for name in names:
+        if name not in schema:
+            raise InputError(f"{inp.label}: column {name!r} not found{did_you_mean(name, schema.names())}")
+    columns, counts = cleaned(schema, names)
+    frame = inp.frame.select(columns)
+    exprs = [pl.len().alias("\0rows")]
+    for name in names:
+        exprs += column_exprs(name, schema[name])
+    numeric = numeric_names(schema, names)[:MAX_CORRELATION_COLUMNS]
+    pairs = [(a, b) for i, a in enumerate(numeric) for b in numeric[i + 1:]]
+    corr = [pl.corr(pl.col(a).cast(pl.Float64), pl.col(b).cast(pl.Float64)).alias(f"{a}\0{b}") for a, b in pairs]
+    try:
+        total = inp.frame.select(pl.len()).collect().item()
+        every = max(1, math.ceil(total / CORRELATION_ROWS))
+        frames = [frame.select(exprs), inp.frame.select(counts)]
+        frames += [frame.gather_every(every).select(corr)] if corr else []
+        results = pl.collect_all(frames)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+    stats = {**results[0].row(0, named=True), **results[1].row(0, named=True)}
+    for name in numeric_names(schema, names):
+        for q, value in zip(QUANTILES, stats.pop(f"{name}\0quantiles") or [None] * len(QUANTILES)):
+            stats[f"{name}\0p{round(q * 100)}"] = value
+        stats.setdefault(f"{name}\0non_finite", 0)
+    rows = stats["\0rows"]
+    described = []
+    for name in names:
+        entry: dict[str, Any] = {"column": name, "type": str(schema[name]), "kind": kind(schema[name])}
+        for stat in STATS:
+            entry[stat] = clean(stats.get(f"{name}\0{stat}"))
+        described.append(entry)
+    matrix = [[1.0 if a == b else None for b in numeric] for a in numeric]
+    if corr:
+        values = results[2].row(0, named=True)
+        index = {n: i for i, n in enumerate(numeric)}
+        for a, b in pairs:
+            v = clean(values[f"{a}\0{b}"])
+            matrix[index[a]][index[b]] = matrix[index[b]][index[a]] = v
+    return {"input": inp.label, "rows": rows, "columns": described,
+            "correlation": {"columns": numeric, "matrix": matrix, "every": every,
+                            "rows": len(range(0, rows, every))},
+            "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def describe(inputs: Sequence[str], columns: Sequence[str] | None = None, separator: str | None = None,
+             sql: str | None = None, as_of: str | None = None) -> dict[str, Any]:
+    """``segment describe``: open the inputs (files, or a ``--sql`` query) lazily and summarise them."""
+    from engine.spec import FeatureSpec
+    from engine.sqlsource import open_source
+
+    return describe_input(open_source(inputs, separator, FeatureSpec(), sql, as_of), columns)
+
+
+def numeric_names(schema: pl.Schema, names: list[str]) -> list[str]:
+    return [n for n in names if kind(schema[n]) == "numeric"]
+
+
+def format_describe(summary: dict[str, Any]) -> str:
+    """The summary for a terminal: one row per column, then the correlation matrix."""
+    from engine.profiles import format_table
+
+    cols = ["column", "type", "nulls", "distinct", "min", "max", "mean", "std", "p5", "p50", "p95", "skew"]
+    table = pl.DataFrame([{c: fmt(e.get(c)) for c in cols} for e in summary["columns"]], schema={c: pl.String for c in cols})
+    text = [f"{summary['input']}: {summary['rows']:,} rows, {len(summary['columns'])} columns", format_table(table)]
+    corr = summary["correlation"]
+    if len(corr["columns"]) > 1:
+        header = ["correlation"] + corr["columns"]
+        rows = [[a] + [fmt(v, 2) for v in row] for a, row in zip(corr["columns"], corr["matrix"])]
+        text += ["", format_table(pl.DataFrame(rows, schema={h: pl.String for h in header}, orient="row"))]
+    return "\n".join(text)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,153 @@
+"""Business impact: what contacting each segment would cost and earn, and the cumulative gains
+of contacting segments in order of expected ROI against a mass campaign to everyone.
+
+For a segment of ``customers`` rows with ``responses`` responders (the declared response column,
+e.g. the last campaign's ``Response``), contacting it alone is expected to give:
+
+    cost    = customers x cost_per_contact
+    revenue = responses x revenue_per_response
+    profit  = revenue - cost
+    roi     = profit / cost
+
+Rows dropped for missing values have no segment; they form an ``unsegmented`` row, contacted
+last in the gains order, so that the last cumulative figures equal the mass campaign's
+(``everyone``: every input row).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.errors import InputError
+
+COLUMNS = ("scope", "segment", "name", "action", "customers", "responses", "response_rate", "cost", "revenue",
+           "profit", "roi", "rank", "cum_customers", "cum_customer_share", "cum_responses", "cum_response_share",
+           "cum_cost", "cum_revenue", "cum_profit", "cum_roi")
+
+
+def impact_table(profiles: pl.DataFrame, overall: dict[str, Any], cost_per_contact: float,
+                 revenue_per_response: float) -> pl.DataFrame:
+    """The targeting table: one row per segment in order of expected ROI, then ``unsegmented``
+    (when rows were dropped), then ``everyone``, with cumulative figures down the order."""
+    segs = profiles.select(
+        pl.lit("segment").alias("scope"), pl.col("segment").cast(pl.Int32), "name", "action",
+        pl.col("size").cast(pl.Int64).alias("customers"), pl.col("responses").cast(pl.Int64),
+    )
+    rest = {"customers": overall["rows"] - int(segs["customers"].sum()),
+            "responses": overall["responses"] - int(segs["responses"].sum())}
+    rows = [segs]
+    if rest["customers"]:
+        rows.append(pl.DataFrame({"scope": ["unsegmented"], "segment": [None], "name": ["Unsegmented (missing values)"],
+                                  "action": [None], **{k: [v] for k, v in rest.items()}}, schema=segs.schema))
+    targeted = figures(pl.concat(rows), cost_per_contact, revenue_per_response)
+    targeted = targeted.sort([pl.col("scope") != "segment", pl.col("roi").is_null(), "roi", "segment"],
+                             descending=[False, False, True, False], nulls_last=True)
+    total_customers, total_responses = overall["rows"], overall["responses"]
+    targeted = targeted.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank")).with_columns(
+        pl.col("customers").cum_sum().alias("cum_customers"),
+        pl.col("responses").cum_sum().alias("cum_responses"),
+        pl.col("cost").cum_sum().alias("cum_cost"),
+        pl.col("revenue").cum_sum().alias("cum_revenue"),
+    ).with_columns(
+        (pl.col("cum_customers") / total_customers).alias("cum_customer_share"),
+        (pl.col("cum_responses") / total_responses if total_responses else pl.lit(None, pl.Float64)).alias("cum_response_share"),
+        (pl.col("cum_revenue") - pl.col("cum_cost")).alias("cum_profit"),
+    ).with_columns(roi("cum_profit", "cum_cost").alias("cum_roi"))
+    everyone = figures(pl.DataFrame({"scope": ["everyone"], "segment": [None], "name": ["Everyone (mass campaign)"],
+                                     "action": [None], "customers": [total_customers], "responses": [total_responses]},
+                                    schema=segs.schema), cost_per_contact, revenue_per_response)
+    everyone = everyone.with_columns(
+        pl.lit(None, pl.Int32).alias("rank"), pl.col("customers").alias("cum_customers"),
+        pl.lit(1.0).alias("cum_customer_share"), pl.col("responses").alias("cum_responses"),
+        pl.lit(1.0 if total_responses else None, pl.Float64).alias("cum_response_share"),
+        pl.col("cost").alias("cum_cost"), pl.col("revenue").alias("cum_revenue"), pl.col("profit").alias("cum_profit"),
+        pl.col("roi").alias("cum_roi"))
+    return pl.concat([targeted.select(COLUMNS), everyone.select(COLUMNS)])
+
+
+def figures(frame: pl.DataFrame, cost_per_contact: float, revenue_per_response: float) -> pl.DataFrame:
+    return frame.with_columns(
+        (pl.col("responses") / pl.col("customers")).alias("response_rate"),
+        (pl.col("customers") * float(cost_per_contact)).alias("cost"),
+        (pl.col("responses") * float(revenue_per_response)).alias("revenue"),
+    ).with_columns((pl.col("revenue") - pl.col("cost")).alias("profit")).with_columns(roi("profit", "cost").alias("roi"))
+
+
+def roi(profit: str, cost: str) -> pl.Expr:
+    """profit / cost; null where nothing is spent."""
+    return pl.when(pl.col(cost) > 0).then(pl.col(profit) / pl.col(cost))
+
+
+def impact_summary(table: pl.DataFrame, cost_per_contact: float, revenue_per_response: float) -> dict[str, Any]:
+    """The figures for metrics.json: the mass campaign, the best segment and the best cut-off."""
+    everyone = table.filter(pl.col("scope") == "everyone").row(0, named=True)
+    segments = table.filter(pl.col("scope") == "segment")
+    best = segments.row(0, named=True) if segments.height else None
+    cut = segments.sort("cum_profit", descending=True, nulls_last=True).row(0, named=True) if segments.height else None
+    keep = ("customers", "responses", "cost", "revenue", "profit", "roi")
+    return {
+        "cost_per_contact": cost_per_contact,
+        "revenue_per_response": revenue_per_response,
+        "everyone": {k: everyone[k] for k in keep},
+        "best_segment": None if best is None else {"segment": best["segment"], "name": best["name"],
+                                                   **{k: best[k] for k in keep}},
+        "best_cutoff": None if cut is None else {"segments": cut["rank"], "customers": cut["cum_customers"],
+                                                 "profit": cut["cum_profit"], "roi": cut["cum_roi"],
+                                                 "response_share": cut["cum_response_share"]},
+    }
+
+
+def recompute(run_dir: str | Path, cost_per_contact: float | None, revenue_per_response: float | None
+              ) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The impact table of a run directory again, with other campaign figures (the run's where
+    one is not given)."""
+    from engine.business import check_figure
+    from engine.rundir import read_run
+
+    run = read_run(run_dir)
+    if run.impact is None:
+        raise InputError(f"{run_dir}: the run has no impact.parquet (declare a response column in the spec's [business])")
+    recorded = (run.metrics.get("insight") or {}).get("impact") or {}
+    cost = recorded.get("cost_per_contact") if cost_per_contact is None else cost_per_contact
+    revenue = recorded.get("revenue_per_response") if revenue_per_response is None else revenue_per_response
+    check_figure("--cost-per-contact", cost)
+    check_figure("--revenue-per-response", revenue)
+    base = run.impact
+    profiles = base.filter(pl.col("scope") == "segment").sort("segment").select(
+        "segment", "name", "action", pl.col("customers").alias("size"), "responses")
+    everyone = base.filter(pl.col("scope") == "everyone").row(0, named=True)
+    overall = {"rows": everyone["customers"], "responses": everyone["responses"]}
+    table = impact_table(profiles, overall, cost, revenue)
+    return table, impact_summary(table, cost, revenue)
+
+
+def write_impact(table: pl.DataFrame, out: str | Path, overwrite: bool) -> None:
+    from engine.outputs import atomic_file
+
+    with atomic_file(Path(out), overwrite) as tmp:
+        table.write_parquet(tmp)
+
+
+def format_impact(table: pl.DataFrame, summary: dict[str, Any]) -> str:
+    """The targeting table for a terminal, then the mass campaign and the best cut-off."""
+    from engine.profiles import format_table
+
+    shown = table.select("rank", "segment", "name", "customers", "responses", "cost", "revenue", "profit", "roi",
+                         "cum_response_share", "cum_profit")
+    e, cut = summary["everyone"], summary["best_cutoff"]
+    lines = [format_table(shown),
+             f"cost per contact {summary['cost_per_contact']:g}, revenue per response {summary['revenue_per_response']:g}",
+             f"mass campaign: {e['customers']:,} contacted x {summary['cost_per_contact']:g} = cost {e['cost']:,.0f}; "
+             f"{e['responses']:,} responses x {summary['revenue_per_response']:g} = revenue {e['revenue']:,.0f}; "
+             f"profit {e['profit']:,.0f}; ROI {percent(e['roi'])}"]
+    if cut:
+        lines.append(f"best cut-off: the top {cut['segments']} segment(s) by ROI, {cut['customers']:,} contacted, "
+                     f"profit {cut['profit']:,.0f}, ROI {percent(cut['roi'])}, {percent(cut['response_share'])} of responses")
+    return "\n".join(lines)
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

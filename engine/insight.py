@@ -1,0 +1,178 @@
+"""Segment names and recommended actions, from the profile table.
+
+**Names.** Each segment is named after its most distinctive features: those whose segment mean
+lies furthest from the population's, in z-scores (at least ``NAME_MIN_Z`` away), at most
+``NAME_WORDS`` of them, worded "High income" / "Low income" or as the spec's
+``[business.wording]`` says. Where two segments would get the same name, both take more
+features until the names differ (then the segment number). Names depend only on the profile
+table, so the same seed gives the same names; ``[business.names]`` overrides them.
+
+**Actions.** The rules of ``[[business.actions]]`` (or ``engine.business.DEFAULT_ACTIONS``) are
+SQL conditions over the profile table's columns; the first that holds gives a segment's action.
+A default rule whose columns are missing (its measure is not declared) is skipped; a user rule
+that names a missing column is an error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from engine.business import Business
+from engine.errors import InputError, did_you_mean
+from engine.source import first_line
+
+NAME_WORDS = 3
+NAME_MIN_Z = 0.25
+SEPARATOR = " · "
+
+
+def segment_names(table: pl.DataFrame, features: list[str], business: Business) -> list[str]:
+    """A unique, descriptive name per row of the profile table."""
+    k = table.height
+    z = np.nan_to_num(np.column_stack([table[f"{f}_z"].to_numpy().astype(float) for f in features])
+                      if features else np.zeros((k, 0)))
+    words = []
+    for j in range(k):
+        order = sorted(range(len(features)), key=lambda i: (-abs(z[j, i]), i))
+        words.append([business.word(features[i], bool(z[j, i] > 0)) for i in order if abs(z[j, i]) >= NAME_MIN_Z])
+    counts = [min(NAME_WORDS, len(w)) for w in words]
+    names = [name_of(w, n) for w, n in zip(words, counts)]
+    while True:
+        clashes = [j for j in range(k) if names.count(names[j]) > 1 and counts[j] < len(words[j])]
+        if not clashes:
+            break
+        for j in clashes:
+            counts[j] += 1
+            names[j] = name_of(words[j], counts[j])
+    sizes = table["size"].to_list()
+    names = [f"Empty segment {j}" if sizes[j] == 0 else name for j, name in enumerate(names)]
+    names = [f"{name} (segment {j})" if names.count(name) > 1 else name for j, name in enumerate(names)]
+    overrides = dict(business.names)
+    for j in overrides:
+        if j >= k:
+            raise InputError(f"[business.names]: segment {j} does not exist (k={k}: segments 0..{k - 1})")
+    names = [overrides.get(j, name) for j, name in enumerate(names)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"[business.names]: the name {dupes[0]!r} is given to two segments; names must be unique")
+    return names
+
+
+def name_of(words: list[str], n: int) -> str:
+    return SEPARATOR.join(words[:n]) if n else "Average customers"
+
+
+def recommend_actions(table: pl.DataFrame, business: Business) -> list[str | None]:
+    """The action of the first rule that holds, per row of the profile table (None if none does)."""
+    columns = set(table.columns)
+    chosen: pl.Expr = pl.lit(None, pl.String)
+    for rule in reversed(business.rules()):
+        try:
+            cond = pl.sql_expr(rule.when)
+            roots = cond.meta.root_names()
+        except Exception as exc:  # Polars raises several types for SQL parse errors
+            raise InputError(f"[[business.actions]] {rule.action!r}: cannot parse {rule.when!r}: {first_line(exc)}") from exc
+        missing = [c for c in roots if c not in columns]
+        if missing:
+            if business.actions is None:
+                continue  # a default rule for a measure the spec does not declare
+            raise InputError(f"[[business.actions]] {rule.action!r}: unknown profile column {missing[0]!r}"
+                             f"{did_you_mean(missing[0], columns)}")
+        chosen = pl.when(cond.fill_null(False)).then(pl.lit(rule.action)).otherwise(chosen)
+    try:
+        return table.with_columns(chosen.alias("action"))["action"].to_list()
+    except Exception as exc:  # a condition of the wrong type, e.g. a number instead of a test
+        raise InputError(f"[[business.actions]]: a condition cannot be evaluated: {first_line(exc)}") from exc
+
+
+def add_names_and_actions(table: pl.DataFrame, features: list[str], business: Business) -> pl.DataFrame:
+    """The profile table with ``name`` and ``action`` after ``segment``."""
+    named = table.with_columns(pl.Series("name", segment_names(table, features, business), pl.String),
+                               pl.Series("action", recommend_actions(table, business), pl.String))
+    return named.select(["segment", "name", "action", *[c for c in table.columns if c != "segment"]])
+
+
+PROJECTION_SAMPLE = 5_000
+
+
+def projection(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, seed: int) -> tuple[pl.DataFrame, dict]:
+    """A 2-D PCA of a uniform sample of the scaled rows (``pc1``, ``pc2``, ``segment``), with the
+    explained variance and the centres in the same plane. Signs are fixed (largest loading
+    positive) so reruns draw the same picture."""
+    from engine.metrics import sample_indices
+
+    idx = sample_indices(X.shape[0], min(PROJECTION_SAMPLE, X.shape[0]), np.random.default_rng([seed, 7]))
+    sample = X[idx].astype(np.float64)
+    mean = sample.mean(axis=0)
+    _, s, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    vt = vt[:2]
+    signs = np.sign(vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)])
+    vt = vt * signs[:, None]
+    if vt.shape[0] < 2:  # a single feature: the second axis is flat
+        vt = np.vstack([vt, np.zeros_like(vt)])
+        s = np.append(s, 0.0)
+    coords = (sample - mean) @ vt.T
+    total = float((s ** 2).sum())
+    frame = pl.DataFrame({"pc1": coords[:, 0].astype(np.float32), "pc2": coords[:, 1].astype(np.float32),
+                          "segment": labels[idx].astype(np.int32)})
+    centres = (centers.astype(np.float64) - mean) @ vt.T
+    info = {"sample": int(idx.size), "explained_variance": [float(v) / total if total else 0.0 for v in (s[:2] ** 2)],
+            "centres": centres.tolist()}
+    return frame, info
+
+
+def used_columns(spec, levels: dict) -> list[str]:
+    """The input columns the spec's features, categorical columns and business measures read."""
+    exprs = [f.expr for f in spec.features] + list(spec.business.measures().values())
+    exprs += [v for v in (spec.business.cost_per_contact, spec.business.revenue_per_response) if isinstance(v, str)]
+    roots: list[str] = []
+    for text in exprs:
+        for r in pl.sql_expr(text).meta.root_names():
+            if r not in roots:
+                roots.append(r)
+    return roots + [c for c in levels if c not in roots]
+
+
+class Insight:
+    """Everything a run adds for marketing: profiles with names and actions, impact, the EDA
+    summary of the columns used and the PCA sample for the report."""
+
+    def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int):
+        import pyarrow as pa
+
+        from engine.describe import describe_input
+        from engine.impact import impact_summary, impact_table
+        from engine.profiles import profile_table
+
+        spec, business = data.spec, data.spec.business
+        if data.kept is None:
+            segments = pl.Series(labels, dtype=pl.Int32)
+        else:  # one label per input row, null where the row was dropped
+            values = labels[np.where(data.kept, np.cumsum(data.kept) - 1, 0)]
+            segments = pl.from_arrow(pa.array(values, type=pa.int32(), mask=~data.kept))
+        profiles = profile_table(inp, spec, data.fitted.levels, segments, k)
+        self.warnings = list(profiles.warnings)
+        self.profiles = add_names_and_actions(profiles.table, [f.name for f in spec.features], business)
+        self.summary: dict = {"overall": profiles.overall, "business": business.to_dict()}
+        self.impact = None
+        cost, revenue = profiles.overall["cost_per_contact"], profiles.overall["revenue_per_response"]
+        if business.response is not None and cost is not None and revenue is not None:
+            self.impact = impact_table(self.profiles, profiles.overall, cost, revenue)
+            self.summary["impact"] = impact_summary(self.impact, cost, revenue)
+        elif business.response is not None:
+            self.warnings.append("no impact.parquet: declare cost_per_contact and revenue_per_response in the spec's "
+                                 "[business] or give --cost-per-contact and --revenue-per-response")
+        self.projection, self.summary["projection"] = projection(data.X, labels, centers, seed)
+        self.describe = describe_input(inp, used_columns(spec, data.fitted.levels))
+
+    def write(self, directory, metadata: dict | None = None) -> None:
+        """profiles.parquet and impact.parquet (with the outputs' key-value metadata),
+        projection.parquet and describe.json."""
+        from engine.outputs import write_json, write_parquet_meta
+
+        write_parquet_meta(self.profiles, directory / "profiles.parquet", metadata)
+        if self.impact is not None:
+            write_parquet_meta(self.impact, directory / "impact.parquet", metadata)
+        self.projection.write_parquet(directory / "projection.parquet")
+        write_json(directory / "describe.json", self.describe)

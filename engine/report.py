@@ -1,0 +1,197 @@
+"""``segment report``: one self-contained HTML file for a run directory.
+
+Plotly draws the charts (see ``engine.charts``); its JavaScript is embedded once, inline, so the
+file opens offline with no CDN. The figures are embedded as JSON in a ``<script
+type="application/json">`` block and drawn by a few lines of our own script, which marks every
+chart ``data-rendered`` once Plotly has drawn it and records script errors in ``#report-errors``
+(the browser test reads both).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.outputs import atomic_file
+from engine.rundir import RunDir, read_run
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1300px;padding:0 24px 48px;color:#222}
+h1{margin-top:28px}h2{margin-top:40px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{padding:4px 8px;border-bottom:1px solid #eee;text-align:right}
+th{background:#f5f5f5}td.t,th.t{text-align:left}.kpi{display:inline-block;margin:6px 18px 6px 0}
+.kpi b{display:block;font-size:22px}.note{color:#666;font-size:13px}.scroll{overflow-x:auto}
+"""
+
+#: Runs first, before Plotly's script: script errors and console.error calls are kept for DRAW.
+CATCH = """
+window.reportErrors = [];
+window.addEventListener("error", function (e) { window.reportErrors.push(e.message); });
+window.addEventListener("unhandledrejection", function (e) { window.reportErrors.push(String(e.reason)); });
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.reportErrors.push(Array.prototype.join.call(arguments, " "));
+    return original.apply(console, arguments);
+  };
+})();
+"""
+
+DRAW = """
+(function () {
+  var errors = document.getElementById("report-errors");
+  function record(message) {
+    var item = document.createElement("li");
+    item.textContent = String(message);
+    errors.appendChild(item);
+    errors.hidden = false;
+    document.body.setAttribute("data-errors", String(errors.children.length));
+  }
+  window.reportErrors.forEach(record);
+  window.reportErrors = {push: record};
+  var figures = JSON.parse(document.getElementById("report-figures").textContent);
+  var done = 0, names = Object.keys(figures);
+  names.forEach(function (id) {
+    var fig = figures[id];
+    try {
+      Plotly.newPlot(id, fig.data, fig.layout, {responsive: true, displaylogo: false}).then(function (gd) {
+        gd.setAttribute("data-rendered", "1");
+        done += 1;
+        if (done === names.length) { document.body.setAttribute("data-charts-rendered", String(done)); }
+      }, function (err) { record(id + ": " + err); });
+    } catch (err) { record(id + ": " + err); }
+  });
+})();
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def cell(value: Any, fmt: str = "") -> str:
+    if value is None:
+        return '<td>-</td>'
+    if isinstance(value, str):
+        return f'<td class="t">{esc(value)}</td>'
+    if fmt == "%":
+        return f"<td>{value:.1%}</td>"
+    if isinstance(value, float):
+        return f"<td>{value:,.0f}</td>" if abs(value) >= 1000 else f"<td>{value:.3g}</td>"
+    return f"<td>{value:,}</td>" if isinstance(value, int) else f"<td>{esc(value)}</td>"
+
+
+def html_table(frame: pl.DataFrame, percent: tuple[str, ...] = ()) -> str:
+    head = "".join(f'<th class="{"t" if frame.schema[c] == pl.String else ""}">{esc(c)}</th>' for c in frame.columns)
+    body = "".join("<tr>" + "".join(cell(v, "%" if c in percent else "") for c, v in row.items()) + "</tr>"
+                   for row in frame.iter_rows(named=True))
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def kpis(items: list[tuple[str, str]]) -> str:
+    return "".join(f'<div class="kpi"><b>{esc(v)}</b>{esc(k)}</div>' for k, v in items)
+
+
+def profile_features(run: RunDir) -> list[str]:
+    """The features of the run, in order, that have z-scores in the profile table."""
+    names = [f for f in run.metrics.get("features", []) if f"{f}_z" in run.profiles.columns]
+    return names or [c[:-2] for c in run.profiles.columns if c.endswith("_z")]
+
+
+def build_report(run: RunDir) -> str:
+    """The report's HTML text."""
+    from plotly.offline import get_plotlyjs
+
+    from engine import charts
+
+    m, profiles = run.metrics, run.profiles
+    insight = m.get("insight") or {}
+    overall = insight.get("overall") or {}
+    figures: dict[str, Any] = {}
+    sections: list[str] = []
+
+    def chart(fig_id: str, fig) -> str:
+        figures[fig_id] = json.loads(fig.to_json())
+        return f'<div id="{fig_id}" class="chart"></div>'
+
+    sil = "n/a" if m.get("silhouette") is None else f"{m['silhouette']:.3f}"
+    summary = [("segments", str(m["k"])), ("customers", f"{m['rows']:,}"), ("segmented", f"{m['rows_used']:,}"),
+               ("dropped for missing values", f"{m['rows_dropped']:,}"), ("silhouette", sil),
+               ("inertia (scaled SSE)", f"{m['inertia']:.4g}"), ("seconds", f"{m['seconds']['total']:.2f}")]
+    conc = overall.get("revenue_concentration")
+    if conc:
+        summary.append(("revenue from the top 20% of customers", f"{conc['top20']:.1%}"))
+    options = m.get("options", {})
+    sections.append(
+        "<h2>Run summary</h2>" + kpis(summary)
+        + f'<p class="note">input {esc(", ".join(m.get("input", {}).get("files", [])))}; spec {esc(options.get("spec"))}; '
+        f'features {esc(", ".join(m.get("features", [])))}; seed {esc(m.get("seed"))}; '
+        f'rows with a missing feature are left out of every per-segment figure.</p>'
+        + "".join(f'<p class="note">warning: {esc(w)}</p>' for w in m.get("warnings", [])))
+
+    cols = ["segment", "name", "action", "size", "share"]
+    cols += [c for c in ("revenue_share", "revenue_index", "revenue_top20_share", "response_rate", "response_lift")
+             if c in profiles.columns]
+    sections.append("<h2>Segments: names and recommended actions</h2>"
+                    + html_table(profiles.select(cols), percent=("share", "revenue_share", "revenue_top20_share",
+                                                                 "response_rate"))
+                    + chart("chart-sizes", charts.sizes_figure(profiles)))
+    if conc:
+        rows = [{"customers": "all segmented", **{k: v for k, v in conc.items()}}]
+        rows += [{"customers": f"segment {r['segment']}", "top10": r["revenue_top10_share"],
+                  "top20": r["revenue_top20_share"], "top25": r["revenue_top25_share"]}
+                 for r in profiles.iter_rows(named=True)]
+        sections.append("<h3>Revenue concentration: share of revenue from the top 10%, 20% and 25% of customers</h3>"
+                        + html_table(pl.DataFrame(rows), percent=("top10", "top20", "top25")))
+
+    features = profile_features(run)
+    sections.append("<h2>Profiles</h2>" + chart("chart-heatmap", charts.heatmap_figure(profiles, features))
+                    + html_table(profiles.select("segment", *[f"{f}_{s}" for f in features for s in ("mean", "median")])))
+    if run.projection is not None:
+        sections.append("<h2>PCA projection</h2>"
+                        + chart("chart-projection", charts.projection_figure(run.projection, profiles,
+                                                                             insight.get("projection") or {})))
+    if run.sweep is not None and run.sweep_json is not None:
+        sections.append("<h2>Choosing k</h2>" + f'<p class="note">{esc(run.sweep_json.get("reason", ""))}</p>'
+                        + chart("chart-sweep", charts.sweep_figure(run.sweep, run.sweep_json["recommended_k"],
+                                                                   run.sweep_json.get("knee"))))
+    if run.impact is not None:
+        imp = insight.get("impact") or {}
+        e = imp.get("everyone") or {}
+        shown = run.impact.select("rank", "segment", "name", "action", "customers", "responses", "response_rate", "cost",
+                                  "revenue", "profit", "roi", "cum_customer_share", "cum_response_share", "cum_profit")
+        note = (f"cost per contact {imp.get('cost_per_contact'):g}, revenue per response {imp.get('revenue_per_response'):g}. "
+                f"Mass campaign: {e.get('customers', 0):,} contacted, {e.get('responses', 0):,} responses, "
+                f"profit {e.get('profit', 0):,.0f}, ROI {e.get('roi') or 0:.1%}." if imp else "")
+        sections.append("<h2>Business impact</h2>" + f'<p class="note">{esc(note)}</p>'
+                        + html_table(shown, percent=("response_rate", "roi", "cum_customer_share", "cum_response_share"))
+                        + chart("chart-gains", charts.gains_figure(run.impact)))
+    if run.describe is not None:
+        eda = pl.DataFrame([{k: (None if c.get(k) is None else str(c.get(k)) if k in ("min", "max") else c.get(k))
+                             for k in ("column", "type", "nulls", "distinct", "min", "max", "mean", "p50", "skew")}
+                            for c in run.describe["columns"]], infer_schema_length=None)
+        corr = run.describe.get("correlation") or {}
+        sections.append(f"<h2>Input data (EDA)</h2><p class=\"note\">{run.describe['rows']:,} rows; the columns the spec reads.</p>"
+                        + html_table(eda)
+                        + (chart("chart-correlation", charts.correlation_figure(corr)) if len(corr.get("columns", [])) > 1 else ""))
+
+    data = json.dumps(figures, allow_nan=False).replace("</", "<\\/")
+    title = f"Segmentation report: {run.path.name}"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{STYLE}</style><script>{CATCH}</script><script>{get_plotlyjs()}</script></head><body>"
+            f"<h1>{esc(title)}</h1><ul id=\"report-errors\" hidden></ul>{''.join(sections)}"
+            f'<script type="application/json" id="report-figures">{data}</script><script>{DRAW}</script></body></html>')
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write the report of ``run_dir`` to ``out`` (default ``run_dir/report.html``); returns the path."""
+    run = read_run(run_dir)
+    path = Path(out) if out is not None else run.path / "report.html"
+    text = build_report(run)
+    with atomic_file(path, overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
