@@ -271,7 +271,7 @@ def take_columns(frame: pl.DataFrame, names: list[str]) -> tuple[np.ndarray, lis
         if series.null_count():
             series = series.fill_null(np.nan)
         # One contiguous buffer first: Polars copies its chunks far faster than to_numpy does.
-        cols[:, j] = series.rechunk().to_numpy()
+        kernels.put_column(cols, j, series.rechunk().to_numpy())
         del series
     return cols, nulls
 

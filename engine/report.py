@@ -175,7 +175,11 @@ def build_report(run: RunDir) -> str:
                              for k in ("column", "type", "nulls", "distinct", "min", "max", "mean", "p50", "skew")}
                             for c in run.describe["columns"]], infer_schema_length=None)
         corr = run.describe.get("correlation") or {}
-        sections.append(f"<h2>Input data (EDA)</h2><p class=\"note\">{run.describe['rows']:,} rows; the columns the spec reads.</p>"
+        sample = run.describe.get("sample") or {"every": 1}
+        sampled = (f" (statistics from every {sample['every']:,}th row: {sample['rows']:,} rows)"
+                   if sample["every"] > 1 else "")
+        sections.append(f"<h2>Input data (EDA)</h2><p class=\"note\">{run.describe['rows']:,} rows{sampled}; "
+                        "the columns the spec reads.</p>"
                         + html_table(eda)
                         + (chart("chart-correlation", charts.correlation_figure(corr)) if len(corr.get("columns", [])) > 1 else ""))
 

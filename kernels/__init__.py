@@ -15,6 +15,7 @@ from kernels.transform import (
     column_stats,
     level_counts,
     merge_moments,
+    put_column,
     transformed,
     write_matrix,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "column_stats",
     "level_counts",
     "merge_moments",
+    "put_column",
     "transformed",
     "write_matrix",
     "assign",

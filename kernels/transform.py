@@ -48,6 +48,14 @@ def value(v, lo, hi, flag, fill):
 
 
 @njit(cache=True, **PARALLEL)
+def put_column(cols, j, src):
+    """cols[:, j] = src on every thread: the copy is bound by first touches of fresh pages, which
+    run in parallel."""
+    for i in prange(src.shape[0]):
+        cols[i, j] = src[i]
+
+
+@njit(cache=True, **PARALLEL)
 def column_stats(cols, lo, hi, flags, fill, drop, n_chunks, kept, bad, lows, counts, means, m2s, tmins, tmaxs):
     """One pass over the columns, chunk by chunk (each chunk's rows stay in cache):
 

@@ -261,3 +261,49 @@ def test_describe_parquet_with_nan_and_dates(tmp_path: Path) -> None:
     assert cols["a"]["nulls"] == 1 and cols["a"]["non_finite"] == 1 and cols["a"]["mean"] == 2.0
     assert cols["d"]["kind"] == "temporal" and cols["d"]["min"] == "2020-01-01"
     assert cols["b"]["mean"] == pytest.approx(0.75)
+
+
+def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
+        data_csv: Path, data_frame: pl.DataFrame, monkeypatch) -> None:
+    """Above EXACT_ROWS segmented rows, medians and revenue concentration come from a uniform
+    sample of SAMPLE_ROWS rows (recorded in the summary); means, sums and sizes stay exact."""
+    import numpy as np
+
+    from engine import profiles
+    from engine.features import build_features
+    from engine.spec import load_spec
+    from engine.sqlsource import open_source
+
+    spec = load_spec("customers")
+    inp = open_source([str(data_csv)], None, spec)
+    data = build_features(inp, spec)
+    labels = np.arange(data.X.shape[0], dtype=np.int32) % 3
+    values = labels[np.where(data.kept, np.cumsum(data.kept) - 1, 0)]
+    segments = pl.Series(values, dtype=pl.Int32).set(pl.Series(~data.kept), None)
+    exact = profiles.profile_table(inp, data.spec, {}, segments, 3)
+    monkeypatch.setattr(profiles, "EXACT_ROWS", 1000)
+    monkeypatch.setattr(profiles, "SAMPLE_ROWS", 1500)
+    sampled = profiles.profile_table(inp, data.spec, {}, segments, 3)
+    assert exact.overall["median_sample"] is None and sampled.overall["median_sample"] == 1500
+    e, s = exact.table, sampled.table
+    for column in ("size", "income_mean", "revenue_sum", "revenue_share", "responses"):
+        assert s[column].to_list() == pytest.approx(e[column].to_list(), rel=1e-12)
+    assert s["income_median"].to_list() != e["income_median"].to_list()  # estimated, not copied
+    assert s["income_median"].to_list() == pytest.approx(e["income_median"].to_list(), rel=0.1)
+    assert s["revenue_top20_share"].to_list() == pytest.approx(e["revenue_top20_share"].to_list(), abs=0.1)
+
+
+def test_run_describes_its_columns_from_every_nth_row_above_the_sample_size(data_csv: Path, tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    from engine import describe
+
+    monkeypatch.setattr(describe, "RUN_SAMPLE_ROWS", 1000)
+    import engine
+
+    engine.run([str(data_csv)], 3, tmp_path / "run", spec="customers")
+    summary = read_json(tmp_path / "run" / "describe.json")
+    assert summary["rows"] == 2240 and summary["sample"] == {"every": 3, "rows": 747}
+    income = next(c for c in summary["columns"] if c["column"] == "Income")
+    full = engine.describe_data([str(data_csv)], ["Income"])["columns"][0]
+    assert income["mean"] == pytest.approx(full["mean"], rel=0.05)
+    assert full["mean"] != income["mean"]
