@@ -1,9 +1,8 @@
 """``segment describe``: a per-column summary and the correlation matrix of the numeric columns.
 
 Everything is one lazy Polars query over the input (``engine.source.open_input``): the column
-statistics in one select, the correlations in another, run together by ``pl.collect_all`` so
-the file is scanned by Polars' multi-threaded engine without being held in memory as Python
-objects. NaN and ±inf are left out of a float column's statistics (and counted as ``non_finite``):
+statistics in one select, the correlations in another, each collected on Polars' streaming
+engine, so the file is scanned in batches and never held in memory whole. NaN and ±inf are left out of a float column's statistics (and counted as ``non_finite``):
 each float column is cleaned once, and all five quantiles come from one selection per column.
 """
 
@@ -103,7 +102,7 @@ def describe_input(inp: Input, columns: Sequence[str] | None = None, sample_ever
         every = max(1, math.ceil(total / sample_every / CORRELATION_ROWS))
         frames = [frame.select(exprs), source.select(counts)]
         frames += [frame.gather_every(every).select(corr)] if corr else []
-        results = pl.collect_all(frames)
+        results = [f.collect(engine="streaming") for f in frames]  # one at a time: bounded memory
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
     stats = {**results[0].row(0, named=True), **results[1].row(0, named=True)}

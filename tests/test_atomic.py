@@ -298,6 +298,17 @@ def partial_save(self, path, **_options):
     partial_then_enospc(path)
 
 
+def polars_enospc_for(name: str, real):
+    """``DataFrame.write_parquet`` that fails as Polars does on a full disk (the OS error only in
+    its message) for files called ``name``, after writing part of the file."""
+    def write(self, path, *args, **kwargs):
+        if name not in Path(path).name:
+            return real(self, path, *args, **kwargs)
+        Path(path).write_bytes(b"PAR1 truncated")
+        raise OSError("failed to write parquet: No space left on device (os error 28)")
+    return write
+
+
 def assert_disk_full_error(result, path: Path) -> None:
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert "Traceback" not in result.output
@@ -309,17 +320,17 @@ def assert_disk_full_error(result, path: Path) -> None:
     assert str(path) in errors[0], errors[0]
 
 
-DISK_FULL_RUN = ("write_table", "write_json", "model_save", "profiles", "fsync")
+DISK_FULL_RUN = ("segments", "write_json", "model_save", "profiles", "fsync")
 
 
-def patch_disk_full(monkeypatch, point: str) -> None:
+def patch_disk_full(monkeypatch, point: str, name: str = "segments.parquet") -> None:
     import engine.outputs
     import engine.pipeline
     from engine.model import Model
 
     monkeypatch.setattr(engine.outputs, "ROW_GROUP_ROWS", 1_000)  # several row groups per file
-    if point == "write_table":
-        monkeypatch.setattr(pq.ParquetWriter, "write_table", fail_after(1, pq.ParquetWriter.write_table))
+    if point == "segments":
+        monkeypatch.setattr(pl.DataFrame, "write_parquet", polars_enospc_for(name, pl.DataFrame.write_parquet))
     elif point == "write_json":
         monkeypatch.setattr(engine.outputs, "write_json", partial_then_enospc)
         monkeypatch.setattr(engine.pipeline, "write_json", partial_then_enospc)
@@ -348,14 +359,14 @@ def test_disk_full_during_run_keeps_the_previous_outputs(point: str, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-@pytest.mark.parametrize("point", ["write_table", "fsync"])
+@pytest.mark.parametrize("point", ["segments", "fsync"])
 def test_disk_full_during_predict_keeps_the_previous_file(point: str, tmp_path: Path, generated_parquet: Path,
                                                           monkeypatch) -> None:
     model = tmp_path / "model"
     assert invoke(["run", generated_parquet, "--spec", "customers", "--k", "4", "--out", model, "--quiet"]).exit_code == 0
     target = tmp_path / "pred.parquet"
     target.write_bytes(b"previous file")
-    patch_disk_full(monkeypatch, point)
+    patch_disk_full(monkeypatch, point, name="pred.parquet")
     result = invoke(["predict", model, generated_parquet, "--out", target, "--overwrite", "--quiet"])
     assert_disk_full_error(result, target)
     assert target.read_bytes() == b"previous file"
@@ -379,7 +390,7 @@ def test_disk_full_during_generate_keeps_the_previous_file(point: str, tmp_path:
 
 def test_disk_full_on_a_first_run_leaves_nothing(tmp_path: Path, generated_parquet: Path, monkeypatch) -> None:
     out = tmp_path / "run"
-    patch_disk_full(monkeypatch, "write_table")
+    patch_disk_full(monkeypatch, "segments")
     result = invoke(["run", generated_parquet, "--spec", "customers", "--k", "4", "--out", out, "--quiet"])
     assert_disk_full_error(result, out)
     assert list(tmp_path.iterdir()) == []
