@@ -141,7 +141,7 @@ class Insight:
     def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int):
         import pyarrow as pa
 
-        from engine.describe import RUN_SAMPLE_ROWS, describe_input
+        from engine.describe import RUN_CORRELATION_ROWS, RUN_SAMPLE_ROWS, describe_input
         from engine.impact import impact_summary, impact_table
         from engine.profiles import profile_table
 
@@ -165,7 +165,7 @@ class Insight:
                                  "[business] or give --cost-per-contact and --revenue-per-response")
         self.projection, self.summary["projection"] = projection(data.X, labels, centers, seed)
         every = max(1, -(-data.n_rows // RUN_SAMPLE_ROWS))
-        self.describe = describe_input(inp, used_columns(spec, data.fitted.levels), every)
+        self.describe = describe_input(inp, used_columns(spec, data.fitted.levels), every, RUN_CORRELATION_ROWS)
 
     def write(self, directory, metadata: dict | None = None) -> None:
         """profiles.parquet and impact.parquet (with the outputs' key-value metadata),
