@@ -124,10 +124,7 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
     if n_seg > EXACT_ROWS:
         pick = np.zeros(len(segments), dtype=bool)
         pick[sample_indices(len(segments), SAMPLE_ROWS, np.random.default_rng(0))] = True
-        try:  # the sample is small: read it once, then its queries run in memory
-            sampled = frame.filter(pl.Series(pick)).filter(pl.col(SEGMENT).is_not_null()).collect().lazy()
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+        sampled = frame.filter(pl.Series(pick)).filter(pl.col(SEGMENT).is_not_null())
     # Aggregates in batches of a few source columns: each query reads only its own columns, so
     # memory stays at a few columns whatever the width (all at once, Polars held 3.3 GB for
     # 10,000,000 x 16), and the in-memory engine sums in a fixed order (the streaming engine's
