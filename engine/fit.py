@@ -48,6 +48,9 @@ class FitParams:
     tol: float = 1e-4  # relative to the mean feature variance, as scikit-learn
     mid_sample_min: int = 262_144  # the intermediate subsample: at least this many rows...
     mid_sample_div: int = 8  # ...or 1/8 of the rows; used when the data has more than twice that
+    # Full-data Lloyd passes after the subsample converged (None: until convergence). A sweep
+    # uses 0: one assignment pass of every row to the subsample's centres.
+    refine_passes: int | None = None
 
     def restarts(self, n_rows: int) -> int:
         if self.n_init is not None:
@@ -266,7 +269,8 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     seconds["minibatch"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     mid = max(params.mid_sample_min, source.n_rows // params.mid_sample_div)
-    if not whole and params.refine and source.n_rows > 2 * mid:
+    subsampled = not whole and params.refine and source.n_rows > 2 * mid
+    if subsampled:
         # Converge on a larger uniform subsample first: its passes cost 1/div of a full one, and
         # the full passes that follow start next to the optimum.
         M, _ = source.sample(mid, rng_sample)
@@ -274,7 +278,10 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     seconds["subsample"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     if not whole:
-        state = lloyd(source, state.centers, params.max_iter if params.refine else 0, tol_abs)
+        passes = params.max_iter if params.refine else 0
+        if subsampled and params.refine_passes is not None:
+            passes = min(passes, params.refine_passes)
+        state = lloyd(source, state.centers, passes, tol_abs)
     n_iter = state.n_iter
     seconds["refine"] = time.perf_counter() - t1
     return FitResult(state.centers, state.labels, state.dist2, state.inertia, n_iter, steps, restarts, seconds)

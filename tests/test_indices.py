@@ -274,3 +274,16 @@ def test_silhouette_interval_of_one_value_is_nan():
 
 def test_silhouette_interval_of_constant_values_is_that_value():
     assert silhouette_interval(np.full(100, 0.25), np.random.default_rng(0)) == (0.25, 0.25)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_adjusted_rand_score_matches_sklearn(seed):
+    from sklearn.metrics import adjusted_rand_score as sk_ari
+
+    from engine.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 7, 300, 5000):
+        a = rng.integers(0, 1 + seed, n)
+        for b in (rng.integers(0, 4, n), a.copy(), (a + 1) % 3, np.arange(n), np.zeros(n, dtype=int)):
+            assert adjusted_rand_score(a, b) == pytest.approx(sk_ari(a, b), abs=1e-12)
