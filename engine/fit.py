@@ -68,6 +68,8 @@ class FitResult:
     n_steps: int  # mini-batch steps of the winning restart
     restarts: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    label_sums: np.ndarray | None = None  # per-cluster sums and counts of the rows with ``labels``
+    label_counts: np.ndarray | None = None  # (what cluster_moments would compute; saves a pass)
 
 
 @dataclass
@@ -77,6 +79,8 @@ class LloydState:
     dist2: np.ndarray
     inertia: float
     n_iter: int
+    sums: np.ndarray | None = None  # per-cluster float64 sums of the rows with these labels...
+    counts: np.ndarray | None = None  # ...and their counts (from the last pass, reduced in chunk order)
 
 
 def validate(params: FitParams, n_rows: int) -> None:
@@ -172,7 +176,7 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
         shift = float(((new - centers) ** 2).sum())
         centers = new
         finishing = shift <= tol_abs
-    return LloydState(centers.astype(np.float32), labels, dist2, inertia, n_iter)
+    return LloydState(centers.astype(np.float32), labels, dist2, inertia, n_iter, sums, counts)
 
 
 def reassign_small(
@@ -284,4 +288,5 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
         state = lloyd(source, state.centers, passes, tol_abs)
     n_iter = state.n_iter
     seconds["refine"] = time.perf_counter() - t1
-    return FitResult(state.centers, state.labels, state.dist2, state.inertia, n_iter, steps, restarts, seconds)
+    return FitResult(state.centers, state.labels, state.dist2, state.inertia, n_iter, steps, restarts, seconds,
+                     state.sums, state.counts)

@@ -37,16 +37,23 @@ def sample_indices(n_rows: int, size: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(rng.choice(n_rows, size=size, replace=False))
 
 
-def cluster_moments(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cluster counts, means (float64), sums of distances and of squared distances to the mean."""
+def cluster_moments(X: np.ndarray, labels: np.ndarray, k: int, known: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster counts, means (float64), sums of distances and of squared distances to the mean.
+
+    ``known``: the per-cluster sums and counts of these labels when the fit's last pass already
+    has them (the same chunked sums, so the same bits): one pass over the rows instead of two."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     n, d = X.shape
     nc = chunk_count(n, k * d)
-    sums = np.empty((nc, k, d))
-    counts = np.empty((nc, k), dtype=np.int64)
-    label_sums(X, labels, sums, counts)
-    total, sizes = reduce_chunks(sums, counts)
+    if known is not None:
+        total, sizes = known
+    else:
+        sums = np.empty((nc, k, d))
+        counts = np.empty((nc, k), dtype=np.int64)
+        label_sums(X, labels, sums, counts)
+        total, sizes = reduce_chunks(sums, counts)
     means = total / np.maximum(sizes, 1)[:, None]
     dist = np.empty((nc, k))
     sq = np.empty((nc, k))
@@ -121,11 +128,12 @@ def adjusted_rand_score(a: np.ndarray, b: np.ndarray) -> float:
     return float((both - expected) / (best - expected))
 
 
-def score_partition(X: np.ndarray, labels: np.ndarray, k: int, eval_idx: np.ndarray, seed: int) -> dict:
+def score_partition(X: np.ndarray, labels: np.ndarray, k: int, eval_idx: np.ndarray, seed: int,
+                    known: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Every index of one partition of all rows of ``X``: SSE about the cluster means, the exact
     silhouette of the rows ``eval_idx`` with a bootstrap interval, Calinski-Harabasz, Davies-Bouldin."""
     labels = np.ascontiguousarray(labels, dtype=np.int32)
-    moments = cluster_moments(X, labels, k)
+    moments = cluster_moments(X, labels, k, known)
     sil = low = high = None
     sample_labels = labels[eval_idx]
     present = np.unique(sample_labels).size

@@ -287,3 +287,19 @@ def test_adjusted_rand_score_matches_sklearn(seed):
         a = rng.integers(0, 1 + seed, n)
         for b in (rng.integers(0, 4, n), a.copy(), (a + 1) % 3, np.arange(n), np.zeros(n, dtype=int)):
             assert adjusted_rand_score(a, b) == pytest.approx(sk_ari(a, b), abs=1e-12)
+
+
+@pytest.mark.parametrize("n,refine_passes", [(5000, None), (600_000, 0), (600_000, None)])
+def test_fit_hands_over_the_cluster_sums_of_its_labels(n, refine_passes):
+    """The sums and counts of the fit's last pass are those cluster_moments computes (same bits),
+    so a sweep can skip that pass."""
+    from benchmarks.__main__ import overlapping_blobs
+    from engine.batches import ArraySource
+    from engine.fit import FitParams, fit_kmeans
+
+    X = overlapping_blobs(n, 6, 4, seed=1)
+    fit = fit_kmeans(ArraySource(X), FitParams(k=4, refine_passes=refine_passes))
+    fresh = cluster_moments(X, fit.labels, 4)
+    handed = cluster_moments(X, fit.labels, 4, (fit.label_sums, fit.label_counts))
+    for a, b in zip(fresh, handed):
+        assert a.tobytes() == b.tobytes()
