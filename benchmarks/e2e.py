@@ -1,8 +1,8 @@
 """Whole-process comparisons: ``segment run`` against the scikit-learn pipeline and the I/O floor,
 scaling over row counts, peak memory, start-up, and thread scaling of the fit.
 
-Every process is measured from outside (wall time and peak RSS from ``os.wait4``), so import
-and start-up costs count, as they do for a user.
+Every process is measured from outside (wall time, and peak RSS through ``os.wait4`` in the
+small launcher ``benchmarks/measure.py``), so import and start-up costs count, as they do for a user.
 """
 
 from __future__ import annotations
@@ -49,21 +49,18 @@ def dataset(rows: int, log) -> Path:
 
 
 def run_measured(cmd: list[str]) -> dict:
-    """Run ``cmd`` in a new process: wall seconds, peak RSS in bytes (``ru_maxrss`` through
-    ``os.wait4``) and its last stdout line parsed as JSON when it is JSON."""
+    """Run ``cmd`` in a new process: wall seconds, peak RSS in bytes (``ru_maxrss``, taken by the
+    small launcher ``benchmarks/measure.py``) and the command's last JSON output line, if any."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    # communicate() would reap the child and lose its rusage: read the pipe, then wait4.
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.measure", *cmd], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    lines = proc.stdout.decode().strip().splitlines()
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {out.decode()[-2000:]}")
-    result = {"seconds": wall, "peak_rss": usage.ru_maxrss * 1024}
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stdout.decode()[-2000:]}")
+    result = {"seconds": wall, "peak_rss": json.loads(lines[-1])["peak_rss"]}
     try:
-        result["output"] = json.loads(out.decode().strip().splitlines()[-1])
+        result["output"] = json.loads(lines[-2])
     except (ValueError, IndexError):
         pass
     return result

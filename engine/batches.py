@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+import kernels
+
 
 class BatchSource(Protocol):
     n_rows: int
@@ -41,7 +43,9 @@ class ArraySource:
         if size >= self.n_rows:
             return self.X, np.arange(self.n_rows)
         idx = np.sort(rng.choice(self.n_rows, size=size, replace=False))
-        return self.X[idx], idx
+        out = np.empty((idx.size, self.n_features), dtype=np.float32)
+        kernels.take_rows(self.X, idx, out)
+        return out, idx
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         return self.X[rng.integers(0, self.n_rows, size=size)]

@@ -5,6 +5,7 @@ Data is float32 and C-contiguous; accumulators are float64. Options live in ``ke
 
 from kernels.assign import assign, lloyd_pass, reduce_chunks
 from kernels.config import chunk_count
+from kernels.core import take_rows
 from kernels.indices import dispersion, label_sums
 from kernels.kmeanspp import kmeanspp
 from kernels.minibatch import minibatch_update
@@ -38,4 +39,5 @@ __all__ = [
     "minibatch_update",
     "reduce_chunks",
     "silhouette_sorted",
+    "take_rows",
 ]

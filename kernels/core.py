@@ -9,9 +9,9 @@ the same bits whatever the compiler, the CPU's vector width or the thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from kernels.config import INLINE
+from kernels.config import INLINE, PARALLEL
 
 #: Rows per distance block (the transposed block is d x BLOCK float32).
 BLOCK = 256
@@ -85,3 +85,13 @@ def search_right(cum, value):
         else:
             lo = mid + 1
     return lo
+
+
+@njit(cache=True, **PARALLEL)
+def take_rows(X, idx, out):
+    """out[r] = X[idx[r]] on every thread (numpy's fancy indexing gathers on one)."""
+    d = X.shape[1]
+    for r in prange(idx.shape[0]):
+        row = idx[r]
+        for f in range(d):
+            out[r, f] = X[row, f]

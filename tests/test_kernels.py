@@ -478,3 +478,12 @@ def labelled_rows(draw):
 def test_property_silhouette_equals_naive(case):
     X, labels, k = case
     npt.assert_allclose(silhouette_values(X, labels, k), naive.silhouette_samples(X, labels), rtol=0, atol=1e-6)
+
+
+def test_take_rows_matches_numpy_fancy_indexing():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 7)).astype(np.float32)
+    idx = np.sort(rng.choice(5000, size=1234, replace=False))
+    out = np.empty((idx.size, 7), dtype=np.float32)
+    kernels.take_rows(X, idx, out)
+    np.testing.assert_array_equal(out, X[idx])
