@@ -302,7 +302,9 @@ def fmt_cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return fmt_number(value) if abs(value) >= 1000 else f"{value:.4f}"
+        if abs(value) >= 1000 or (value.is_integer() and abs(value) < 1e15):
+            return f"{value:,.0f}"  # money and counts: 765, not 765.0000
+        return f"{value:.4f}"
     return str(value)
 
 

@@ -59,13 +59,19 @@ def rfm_spec(customer: str, date: str, amount: str, order: str | None = None) ->
 
 
 def complete(spec: FeatureSpec) -> FeatureSpec:
-    """A spec with an RFM source and no declared features gets the RFM features and id column."""
+    """A spec with an RFM source and no declared features gets the RFM features and id column, and,
+    unless it declares business measures, the RFM ones: revenue is monetary, recency, frequency
+    and tenure the features of those names (so names and actions speak of value and lapse)."""
     from dataclasses import replace
 
     if not spec.preset or not spec.auto:
         return spec
     features = tuple(Feature(n, n, log1p=n in LOG_FEATURES) for n in RFM_FEATURES)
-    return replace(spec, features=features, id_col=spec.id_col or spec.preset["customer"])
+    business = spec.business
+    if not business.measures():
+        business = replace(business, revenue="monetary", recency="recency_days", frequency="frequency",
+                           tenure="tenure_days")
+    return replace(spec, features=features, id_col=spec.id_col or spec.preset["customer"], business=business)
 
 
 def timestamp_sql(column: str) -> str:

@@ -125,6 +125,14 @@ def test_run_with_rfm_preset_through_the_cli(transactions, tmp_path):
     purity = joined.group_by("segment", "true_group").len().group_by("segment").agg(
         (pl.col("len").max() / pl.col("len").sum()).alias("p"))
     assert purity["p"].mean() > 0.7
+    # The preset declares its business measures: revenue shares, and actions that speak of value
+    # (VIP for the big spenders) and lapse (reactivation for the lapsed group).
+    profiles = pl.read_parquet(out / "profiles.parquet")
+    assert sum(profiles["revenue_share"].to_list()) == pytest.approx(1.0)
+    actions = set(profiles["action"].to_list())
+    assert {"VIP / loyalty programme", "Reactivation campaign"} <= actions, actions
+    lapsed = profiles.sort("recency_days_mean", descending=True).row(0, named=True)
+    assert lapsed["action"] == "Reactivation campaign"
     # predict on the same transactions rebuilds the same features and labels
     pred = tmp_path / "pred.parquet"
     result = invoke(["predict", out, transactions, "--out", pred, "--quiet"])
