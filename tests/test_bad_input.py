@@ -57,7 +57,7 @@ Options
   on 6 rows (BUG)             ["--silhouette-sample 100 clamped to the 6 rows available"]; nothing on stderr
                               -- expected: the same "warning: ..." line on stderr
   --threads 0 (run+predict)   Error: --threads must be at least 1, not 0
-  --memory-limit 1MB          Error: <csv>: 2,238 rows x 11 features need about 400.5 MiB of memory, but only
+  --memory-limit 1MB          Error: <csv>: 2,238 rows x 11 features need about 400.7 MiB of memory, but only
                               976.6 KiB is available (use fewer rows or features, or a larger --memory-limit)
   --memory-limit banana       Error: --memory-limit: cannot read 'banana' as a size (use e.g. 8GiB or 500MB)
 Spec TOML
