@@ -11,6 +11,7 @@ differently on another thread count, and profiles.parquet must not depend on it)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,11 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
         if isinstance(getattr(business, key), str):
             c = pl.col(measure_name(key))
             everyone += [c.mean().alias(key), c.min().alias(f"{key}_min"), c.max().alias(f"{key}_max")]
+    if sampled is seg:  # no sample: a column's medians go with its means, one read of it
+        exact = [e + h for e, h in zip_longest(exact, [[], *heavy], fillvalue=[])]
+        heavy = []
+        pop += pop_heavy
+        pop_heavy = []
     exact, heavy = batched(exact), batched(heavy)
     queries = ([seg.group_by(SEGMENT).agg(g) for g in exact] + [sampled.group_by(SEGMENT).agg(h) for h in heavy]
                + [seg.select(pop), frame.select(everyone)] + ([sampled.select(pop_heavy)] if pop_heavy else []))
