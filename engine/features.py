@@ -1,9 +1,10 @@
 """Spec -> Polars expressions -> one float32 matrix.
 
-The input is read once, lazily, projecting only the columns the spec needs. Cleaning
-(text numbers, NaN/inf), quantile clipping, log1p, the missing-value policy, one-hot
-encoding and scaling then run as column expressions over that frame, and the scaled
-features are collected straight into one C-ordered float32 matrix.
+Each feature is a Polars SQL expression over the input, read lazily (only the columns it uses,
+text numbers parsed) as a float64 column into one Fortran-ordered array. The numba kernels in
+``kernels/transform.py`` then count missing values, apply the missing-value policy, clipping and
+log1p, learn the scaler and write the scaled C-ordered float32 matrix, in two passes over
+row chunks; one-hot columns come from int32 level codes in the same passes.
 
 Fitted statistics (clip bounds, medians, category levels, scaler) are returned in
 ``FittedFeatures`` and saved with the model, so ``predict`` rebuilds the same matrix.
@@ -591,8 +592,7 @@ def build_features(
     if order != columns:  # a model's column order (always numeric first, as built here)
         X = np.ascontiguousarray(X[:, [order.index(c) for c in columns]])
     seconds["scale"] = time.perf_counter() - t0
-    fitted = FittedFeatures(tuple(columns), clip, medians, levels, Scaler(scaler.method, scaler.center, scaler.scale),
-                            tuple(dropped))
+    fitted = FittedFeatures(tuple(columns), clip, medians, levels, scaler, tuple(dropped))
     original = query.all().drop([ROW_ID if spec.id_col is None else spec.id_col]).with_columns(one_hot_exprs(levels))
     original = original.drop([c.column for c in spec.categorical])
     if kept.size:
