@@ -1,9 +1,10 @@
 """``segment describe``: a per-column summary and the correlation matrix of the numeric columns.
 
-Everything is one lazy Polars query over the input (``engine.source.open_input``): the column
-statistics in one select, the correlations in another, each collected on Polars' streaming
-engine, so the file is scanned in batches and never held in memory whole. NaN and ±inf are left out of a float column's statistics (and counted as ``non_finite``):
-each float column is cleaned once, and all five quantiles come from one selection per column.
+Everything is lazy Polars over the input (``engine.source.open_input``): the column statistics
+in one select, the null counts in another and the correlations in a third, collected one at a
+time so that only one query's columns are in memory at once. NaN and ±inf are left out of a float
+column's statistics (and counted as ``non_finite``): each float column is cleaned once, and all
+five quantiles come from one selection per column.
 """
 
 from __future__ import annotations

@@ -562,8 +562,8 @@ def build_features(
         center_of = dict(zip(columns, scaler.center))
         scale_of = dict(zip(columns, scaler.scale))
     else:
-        hot_counts = np.array([kernels.level_counts(codes[:, c], len(levels[col]), kept)[j]
-                               for c, col in enumerate(levels) for j in range(len(levels[col]))], dtype=np.int64)
+        per_column = [kernels.level_counts(codes[:, c], len(lvls), kept) for c, lvls in enumerate(levels.values())]
+        hot_counts = np.concatenate(per_column) if per_column else np.zeros(0, dtype=np.int64)
         center, scale, constant = numeric_stats(spec.scale, cols, tf, stats)
         h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, n_kept)
         all_names = names + [h[2] for h in hot]
