@@ -198,7 +198,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
     """
     log = logger(quiet)
     if kind == "transactions":
-        from engine.gentx import generate_transactions
+        from engine.synth.transactions import generate_transactions
 
         if customers is None or rows is not None:
             raise InputProblem("--kind transactions takes --customers N (not --rows)")
@@ -210,7 +210,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
         return
     if rows is None or customers is not None:
         raise InputProblem("--kind customers takes --rows N (not --customers)")
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     summary = generate_customers(out, rows, segments=segments, seed=seed, spread=spread, overwrite=overwrite,
                                  progress=lambda done, total: log(f"generated {done:,} / {total:,} rows"))
@@ -260,7 +260,7 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
     import engine
-    from engine.profiles import format_names, format_profiles
+    from engine.insight.profiles import format_names, format_profiles
 
     result = engine.run(
         list(inputs), k, out, k_range=k_range, repeats=repeats, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
@@ -338,7 +338,7 @@ def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, sepa
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
-    from engine.profiles import format_table
+    from engine.insight.profiles import format_table
 
     click.echo(format_table(result.outcome.table))
     click.echo(f"recommended k={result.summary['recommended_k']}: {result.summary['reason']}")
@@ -394,7 +394,7 @@ def sql_command(run_dir, query, fmt, threads):
       segment sql run/ "SELECT segment, count(*) FROM segments GROUP BY 1 ORDER BY 1"
       segment sql run/ "SELECT * FROM customers WHERE segment = 3" --format csv > campaign.csv
     """
-    from engine.sql import query_run, render
+    from engine.duck.views import query_run, render
 
     click.echo(render(query_run(run_dir, query, threads), fmt))
 
@@ -417,8 +417,8 @@ def describe(inputs, columns, separator, sql, as_of, as_json):
       segment describe ../shared/data/marketing_campaign.csv --columns Income,Recency --json
       segment describe --sql "SELECT * FROM read_parquet('tx/*.parquet')"
     """
-    from engine.describe import describe as describe_inputs
-    from engine.describe import format_describe
+    from engine.insight.describe import describe as describe_inputs
+    from engine.insight.describe import format_describe
 
     summary = describe_inputs(list(inputs), comma_list(columns), separator, sql, as_of)
     click.echo(json.dumps(summary, indent=2) if as_json else format_describe(summary))
@@ -440,7 +440,7 @@ def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_j
     Example:
       segment impact run/ --cost-per-contact 2 --revenue-per-response 15
     """
-    from engine.impact import format_impact, recompute, write_impact
+    from engine.insight.impact import format_impact, recompute, write_impact
 
     table, summary = recompute(run_dir, cost_per_contact, revenue_per_response)
     if out:
@@ -465,7 +465,7 @@ def report(run_dir, out, overwrite):
     Example:
       segment report run/ --out run/report.html
     """
-    from engine.report import write_report
+    from engine.insight.report import write_report
 
     path = write_report(run_dir, out, overwrite=overwrite or out is None)
     click.echo(f"wrote {path}")

@@ -86,7 +86,7 @@ def bench_silhouette(X: np.ndarray, k: int, sample: int, repeat: int) -> dict:
     from sklearn.metrics import silhouette_score as sk_silhouette
 
     import engine
-    from engine.metrics import silhouette_score
+    from engine.fit.scores import silhouette_score
 
     labels = engine.KMeans(k, seed=0).fit(X).labels_
     idx = np.sort(np.random.default_rng(0).choice(X.shape[0], size=sample, replace=False))
@@ -105,7 +105,7 @@ def bench_silhouette(X: np.ndarray, k: int, sample: int, repeat: int) -> dict:
 def bench_sweep(X: np.ndarray, repeat: int) -> dict:
     """A sweep of k=2..12 (the defaults: stability on 3 resamples) against one fit at k=8, same matrix."""
     import engine
-    from engine.sweep import parse_ks, sweep_matrix
+    from engine.fit.sweep import parse_ks, sweep_matrix
 
     fits, sweeps = [], []
     for r in range(repeat):

@@ -22,7 +22,7 @@ from benchmarks.e2e import FEATURES, ID
 
 
 def main() -> None:
-    from engine.outputs import write_segments
+    from engine.outputs.write import write_segments
 
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)

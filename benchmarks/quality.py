@@ -25,8 +25,8 @@ def sse_ratio(csv: Path, seeds: range) -> list[tuple[int, float, float]]:
     from sklearn.cluster import KMeans as SkKMeans
 
     import engine
-    from engine.features import build_features
-    from engine.source import open_input
+    from engine.features.build import build_features
+    from engine.input.files import open_input
 
     X = build_features(open_input([csv]), engine.load_spec("customers")).X.astype(np.float64)
     rows = []
@@ -57,9 +57,9 @@ def silhouette_diff(csv: Path) -> tuple[float, float]:
     from sklearn.metrics import silhouette_score as sk_silhouette
 
     import engine
-    from engine.features import build_features
-    from engine.metrics import silhouette_score
-    from engine.source import open_input
+    from engine.features.build import build_features
+    from engine.fit.scores import silhouette_score
+    from engine.input.files import open_input
 
     X = build_features(open_input([csv]), engine.load_spec("customers")).X
     labels = engine.KMeans(4, seed=0).fit(X).labels_

@@ -8,15 +8,15 @@
 >>> engine.write_report("run/", "run/report.html")
 """
 
-from engine.describe import describe as describe_data
+from engine.insight.describe import describe as describe_data
 from engine.errors import InputError, InternalError, SegmentError
-from engine.estimator import KMeans
-from engine.generate import generate_customers
-from engine.model import Model, load_model
-from engine.impact import recompute as recompute_impact
-from engine.pipeline import RunResult, SweepResult, predict, run, sweep
-from engine.report import write_report
-from engine.spec import FeatureSpec, load_spec
+from engine.fit.estimator import KMeans
+from engine.synth.customers import generate_customers
+from engine.fit.model import Model, load_model
+from engine.insight.impact import recompute as recompute_impact
+from engine.api import RunResult, SweepResult, predict, run, sweep
+from engine.insight.report import write_report
+from engine.features.spec import FeatureSpec, load_spec
 
 __all__ = [
     "FeatureSpec",

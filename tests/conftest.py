@@ -1,7 +1,7 @@
 """Shared paths, fixtures and helpers for the test suite.
 
 The real dataset lives outside the repository, in ``../shared/data`` beside the clone; it is
-never copied into the repo. Synthetic data comes from ``engine.generate.generate_customers``
+never copied into the repo. Synthetic data comes from ``engine.synth.customers.generate_customers``
 and is made once per session.
 """
 
@@ -40,7 +40,7 @@ def data_frame(data_csv: Path) -> pl.DataFrame:
 @pytest.fixture(scope="session")
 def generated_parquet(tmp_path_factory) -> Path:
     """A small synthetic customer file (5,000 rows, 4 planted segments), made once."""
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     path = tmp_path_factory.mktemp("generated") / "customers.parquet"
     generate_customers(path, 5_000, segments=4, seed=1)
@@ -50,7 +50,7 @@ def generated_parquet(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def separated_parquet(tmp_path_factory) -> Path:
     """30,000 synthetic customers in 5 well-separated planted segments (spread 0.25, seed 3)."""
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     path = tmp_path_factory.mktemp("separated") / "customers.parquet"
     generate_customers(path, 30_000, segments=5, seed=3, spread=0.25)

@@ -1,6 +1,6 @@
 """Slow, obviously correct twins of the numba kernels (plain numpy and Python, float64).
 
-Every fast function in ``kernels`` and ``engine.metrics`` is compared with one of these.
+Every fast function in ``kernels`` and ``engine.fit.scores`` is compared with one of these.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def davies_bouldin(X, labels):
 
 
 def kneedle(ks, sse, tol=1e-9):
-    """Knee of a decreasing curve as ``engine.sweep`` documents it: normalise k and SSE to [0, 1],
+    """Knee of a decreasing curve as ``engine.fit.sweep`` documents it: normalise k and SSE to [0, 1],
     draw the chord from the first point to the last, and take the k whose point lies farthest
     (perpendicular distance) below it. None when no point lies more than ``tol`` below the chord
     (a flat curve, a straight line, a curve above its chord)."""

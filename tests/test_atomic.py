@@ -118,7 +118,7 @@ def assert_complete_run(out: Path, previous: dict[str, bytes] | None, reference:
 @pytest.fixture(scope="session")
 def big_input(tmp_path_factory) -> Path:
     """1,000,000 customers: `segment run` takes a few seconds on it."""
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     path = tmp_path_factory.mktemp("atomic_big") / "customers.parquet"
     generate_customers(path, BIG_ROWS, segments=5, seed=0)
@@ -257,7 +257,7 @@ def test_killed_generate_leaves_the_previous_or_the_new_file(tmp_path: Path) -> 
     if assert_file_is(target, {"absent": None, "new": new}) == "new":
         target.unlink()
     # over a previous file: previous or complete
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     generate_customers(target, 1_000, seed=6, overwrite=True)
     previous = target.read_bytes()
@@ -324,16 +324,16 @@ DISK_FULL_RUN = ("segments", "write_json", "model_save", "profiles", "fsync")
 
 
 def patch_disk_full(monkeypatch, point: str, name: str = "segments.parquet") -> None:
-    import engine.outputs
-    import engine.pipeline
-    from engine.model import Model
+    import engine.outputs.write
+    import engine.api
+    from engine.fit.model import Model
 
-    monkeypatch.setattr(engine.outputs, "ROW_GROUP_ROWS", 1_000)  # several row groups per file
+    monkeypatch.setattr(engine.outputs.write, "ROW_GROUP_ROWS", 1_000)  # several row groups per file
     if point == "segments":
         monkeypatch.setattr(pl.DataFrame, "write_parquet", polars_enospc_for(name, pl.DataFrame.write_parquet))
     elif point == "write_json":
-        monkeypatch.setattr(engine.outputs, "write_json", partial_then_enospc)
-        monkeypatch.setattr(engine.pipeline, "write_json", partial_then_enospc)
+        monkeypatch.setattr(engine.outputs.write, "write_json", partial_then_enospc)
+        monkeypatch.setattr(engine.api, "write_json", partial_then_enospc)
     elif point == "model_save":
         monkeypatch.setattr(Model, "save", partial_save)
     elif point == "profiles":

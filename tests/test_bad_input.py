@@ -571,12 +571,12 @@ def test_silhouette_sample_above_the_row_count_is_clamped_aloud(ctx: Ctx) -> Non
 # ----------------------------------------------------------------------------- internal errors
 
 def test_internal_error_is_exit_1_one_line_and_debug_shows_the_traceback(ctx: Ctx, monkeypatch) -> None:
-    import engine.pipeline
+    import engine.api
 
     def boom(*_args, **_kwargs):
         raise RuntimeError("boom\nsecond line of detail")
 
-    monkeypatch.setattr(engine.pipeline, "fit_kmeans", boom)
+    monkeypatch.setattr(engine.api, "fit_kmeans", boom)
     data = small(ctx)
     args = ["run", data, "--features", "a,b", "--k", "2", "--out", ctx.out, "--quiet"]
     before = snapshot([ctx.tmp], ctx.tmp)

@@ -1,4 +1,4 @@
-"""Other algorithms beside k-means (``engine.compare``) against scikit-learn and naive references."""
+"""Other algorithms beside k-means (``engine.fit.compare``) against scikit-learn and naive references."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from engine.compare import ALGORITHMS, FITTERS, compact, compare_algorithms, dbscan_eps, sample_rows
+from engine.fit.compare import ALGORITHMS, FITTERS, compact, compare_algorithms, dbscan_eps, sample_rows
 from engine.errors import InputError
-from engine.metrics import sample_indices, score_partition
+from engine.fit.scores import sample_indices, score_partition
 
 KEYS = ["algorithm", "k", "inertia", "silhouette", "silhouette_low", "silhouette_high", "calinski_harabasz",
         "davies_bouldin", "noise_share", "sample", "seconds", "note"]

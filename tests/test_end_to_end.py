@@ -17,9 +17,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from conftest import REPO, RUN_FILES, invoke, leftovers, read_json, run_once
-from engine.features import build_features
-from engine.source import open_input
-from engine.spec import load_spec
+from engine.features.build import build_features
+from engine.input.files import open_input
+from engine.features.spec import load_spec
 
 MNT = ["MntWines", "MntFruits", "MntMeatProducts", "MntFishProducts", "MntSweetProducts", "MntGoldProds"]
 
@@ -28,7 +28,7 @@ MNT = ["MntWines", "MntFruits", "MntMeatProducts", "MntFishProducts", "MntSweetP
 def large_parquet(tmp_path_factory) -> Path:
     """40,000 realistic (overlapping) customers: more rows than the init sample, so the
     mini-batch path runs."""
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     path = tmp_path_factory.mktemp("large") / "customers.parquet"
     generate_customers(path, 40_000, segments=5, seed=11)

@@ -1,4 +1,4 @@
-"""The scikit-learn-style ``engine.estimator.KMeans`` on numpy arrays and Polars frames."""
+"""The scikit-learn-style ``engine.fit.estimator.KMeans`` on numpy arrays and Polars frames."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from engine.errors import InputError
-from engine.estimator import KMeans
+from engine.fit.estimator import KMeans
 
 
 @pytest.fixture(scope="module")

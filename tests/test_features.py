@@ -1,4 +1,4 @@
-"""engine.features.build_features: spec -> cleaned, scaled float32 matrix."""
+"""engine.features.build.build_features: spec -> cleaned, scaled float32 matrix."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from sklearn.preprocessing import RobustScaler, StandardScaler
 
 from engine.errors import InputError
-from engine.features import build_features
-from engine.source import open_input
-from engine.spec import Categorical, Feature, FeatureSpec, load_spec, spec_from_columns
+from engine.features.build import build_features
+from engine.input.files import open_input
+from engine.features.spec import Categorical, Feature, FeatureSpec, load_spec, spec_from_columns
 
 
 def write(tmp_path: Path, frame: pl.DataFrame, fmt: str = "parquet", name: str = "data") -> Path:

@@ -1,4 +1,4 @@
-"""The fit loop (``engine.fit``) against naive references and scikit-learn."""
+"""The fit loop (``engine.fit.kmeans``) against naive references and scikit-learn."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
-from engine.batches import ArraySource
+from engine.fit.batches import ArraySource
 from engine.errors import InputError
-from engine.fit import FitParams, fit_kmeans, lloyd
+from engine.fit.kmeans import FitParams, fit_kmeans, lloyd
 
 
 def blobs(n, d, k, seed, std=1.5):

@@ -1,4 +1,4 @@
-"""engine.generate.generate_customers: schema, ranges, planted segments, chunking,
+"""engine.synth.customers.generate_customers: schema, ranges, planted segments, chunking,
 reproducibility, atomic output and argument checks."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from engine.errors import InputError
-from engine.generate import generate_customers
+from engine.synth.customers import generate_customers
 
 EXPECTED_SCHEMA = [
     ("ID", pa.int64()), ("Year_Birth", pa.int32()), ("Education", pa.string()),

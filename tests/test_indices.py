@@ -1,6 +1,6 @@
 """Cluster-quality indices: the partial-sum kernels (``kernels.label_sums``, ``kernels.dispersion``)
 against their slow twins in ``naive``, and Calinski-Harabasz, Davies-Bouldin and the silhouette
-bootstrap interval (``engine.metrics``) against ``naive`` and scikit-learn."""
+bootstrap interval (``engine.fit.scores``) against ``naive`` and scikit-learn."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 import kernels
-from engine.metrics import calinski_harabasz, cluster_moments, davies_bouldin, silhouette_interval
+from engine.fit.scores import calinski_harabasz, cluster_moments, davies_bouldin, silhouette_interval
 
 # (n, d, k, used): n < 256, n == 256, n not a multiple of 256, d = 1, k = 1, many chunks, and
 # labels drawn from ``used`` only (the other clusters are empty).
@@ -280,7 +280,7 @@ def test_silhouette_interval_of_constant_values_is_that_value():
 def test_adjusted_rand_score_matches_sklearn(seed):
     from sklearn.metrics import adjusted_rand_score as sk_ari
 
-    from engine.metrics import adjusted_rand_score
+    from engine.fit.scores import adjusted_rand_score
 
     rng = np.random.default_rng(seed)
     for n in (1, 2, 7, 300, 5000):
@@ -294,8 +294,8 @@ def test_fit_hands_over_the_cluster_sums_of_its_labels(n, refine_passes):
     """The sums and counts of the fit's last pass are those cluster_moments computes (same bits),
     so a sweep can skip that pass."""
     from benchmarks.__main__ import overlapping_blobs
-    from engine.batches import ArraySource
-    from engine.fit import FitParams, fit_kmeans
+    from engine.fit.batches import ArraySource
+    from engine.fit.kmeans import FitParams, fit_kmeans
 
     X = overlapping_blobs(n, 6, 4, seed=1)
     fit = fit_kmeans(ArraySource(X), FitParams(k=4, refine_passes=refine_passes))

@@ -128,7 +128,7 @@ def test_names_are_stable_and_can_be_overridden(marketing_run: Path, data_csv: P
     again = tmp_path / "again"
     assert invoke(["run", data_csv, "--spec", "marketing", "--k", "4", "--out", again, "--quiet"]).exit_code == 0
     assert pl.read_parquet(again / "profiles.parquet")["name"].to_list() == names
-    spec_text = (Path(__file__).parents[1] / "engine" / "specs" / "marketing.toml").read_text()
+    spec_text = (Path(__file__).parents[1] / "engine" / "features" / "specs" / "marketing.toml").read_text()
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_text + '\n[business.names]\n1 = "Segment one"\n\n[[business.actions]]\naction = "Call"\n'
                     'when = "response_lift > 2"\n\n[[business.actions]]\naction = "Email"\nwhen = "TRUE"\n')
@@ -269,10 +269,10 @@ def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
     sample of SAMPLE_ROWS rows (recorded in the summary); means, sums and sizes stay exact."""
     import numpy as np
 
-    from engine import profiles
-    from engine.features import build_features
-    from engine.spec import load_spec
-    from engine.sqlsource import open_source
+    from engine.insight import profiles
+    from engine.features.build import build_features
+    from engine.features.spec import load_spec
+    from engine.duck.source import open_source
 
     spec = load_spec("customers")
     inp = open_source([str(data_csv)], None, spec)
@@ -295,7 +295,7 @@ def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
 
 def test_run_describes_its_columns_from_every_nth_row_above_the_sample_size(data_csv: Path, tmp_path: Path,
                                                                              monkeypatch) -> None:
-    from engine import describe
+    from engine.insight import describe
 
     monkeypatch.setattr(describe, "RUN_SAMPLE_ROWS", 1000)
     import engine

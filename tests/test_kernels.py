@@ -19,7 +19,7 @@ from sklearn.metrics import silhouette_samples as sk_silhouette_samples
 from sklearn.metrics import silhouette_score as sk_silhouette_score
 
 import kernels
-from engine.metrics import silhouette_score, silhouette_values
+from engine.fit.scores import silhouette_score, silhouette_values
 
 # (n, d, k): n < 256, n == 256, n not a multiple of 256, d = 1, k = 1, k = n.
 SHAPES = [

@@ -15,10 +15,10 @@ from hypothesis.extra.numpy import arrays
 
 import kernels
 import naive
-from engine.batches import ArraySource
+from engine.fit.batches import ArraySource
 from engine.errors import InputError
-from engine.fit import FitParams, fit_kmeans, lloyd
-from engine.metrics import silhouette_values
+from engine.fit.kmeans import FitParams, fit_kmeans, lloyd
+from engine.fit.scores import silhouette_values
 
 SETTINGS = settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 GRID = st.integers(-50, 50).map(lambda v: v / 4.0)

@@ -17,9 +17,9 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from conftest import REPO, RUN_FILES, invoke, num_threads, read_json
-from engine.estimator import KMeans
-from engine.pipeline import fingerprint
-from engine.source import open_input
+from engine.fit.estimator import KMeans
+from engine.api import fingerprint
+from engine.input.files import open_input
 
 SEGMENT = Path(sys.executable).parent / "segment"
 COMMAND = [str(SEGMENT)] if SEGMENT.exists() else [sys.executable, str(REPO / "cli.py")]
@@ -28,7 +28,7 @@ COMMAND = [str(SEGMENT)] if SEGMENT.exists() else [sys.executable, str(REPO / "c
 @pytest.fixture(scope="session")
 def minibatch_parquet(tmp_path_factory) -> Path:
     """60,000 customers: more rows than the 32,768-row init sample, so the mini-batch path runs."""
-    from engine.generate import generate_customers
+    from engine.synth.customers import generate_customers
 
     path = tmp_path_factory.mktemp("repro") / "customers.parquet"
     generate_customers(path, 60_000, segments=5, seed=21)

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import invoke, read_json
 from engine.errors import InputError
-from engine.gentx import generate_transactions
-from engine.rfm import RFM_FEATURES, open_rfm
+from engine.synth.transactions import generate_transactions
+from engine.duck.rfm import RFM_FEATURES, open_rfm
 
 PRESET = {"preset": "rfm", "customer": "customer_id", "date": "ts", "amount": "amount", "order": "order_id"}
 RFM_ARGS = ["--preset", "rfm", "--customer-col", "customer_id", "--date-col", "ts", "--amount-col", "amount"]

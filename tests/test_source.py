@@ -1,4 +1,4 @@
-"""engine.source: opening Parquet files, directories, globs and CSV with a sniffed separator."""
+"""engine.input.files: opening Parquet files, directories, globs and CSV with a sniffed separator."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from engine.errors import InputError
-from engine.source import open_input, sniff_separator
+from engine.input.files import open_input, sniff_separator
 
 FRAME = pl.DataFrame({"id": [1, 2, 3], "a": [1.5, 2.5, 3.5], "b": [10, 20, 30]})
 
@@ -174,8 +174,8 @@ def test_mixing_parquet_and_csv_is_an_input_error(tmp_path: Path) -> None:
 def test_parquet_files_with_different_columns_are_an_input_error(tmp_path: Path) -> None:
     FRAME.write_parquet(tmp_path / "a.parquet")
     FRAME.drop("b").write_parquet(tmp_path / "b.parquet")
-    from engine.features import build_features
-    from engine.spec import FeatureSpec
+    from engine.features.build import build_features
+    from engine.features.spec import FeatureSpec
 
     with pytest.raises(InputError):  # at open or at the latest when read: never a raw Polars error
         build_features(open_input([tmp_path / "a.parquet", tmp_path / "b.parquet"]), FeatureSpec())

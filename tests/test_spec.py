@@ -1,4 +1,4 @@
-"""engine.spec: TOML feature specs, --features, and their errors."""
+"""engine.features.spec: TOML feature specs, --features, and their errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
-from engine.pipeline import resolve_spec
-from engine.spec import Categorical, Feature, FeatureSpec, load_spec, spec_from_columns
+from engine.api import resolve_spec
+from engine.features.spec import Categorical, Feature, FeatureSpec, load_spec, spec_from_columns
 
 FULL_SPEC = """
 id = "customer"

@@ -106,7 +106,7 @@ def test_parquet_outputs_carry_metadata(db_run):
         assert meta[b"segment.features"].decode() == FEATURES
         model_hash = model_hash or meta[b"segment.model_hash"]
         assert meta[b"segment.model_hash"] == model_hash
-    from engine.model import load_model
+    from engine.fit.model import load_model
 
     assert model_hash.decode() == load_model(run).digest()  # the saved model, read back, has the same hash
 

@@ -1,4 +1,4 @@
-"""Choosing k: ``engine.sweep`` (parse_ks, knee, recommend) and the ``segment sweep`` and
+"""Choosing k: ``engine.fit.sweep`` (parse_ks, knee, recommend) and the ``segment sweep`` and
 ``segment run --k auto`` commands end to end, checked against independent fits and references."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silho
 
 import engine
 from engine.errors import InputError
-from engine.sweep import COLUMNS, STABLE, knee, parse_ks, recommend
+from engine.fit.sweep import COLUMNS, STABLE, knee, parse_ks, recommend
 
 KS = list(range(2, 11))
 
@@ -252,8 +252,8 @@ def table(shared_sweep) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def matrix(data_csv) -> np.ndarray:
-    from engine.features import build_features
-    from engine.source import open_input
+    from engine.features.build import build_features
+    from engine.input.files import open_input
 
     return build_features(open_input([data_csv]), engine.load_spec("customers")).X
 
@@ -386,7 +386,7 @@ def test_sweep_compare_unknown_algorithm(tmp_path, data_csv, name, hint):
 def test_sweep_compare_unknown_algorithm_fails_before_fitting(tmp_path, data_csv, monkeypatch):
     # A misspelt --compare name is a usage error like a bad --k: it should be reported before any
     # k is fitted. BUG: the names are checked only after every k of the sweep has been fitted.
-    sweep_module = sys.modules["engine.sweep"]  # `engine.sweep` is the pipeline function
+    sweep_module = sys.modules["engine.fit.sweep"]  # `engine.fit.sweep` is the pipeline function
     fits = []
     real = sweep_module.fit_kmeans
     monkeypatch.setattr(sweep_module, "fit_kmeans", lambda *a, **kw: fits.append(1) or real(*a, **kw))

@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 import kernels
 import naive
 from conftest import num_threads
-from engine.features import binary_quantile
+from engine.features.build import binary_quantile
 
 EVERY = np.zeros(0, dtype=np.bool_)
 
@@ -153,9 +153,9 @@ def test_standard_scaling_of_the_pipeline_matches_sklearn(tmp_path):
     """The engine's standard scaler statistics equal StandardScaler's on the same columns."""
     import polars as pl
 
-    from engine.features import build_features
-    from engine.source import open_input
-    from engine.spec import spec_from_columns
+    from engine.features.build import build_features
+    from engine.input.files import open_input
+    from engine.features.spec import spec_from_columns
 
     rng = np.random.default_rng(9)
     raw = rng.normal(0, 1, (5000, 4)) * [1, 10, 1000, 1e5] + [0, -3, 7, 1e6]

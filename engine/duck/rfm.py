@@ -24,7 +24,7 @@ Policies (also in the README):
 * ``--as-of`` defaults to the day after the latest transaction. Transactions after the as-of date
   are left out (and counted), so features can be computed as of a past date.
 
-The SQL is written here only: identifiers quoted with ``engine.duck.ident``, the as-of date
+The SQL is written here only: identifiers quoted with ``engine.duck.connect.ident``, the as-of date
 bound through the ``params`` table, and the query runs sandboxed over the INPUT files.
 """
 
@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import duck
+from engine.duck import connect as duck
 from engine.errors import InputError
-from engine.source import Input
-from engine.spec import Feature, FeatureSpec
-from engine.sqlsource import INPUT_VIEW, PARAMS_TABLE, run_query
+from engine.input.files import Input
+from engine.features.spec import Feature, FeatureSpec
+from engine.duck.source import INPUT_VIEW, PARAMS_TABLE, run_query
 
 RFM_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days", "avg_basket")
 LOG_FEATURES = ("frequency", "monetary", "avg_basket")  # heavy right tails: log1p before scaling

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.batches import ArraySource
+from engine.fit.batches import ArraySource
 from engine.errors import InputError
-from engine.fit import FitParams, FitResult, fit_kmeans
-from engine.pipeline import assign_rows, thread_limit
+from engine.fit.kmeans import FitParams, FitResult, fit_kmeans
+from engine.api import assign_rows, thread_limit
 
 
 def as_matrix(X: Any) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 The query's result reaches the engine as an ``Input`` of format ``"sql"``, like a Parquet or CSV
 input, so every command that takes INPUT takes a query too. DuckDB streams the result as Arrow
-record batches and Polars wraps them without a copy (``engine.duck.arrow_frame``).
+record batches and Polars wraps them without a copy (``engine.duck.connect.arrow_frame``).
 
 Who may read what:
 
@@ -24,10 +24,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine import duck
+from engine.duck import connect as duck
 from engine.errors import InputError
-from engine.source import Input, open_input
-from engine.spec import FeatureSpec
+from engine.input.files import Input, open_input
+from engine.features.spec import FeatureSpec
 
 INPUT_VIEW = "input"
 PARAMS_TABLE = "params"
@@ -100,7 +100,7 @@ def open_source(inputs: Sequence[str | Path], separator: str | None, spec: Featu
     if spec.preset:
         if not inputs:
             raise InputError("--preset rfm needs transaction files as INPUT")
-        from engine.rfm import open_rfm
+        from engine.duck.rfm import open_rfm
 
         return open_rfm(inputs, separator, spec.preset, as_of, threads)
     query = sql or spec.sql

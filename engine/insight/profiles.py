@@ -1,7 +1,7 @@
 """Per-segment profiles, computed with Polars aggregates over the input joined with the labels.
 
 The run's input is read again lazily (only the columns the spec needs), the spec's feature and
-business expressions are evaluated as in ``engine.features``, and the segment labels are added as
+business expressions are evaluated as in ``engine.features.build``, and the segment labels are added as
 a column (null for rows dropped for missing values, which are left out of every per-segment
 figure). One group-by pass gives the per-segment figures; the population's means and deviations
 are combined from them in segment order (a parallel reduction over the whole frame would round
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from engine.business import Business
+from engine.features.business import Business
 from engine.errors import InputError
-from engine.features import cleaned_frame, one_hot_exprs, parse_expr
-from engine.metrics import sample_indices
-from engine.source import Input, first_line
-from engine.spec import Feature, FeatureSpec
+from engine.features.build import cleaned_frame, one_hot_exprs, parse_expr
+from engine.fit.scores import sample_indices
+from engine.input.files import Input, first_line
+from engine.features.spec import Feature, FeatureSpec
 
 SEGMENT = "@segment"
 TOP_SHARES = (10, 20, 25)  # revenue concentration: share of revenue from the top p% of customers

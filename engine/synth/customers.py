@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
-from engine.outputs import atomic_file
+from engine.outputs.write import atomic_file
 
 # ---------------------------------------------------------------------------- schema
 

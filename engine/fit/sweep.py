@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from engine.batches import ArraySource
+from engine.fit.batches import ArraySource
 from engine.errors import InputError
-from engine.fit import FitParams, FitResult, fit_kmeans
-from engine.metrics import sample_indices, score_partition
+from engine.fit.kmeans import FitParams, FitResult, fit_kmeans
+from engine.fit.scores import sample_indices, score_partition
 
 STABLE = 0.8
 #: A knee must lie this far below the chord (in normalised units): rounding puts points of a
@@ -122,8 +122,8 @@ def stability(X: np.ndarray, fit: FitResult, params: FitParams, eval_idx: np.nda
     n = X.shape[0]
     reference = fit.labels[eval_idx]
     Xe = X[eval_idx]
-    from engine.metrics import adjusted_rand_score
-    from engine.pipeline import assign_rows  # the kernel predict uses
+    from engine.fit.scores import adjusted_rand_score
+    from engine.api import assign_rows  # the kernel predict uses
 
     scores = []
     for r in range(repeats):
@@ -186,7 +186,7 @@ def sweep_matrix(
     if repeats < 0 or stability_sample < 2 or silhouette_sample < 2:
         raise InputError("--repeats must be 0 or more, and the samples at least 2 rows")
     if compare:
-        from engine.compare import check_names
+        from engine.fit.compare import check_names
 
         compare = check_names(compare)  # before any fitting: a typo must not cost a whole sweep
     eval_idx = sample_indices(n, min(silhouette_sample, n), np.random.default_rng([seed, 1]))
@@ -208,7 +208,7 @@ def sweep_matrix(
     k_best, reason, clear, elbow = recommend(rows)
     extra = []
     if compare:
-        from engine.compare import compare_algorithms
+        from engine.fit.compare import compare_algorithms
 
         log(f"comparing {', '.join(compare)} at k={k_best}")
         extra = compare_algorithms(X, k_best, list(compare), eval_idx=eval_idx, sample=compare_sample, seed=seed)
@@ -221,8 +221,8 @@ def sweep_matrix(
 def write_sweep(directory, outcome: SweepOutcome, params: dict[str, Any]) -> None:
     """sweep.parquet, sweep.json (table, recommended_k, reason, rule, parameters), sweep.html and
     sweep_chart.json (the Plotly figure, reused by the report) into ``directory``."""
-    from engine.charts import sweep_figure, write_figure
-    from engine.outputs import write_json
+    from engine.outputs.charts import sweep_figure, write_figure
+    from engine.outputs.write import write_json
 
     outcome.table.write_parquet(directory / "sweep.parquet")
     write_json(directory / "sweep.json", {**outcome.summary(), "params": params})

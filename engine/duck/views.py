@@ -29,11 +29,11 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from engine import duck
+from engine.duck import connect as duck
 from engine.errors import InputError
-from engine.model import load_model
-from engine.outputs import PARTITION_DIR, atomic_file
-from engine.sqlsource import INPUT_VIEW, PARAMS_TABLE, input_view_sql, params_table, parse_as_of
+from engine.fit.model import load_model
+from engine.outputs.write import PARTITION_DIR, atomic_file
+from engine.duck.source import INPUT_VIEW, PARAMS_TABLE, input_view_sql, params_table, parse_as_of
 
 FORMATS = ("table", "csv", "json")
 RELATIONS = ("segments", "profiles", "centroids", "metrics", "customers")
@@ -213,7 +213,7 @@ def render(frame: pl.DataFrame, fmt: str) -> str:
     if fmt == "json":
         rows = [{k: clean_json(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
         return json.dumps(rows, indent=2, default=str)
-    from engine.profiles import format_table
+    from engine.insight.profiles import format_table
 
     return format_table(frame)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import kernels
-from engine.batches import ArraySource, BatchSource
+from engine.fit.batches import ArraySource, BatchSource
 from engine.errors import InputError
 
 

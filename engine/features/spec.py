@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.business import Business, parse_business
+from engine.features.business import Business, parse_business
 from engine.errors import InputError, did_you_mean
 
 if sys.version_info >= (3, 11):

@@ -1,6 +1,6 @@
 """``segment describe``: a per-column summary and the correlation matrix of the numeric columns.
 
-Everything is lazy Polars over the input (``engine.source.open_input``): the column statistics
+Everything is lazy Polars over the input (``engine.input.files.open_input``): the column statistics
 in one select, the null counts in another and the correlations in a third, collected one at a
 time so that only one query's columns are in memory at once. NaN and ±inf are left out of a float
 column's statistics (and counted as ``non_finite``): each float column is cleaned once, and all
@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError, did_you_mean
-from engine.source import Input, first_line
+from engine.input.files import Input, first_line
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 STATS = ("nulls", "non_finite", "distinct", "min", "max", "mean", "std", *(f"p{round(q * 100)}" for q in QUANTILES),
@@ -144,8 +144,8 @@ def describe_input(inp: Input, columns: Sequence[str] | None = None, sample_ever
 def describe(inputs: Sequence[str], columns: Sequence[str] | None = None, separator: str | None = None,
              sql: str | None = None, as_of: str | None = None) -> dict[str, Any]:
     """``segment describe``: open the inputs (files, or a ``--sql`` query) lazily and summarise them."""
-    from engine.spec import FeatureSpec
-    from engine.sqlsource import open_source
+    from engine.features.spec import FeatureSpec
+    from engine.duck.source import open_source
 
     return describe_input(open_source(inputs, separator, FeatureSpec(), sql, as_of), columns)
 
@@ -156,7 +156,7 @@ def numeric_names(schema: pl.Schema, names: list[str]) -> list[str]:
 
 def format_describe(summary: dict[str, Any]) -> str:
     """The summary for a terminal: one row per column, then the correlation matrix."""
-    from engine.profiles import format_table
+    from engine.insight.profiles import format_table
 
     cols = ["column", "type", "nulls", "distinct", "min", "max", "mean", "std", "p5", "p50", "p95", "skew"]
     table = pl.DataFrame([{c: fmt(e.get(c)) for c in cols} for e in summary["columns"]], schema={c: pl.String for c in cols})

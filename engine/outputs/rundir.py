@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError
-from engine.source import first_line
+from engine.input.files import first_line
 
 
 @dataclass

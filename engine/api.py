@@ -18,21 +18,21 @@ import numpy as np
 import polars as pl
 
 import kernels
-from engine.batches import ArraySource
+from engine.fit.batches import ArraySource
 from engine.errors import InputError
-from engine.features import FeatureData, build_features
-from engine.features import resolve_spec as resolve_features
-from engine.memory import check_memory
-from engine.fit import FitParams, fit_kmeans
-from engine.metrics import sample_indices, silhouette_score
-from engine.model import Model, load_model
-from engine.insight import Insight
-from engine.outputs import PARTITION_DIR, atomic_dir, atomic_file, check_target, write_json, write_partitions, write_segments
-from engine.source import Input
-from engine.sql import write_database
-from engine.sqlsource import open_source, source_facts
-from engine.spec import FeatureSpec, load_spec, spec_from_columns
-from engine.sweep import DEFAULT_KS, DEFAULT_REPEATS, SWEEP_SILHOUETTE_SAMPLE, SweepOutcome, parse_ks, sweep_matrix, write_sweep
+from engine.features.build import FeatureData, build_features
+from engine.features.build import resolve_spec as resolve_features
+from engine.input.memory import check_memory
+from engine.fit.kmeans import FitParams, fit_kmeans
+from engine.fit.scores import sample_indices, silhouette_score
+from engine.fit.model import Model, load_model
+from engine.insight.stage import Insight
+from engine.outputs.write import PARTITION_DIR, atomic_dir, atomic_file, check_target, write_json, write_partitions, write_segments
+from engine.input.files import Input
+from engine.duck.views import write_database
+from engine.duck.source import open_source, source_facts
+from engine.features.spec import FeatureSpec, load_spec, spec_from_columns
+from engine.fit.sweep import DEFAULT_KS, DEFAULT_REPEATS, SWEEP_SILHOUETTE_SAMPLE, SweepOutcome, parse_ks, sweep_matrix, write_sweep
 
 Log = Callable[[str], None]
 DEFAULT_SILHOUETTE_SAMPLE = 20_000
@@ -115,7 +115,7 @@ def check_not_inside_inputs(out: Path, inputs: Sequence[str | Path]) -> None:
 
 def resolve_spec(spec: str | Path | FeatureSpec | None, features: str | None, preset: dict | None = None,
                  **options: Any) -> FeatureSpec:
-    from engine.rfm import complete, rfm_spec
+    from engine.duck.rfm import complete, rfm_spec
 
     if spec is not None and features is not None:
         raise InputError("give --features or --spec, not both")
@@ -176,7 +176,7 @@ def open_and_report(inputs: Sequence[str | Path], separator: str | None, spec: F
     """The input of any command (files, --sql or the spec's [source]); what a preset dropped is logged."""
     inp = open_source(inputs, separator, spec, sql, as_of)
     if inp.info and "rfm" in inp.info:
-        from engine.rfm import summary_line
+        from engine.duck.rfm import summary_line
 
         log(summary_line(inp.info))
     return inp
@@ -214,7 +214,7 @@ def run(
 ) -> RunResult:
     """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``.
 
-    With ``k="auto"`` a sweep over ``k_range`` chooses k first (see ``engine.sweep``); the sweep's
+    With ``k="auto"`` a sweep over ``k_range`` chooses k first (see ``engine.fit.sweep``); the sweep's
     table goes into ``metrics.json`` and ``sweep.*`` beside the other outputs.
     """
     t_start = time.perf_counter()

@@ -23,9 +23,9 @@ import polars as pl
 import kernels
 
 from engine.errors import InputError, did_you_mean
-from engine.scaling import Scaler
-from engine.source import Input, first_line
-from engine.spec import Feature, FeatureSpec
+from engine.features.scaling import Scaler
+from engine.input.files import Input, first_line
+from engine.features.spec import Feature, FeatureSpec
 
 ROW_ID = "row_id"
 ID_GUESSES = ("id", "customer_id", "customerid", "client_id", "user_id")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
-from engine.features import FittedFeatures
-from engine.spec import FeatureSpec
+from engine.features.build import FittedFeatures
+from engine.features.spec import FeatureSpec
 
 FORMAT = "segment-model"
 FORMAT_VERSION = 1

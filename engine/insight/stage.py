@@ -7,7 +7,7 @@ lies furthest from the population's, in z-scores (at least ``NAME_MIN_Z`` away),
 features until the names differ (then the segment number). Names depend only on the profile
 table, so the same seed gives the same names; ``[business.names]`` overrides them.
 
-**Actions.** The rules of ``[[business.actions]]`` (or ``engine.business.DEFAULT_ACTIONS``) are
+**Actions.** The rules of ``[[business.actions]]`` (or ``engine.features.business.DEFAULT_ACTIONS``) are
 SQL conditions over the profile table's columns; the first that holds gives a segment's action.
 A default rule whose columns are missing (its measure is not declared) is skipped; a user rule
 that names a missing column is an error.
@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from engine.business import Business
+from engine.features.business import Business
 from engine.errors import InputError, did_you_mean
-from engine.source import first_line
+from engine.input.files import first_line
 
 NAME_WORDS = 3
 NAME_MIN_Z = 0.25
@@ -100,7 +100,7 @@ def projection(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, seed: int
     """A 2-D PCA of a uniform sample of the scaled rows (``pc1``, ``pc2``, ``segment``), with the
     explained variance and the centres in the same plane. Signs are fixed (largest loading
     positive) so reruns draw the same picture."""
-    from engine.metrics import sample_indices
+    from engine.fit.scores import sample_indices
 
     idx = sample_indices(X.shape[0], min(PROJECTION_SAMPLE, X.shape[0]), np.random.default_rng([seed, 7]))
     sample = X[idx].astype(np.float64)
@@ -141,9 +141,9 @@ class Insight:
     def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int):
         import pyarrow as pa
 
-        from engine.describe import RUN_CORRELATION_ROWS, RUN_SAMPLE_ROWS, describe_input
-        from engine.impact import impact_summary, impact_table
-        from engine.profiles import profile_table
+        from engine.insight.describe import RUN_CORRELATION_ROWS, RUN_SAMPLE_ROWS, describe_input
+        from engine.insight.impact import impact_summary, impact_table
+        from engine.insight.profiles import profile_table
 
         spec, business = data.spec, data.spec.business
         if data.kept is None:
@@ -170,7 +170,7 @@ class Insight:
     def write(self, directory, metadata: dict | None = None) -> None:
         """profiles.parquet and impact.parquet (with the outputs' key-value metadata),
         projection.parquet and describe.json."""
-        from engine.outputs import write_json, write_parquet_meta
+        from engine.outputs.write import write_json, write_parquet_meta
 
         write_parquet_meta(self.profiles, directory / "profiles.parquet", metadata)
         if self.impact is not None:

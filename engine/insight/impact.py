@@ -104,8 +104,8 @@ def recompute(run_dir: str | Path, cost_per_contact: float | None, revenue_per_r
               ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The impact table of a run directory again, with other campaign figures (the run's where
     one is not given)."""
-    from engine.business import check_figure
-    from engine.rundir import read_run
+    from engine.features.business import check_figure
+    from engine.outputs.rundir import read_run
 
     run = read_run(run_dir)
     if run.impact is None:
@@ -125,7 +125,7 @@ def recompute(run_dir: str | Path, cost_per_contact: float | None, revenue_per_r
 
 
 def write_impact(table: pl.DataFrame, out: str | Path, overwrite: bool) -> None:
-    from engine.outputs import atomic_file
+    from engine.outputs.write import atomic_file
 
     with atomic_file(Path(out), overwrite) as tmp:
         table.write_parquet(tmp)
@@ -133,7 +133,7 @@ def write_impact(table: pl.DataFrame, out: str | Path, overwrite: bool) -> None:
 
 def format_impact(table: pl.DataFrame, summary: dict[str, Any]) -> str:
     """The targeting table for a terminal, then the mass campaign and the best cut-off."""
-    from engine.profiles import format_table
+    from engine.insight.profiles import format_table
 
     shown = table.select("rank", "segment", "name", "customers", "responses", "cost", "revenue", "profit", "roi",
                          "cum_response_share", "cum_profit")

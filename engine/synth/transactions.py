@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
-from engine.outputs import atomic_file
+from engine.outputs.write import atomic_file
 
 GROUPS = ("vip", "regular", "lapsed", "discount_hunter", "new")
 SHARES = np.array([0.08, 0.40, 0.22, 0.15, 0.15])
@@ -51,7 +51,7 @@ PERIOD_START = dt.datetime(2023, 1, 1)
 PERIOD_SECONDS = 730 * 86_400
 REFUND_DAYS = (1, 30)
 BLOCK_CUSTOMERS = 4_096
-STREAM = 0x7478  # "tx": keeps these generators apart from engine.generate's
+STREAM = 0x7478  # "tx": keeps these generators apart from engine.synth.customers's
 SCHEMA = pa.schema([("order_id", pa.int64()), ("customer_id", pa.int64()), ("ts", pa.timestamp("us")),
                     ("amount", pa.float64()), ("true_group", pa.int32())])
 

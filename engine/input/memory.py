@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
-from engine.source import SNIFF_BYTES, Input
+from engine.input.files import SNIFF_BYTES, Input
 
 BASE_BYTES = 400 * 2**20  # interpreter, numba, Polars and Arrow runtimes
 UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,

@@ -1,6 +1,6 @@
 """``segment report``: one self-contained HTML file for a run directory.
 
-Plotly draws the charts (see ``engine.charts``); its JavaScript is embedded once, inline, so the
+Plotly draws the charts (see ``engine.outputs.charts``); its JavaScript is embedded once, inline, so the
 file opens offline with no CDN. The figures are embedded as JSON in a ``<script
 type="application/json">`` block and drawn by a few lines of our own script, which marks every
 chart ``data-rendered`` once Plotly has drawn it and records script errors in ``#report-errors``
@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from engine.outputs import atomic_file
-from engine.rundir import RunDir, read_run
+from engine.outputs.write import atomic_file
+from engine.outputs.rundir import RunDir, read_run
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1300px;padding:0 24px 48px;color:#222}
@@ -106,7 +106,7 @@ def build_report(run: RunDir) -> str:
     """The report's HTML text."""
     from plotly.offline import get_plotlyjs
 
-    from engine import charts
+    from engine.outputs import charts
 
     m, profiles = run.metrics, run.profiles
     insight = m.get("insight") or {}

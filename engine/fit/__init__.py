@@ -1,0 +1,8 @@
+"""Stage 3, fit: k-means over a ``BatchSource`` (k-means++ restarts, mini-batch steps, Lloyd
+passes), the scores (silhouette and the other indices), the k sweep, the compared algorithms,
+the saved model and the scikit-learn-compatible estimator.
+
+Owns: ``fit_kmeans``, ``assign_rows``, ``sweep_matrix``, ``Model``, ``KMeans``.
+May import: ``engine.errors``, ``engine.features``, ``engine.outputs``, ``kernels``; scikit-learn
+only inside the functions that need it (``compare``, the estimator's base classes).
+"""
