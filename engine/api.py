@@ -7,23 +7,22 @@ import contextlib
 import hashlib
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import polars as pl
 
-import kernels
 from engine.fit.batches import ArraySource
 from engine.errors import InputError
 from engine.features.build import FeatureData, build_features
 from engine.features.build import resolve_spec as resolve_features
 from engine.input.memory import check_memory
-from engine.fit.kmeans import FitParams, fit_kmeans
+from engine.fit.kmeans import FitParams, assign_rows, fit_kmeans
+from engine.fit.threads import thread_limit
 from engine.fit.scores import sample_indices, silhouette_score
 from engine.fit.model import Model, load_model
 from engine.insight.stage import Insight
@@ -72,22 +71,6 @@ def fingerprint(inp: Input) -> str:
             while chunk := fh.read(FINGERPRINT_CHUNK):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
-
-
-@contextlib.contextmanager
-def thread_limit(threads: int | None) -> Iterator[int]:
-    """Run numba kernels on ``threads`` threads (all cores when None)."""
-    if threads is None:
-        yield numba.get_num_threads()
-        return
-    if threads < 1:
-        raise InputError(f"--threads must be at least 1, not {threads}")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(previous)
 
 
 def parse_k(k: int | str) -> int:
@@ -426,16 +409,3 @@ def predict(
         "segment_sizes": np.bincount(labels, minlength=model.k).tolist(),
         "seconds": round(time.perf_counter() - t_start, 4),
     }
-
-
-def assign_rows(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Nearest centre and squared distance for every row, with the kernel the fit uses."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    centers = np.ascontiguousarray(centers, dtype=np.float32)
-    n = X.shape[0]
-    nc = kernels.chunk_count(n)
-    labels = np.empty(n, dtype=np.int32)
-    dist2 = np.empty(n, dtype=np.float32)
-    sse = np.empty(nc)
-    kernels.assign(X, centers, labels, dist2, sse, nc)
-    return labels, dist2, float(sse.sum())

@@ -19,7 +19,7 @@ every row, and the extended partition of all rows is scored by ``engine.fit.scor
 DBSCAN and HDBSCAN choose their own number of clusters (``k`` is ignored). Algorithms fitted on
 the sample are extended by nearest centroid: sample rows keep the label the algorithm gave them,
 and every other row (rows outside the sample and the sample's noise rows) goes to the nearest
-centroid of the sample's clusters (``engine.api.assign_rows``). With the whole data as the
+centroid of the sample's clusters (``engine.fit.kmeans.assign_rows``). With the whole data as the
 sample, ward, DBSCAN and HDBSCAN therefore return scikit-learn's own labels, noise aside.
 
 An algorithm that finds fewer than two clusters gives a row with its count, no metrics and a note.
@@ -39,6 +39,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
 from engine.errors import InputError, did_you_mean
+from engine.fit.kmeans import assign_rows
 from engine.fit.scores import cluster_moments, sample_indices, score_partition
 
 ALGORITHMS = ("gmm", "ward", "dbscan", "hdbscan")
@@ -75,7 +76,6 @@ def few_clusters(found: int, noise_share: float | None, detail: str) -> Partitio
 def extend(X: np.ndarray, idx: np.ndarray, sample_labels: np.ndarray, noise: bool, detail: str) -> Partition:
     """Every row's label from the labels (-1: noise) of the sample rows ``idx``: sample rows keep
     theirs, the others go to the nearest centroid of the sample's clusters."""
-    from engine.api import assign_rows  # here, not at the top: pipeline may import this module
     kept = sample_labels >= 0
     noise_share = float((~kept).mean()) if noise else None
     if not kept.any():

@@ -9,7 +9,8 @@ import numpy as np
 from engine.fit.batches import ArraySource
 from engine.errors import InputError
 from engine.fit.kmeans import FitParams, FitResult, fit_kmeans
-from engine.api import assign_rows, thread_limit
+from engine.fit.kmeans import assign_rows
+from engine.fit.threads import thread_limit
 
 
 def as_matrix(X: Any) -> np.ndarray:

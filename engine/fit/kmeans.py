@@ -290,3 +290,16 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     seconds["refine"] = time.perf_counter() - t1
     return FitResult(state.centers, state.labels, state.dist2, state.inertia, n_iter, steps, restarts, seconds,
                      state.sums, state.counts)
+
+
+def assign_rows(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Nearest centre and squared distance for every row, with the kernel the fit uses."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    n = X.shape[0]
+    nc = kernels.chunk_count(n)
+    labels = np.empty(n, dtype=np.int32)
+    dist2 = np.empty(n, dtype=np.float32)
+    sse = np.empty(nc)
+    kernels.assign(X, centers, labels, dist2, sse, nc)
+    return labels, dist2, float(sse.sum())

@@ -31,7 +31,7 @@ import polars as pl
 
 from engine.fit.batches import ArraySource
 from engine.errors import InputError
-from engine.fit.kmeans import FitParams, FitResult, fit_kmeans
+from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
 from engine.fit.scores import sample_indices, score_partition
 
 STABLE = 0.8
@@ -123,7 +123,6 @@ def stability(X: np.ndarray, fit: FitResult, params: FitParams, eval_idx: np.nda
     reference = fit.labels[eval_idx]
     Xe = X[eval_idx]
     from engine.fit.scores import adjusted_rand_score
-    from engine.api import assign_rows  # the kernel predict uses
 
     scores = []
     for r in range(repeats):
