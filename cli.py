@@ -6,6 +6,7 @@ Progress and warnings go to stderr; data and --json go to stdout. Exit codes: 0 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -13,6 +14,10 @@ import sys
 import traceback
 
 import click
+
+from engine.options import (PRESETS, BusinessOptions, FeatureOptions, FitOptions, InputOptions, OutputOptions,
+                            PredictOutputOptions, RunOptions, ScoringOptions, SweepFitOptions, SweepOptions,
+                            SweepOutputOptions, SweepScoringOptions, OUTPUT_FORMATS)
 
 
 class InputProblem(click.ClickException):
@@ -60,50 +65,33 @@ def logger(quiet: bool):
     return lambda msg: click.echo(msg, err=True)
 
 
-def feature_options(func):
-    """The feature options shared by every command that builds features."""
-    options = [
-        click.option("--features", help="Comma-separated raw columns to use as features."),
-        click.option("--spec", "spec", help="Feature spec: a TOML file, or a built-in name (customers)."),
-        click.option("--id-col", help="Id column (default: the spec's, else a column named id/customer_id, else row_id)."),
-        click.option("--exclude", help="With neither --features nor --spec: comma-separated columns to leave out."),
-        click.option("--missing", type=click.Choice(["drop", "median", "error"]), help="Missing-value policy (default: drop)."),
-        click.option("--scale", type=click.Choice(["standard", "robust", "none"]), help="Scaler (default: standard)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return input_options(func)
-
-
-def input_options(func):
-    """How inputs are read, shared by run, sweep and predict."""
-    options = [
-        click.option("--separator", help="CSV separator (default: sniffed from the file)."),
-        click.option("--allow-duplicate-ids", is_flag=True, help="Accept an id column with repeated values."),
-        click.option("--memory-limit", help="Memory the command may use, e.g. 8GiB (default: what is free)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def sql_input_options(func):
-    """INPUT as a DuckDB query: shared by every command that takes INPUT (run, sweep, predict, describe)."""
-    options = [
-        click.option("--sql", help="A DuckDB SELECT whose result is the input. Alone it may read any file you "
-                                   "name; with INPUT files it reads them as the view `input` and nothing else."),
-        click.option("--as-of", help="Reference date for SQL sources and --preset rfm (default: the day after "
-                                     "the last transaction)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def bind(group, *, skip: tuple[str, ...] = ()):
+    """The click options of an ``engine.options`` group: flag, help, type, choices and default all
+    come from the dataclass field, so each default lives in one place."""
+    def decorate(func):
+        for f in reversed(dataclasses.fields(group)):
+            meta = f.metadata
+            if not meta.get("cli", True) or f.name in skip:
+                continue
+            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+            kwargs = {"help": meta.get("help"), "required": meta.get("required", False)}
+            if meta.get("is_flag"):
+                kwargs["is_flag"] = True
+            elif meta.get("choices"):
+                kwargs["type"] = click.Choice(meta["choices"])
+            elif meta.get("kind") in (int, float):
+                kwargs["type"] = meta["kind"]
+            if f.default is not None and f.default != () and not meta.get("is_flag"):
+                kwargs.update(default=f.default, show_default=True)
+            func = click.option(flag, f.name, **kwargs)(func)
+        return func
+    return decorate
 
 
 def preset_options(func):
-    """--preset rfm and its columns, for run and sweep."""
+    """--preset rfm and its columns, for run and sweep (``engine.options.Preset``)."""
     options = [
-        click.option("--preset", type=click.Choice(["rfm"]),
+        click.option("--preset", type=click.Choice(PRESETS),
                      help="Features from transactions: rfm = recency, frequency, monetary, tenure, basket."),
         click.option("--customer-col", help="--preset rfm: the customer id column."),
         click.option("--date-col", help="--preset rfm: the date or timestamp column (text dates are parsed)."),
@@ -112,21 +100,19 @@ def preset_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return sql_input_options(func)
+    return func
 
 
-def preset_of(preset, customer_col, date_col, amount_col, order_col) -> dict | None:
-    """The preset options as the engine's ``preset`` argument (None without --preset)."""
-    columns = {"customer": customer_col, "date": date_col, "amount": amount_col, "order": order_col}
-    if preset is None:
+def preset_of(options: dict) -> dict:
+    """The CLI's preset flags folded into the engine's ``preset`` option (None without --preset)."""
+    name = options.pop("preset")
+    columns = {key: options.pop(f"{key}_col") for key in ("customer", "date", "amount", "order")}
+    if name is None:
         given = [f"--{k}-col" for k, v in columns.items() if v is not None]
         if given:
             raise InputProblem(f"{given[0]} needs --preset rfm")
-        return None
-    for key in ("customer", "date", "amount"):
-        if not columns[key]:
-            raise InputProblem(f"--preset {preset} needs --{key}-col")
-    return columns
+        return options
+    return {**options, "preset": {"name": name, **columns}}
 
 
 def comma_list(text: str | None) -> list[str] | None:
@@ -134,26 +120,12 @@ def comma_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
-def campaign_options(func):
-    """The campaign figures of the impact table (default: the spec's [business] figures)."""
-    options = [
-        click.option("--cost-per-contact", type=float, help="Cost of contacting one customer (default: the spec's)."),
-        click.option("--revenue-per-response", type=float, help="Revenue from one response (default: the spec's)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def quiet_option(func):
+    return click.option("--quiet", is_flag=True, help="No progress on stderr.")(func)
 
 
-def common_options(func):
-    options = [
-        click.option("--threads", type=int, help="Threads to use (default: all cores)."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
-        click.option("--quiet", is_flag=True, help="No progress on stderr."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -223,28 +195,17 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
 
 @main.command()
 @click.argument("inputs", nargs=-1)
-@click.option("--k", "k", required=True, help="Number of segments, or auto to choose it with a sweep first.")
-@click.option("--k-range", default="2..10", show_default=True, help="With --k auto: the ks to sweep.")
-@click.option("--repeats", type=int, default=3, show_default=True,
-              help="With --k auto: bootstrap refits per k for the stability score.")
-@click.option("--out", required=True, type=click.Path(), help="Output run directory.")
-@feature_options
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-init", type=int, help="k-means++ restarts on the init sample (default: 10 on small data, else 8).")
-@click.option("--silhouette-sample", type=int,
-              help="Rows in the silhouette sample (default: 20,000 or all rows; 0 to skip).")
-@campaign_options
-@click.option("--overwrite", is_flag=True, help="Replace an earlier run directory.")
+@bind(FitOptions)
+@bind(OutputOptions)
+@bind(FeatureOptions)
+@bind(InputOptions)
 @preset_options
-@click.option("--db", type=click.Path(dir_okay=False), help="Also write a DuckDB database of the results.")
-@click.option("--partition-by-segment", is_flag=True,
-              help="Also write OUT/segments/segment=K/part-0.parquet (hive partitions).")
-@common_options
+@bind(ScoringOptions)
+@bind(BusinessOptions)
+@json_option
+@quiet_option
 @engine_errors
-def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missing, scale, separator,
-        allow_duplicate_ids, memory_limit, seed, n_init, silhouette_sample, cost_per_contact, revenue_per_response,
-        overwrite, sql, as_of, preset, customer_col, date_col, amount_col, order_col, db, partition_by_segment,
-        threads, as_json, quiet):
+def run(inputs, as_json, quiet, **options):
     """Segment customers into K segments. INPUT is Parquet (file, directory or glob) or CSV/TSV,
     or --sql "SELECT ..." (DuckDB); with --preset rfm, INPUT is transactions.
 
@@ -259,62 +220,31 @@ def run(inputs, k, k_range, repeats, out, features, spec, id_col, exclude, missi
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
-    import engine
-    from engine.insight.profiles import format_names, format_profiles
+    import engine.api
+    from engine import present
 
-    result = engine.run(
-        list(inputs), k, out, k_range=k_range, repeats=repeats, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
-        exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, silhouette_sample=silhouette_sample,
-        separator=separator, overwrite=overwrite, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
-        sql=sql, as_of=as_of, preset=preset_of(preset, customer_col, date_col, amount_col, order_col), db=db,
-        partition_by_segment=partition_by_segment, cost_per_contact=cost_per_contact,
-        revenue_per_response=revenue_per_response, log=logger(quiet),
-    )
+    result = engine.api.run(inputs, log=logger(quiet), **preset_of(options))
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
         return
-    m = result.metrics
-    click.echo(format_profiles(result.profiles))
-    click.echo(format_names(result.profiles))
-    sil = "n/a" if m["silhouette"] is None else f"{m['silhouette']:.4f}"
-    click.echo(
-        f"k={m['k']}  rows={m['rows']:,}  dropped={m['rows_dropped']:,}  inertia={m['inertia']:.6g}  "
-        f"silhouette={sil} (sample {m['silhouette_sample']:,})  iterations={m['n_iter']}  "
-        f"time={m['seconds']['total']:.2f} s"
-    )
-    if m["sweep"]:
-        click.echo(f"k chosen by sweep: {m['sweep']['reason']}")
-    impact = m["insight"].get("impact")
-    if impact:
-        e, best = impact["everyone"], impact["best_segment"]
-        click.echo(f"mass campaign: {e['customers']:,} contacted, {e['responses']:,} responses, profit {e['profit']:,.0f}, "
-                   f"ROI {e['roi']:.1%}; best segment {best['segment']}: profit {best['profit']:,.0f}, ROI {best['roi']:.1%}")
-    click.echo(f"wrote {out}/: segments.parquet, profiles.parquet, model.json, metrics.json, describe.json, "
-               "projection.parquet" + (", impact.parquet" if impact else "")
-               + (", sweep.parquet, sweep.json, sweep.html" if m["sweep"] else "")
-               + (", segments/" if partition_by_segment else "") + (f"; and {db}" if db else ""))
+    click.echo(present.profiles(result.profiles))
+    click.echo(present.names(result.profiles))
+    written = result.written + ([f"and {options['db']}"] if options["db"] else [])
+    click.echo(present.run_summary(result.metrics, options["out"], written))
 
 
 @main.command()
 @click.argument("inputs", nargs=-1)
-@click.option("--k", "ks", default="2..12", show_default=True, help="ks to fit: a range (2..12) or a list (3,5,7).")
-@click.option("--out", required=True, type=click.Path(), help="Output directory.")
-@feature_options
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-init", type=int, help="k-means++ restarts per k (default: 10 on small data, else 3).")
-@click.option("--repeats", type=int, default=3, show_default=True,
-              help="Bootstrap refits per k for the stability score (0 to skip).")
-@click.option("--silhouette-sample", type=int, help="Rows in the silhouette sample (default: 10,000 or all rows).")
-@click.option("--compare", help="Also fit other algorithms at the recommended k: any of gmm,ward,dbscan,hdbscan.")
-@click.option("--compare-sample", type=int, default=20_000, show_default=True,
-              help="Rows the compared algorithms are fitted on (ward needs O(rows^2) memory).")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier sweep or run directory.")
+@bind(SweepFitOptions)
+@bind(SweepOutputOptions)
+@bind(FeatureOptions)
+@bind(InputOptions)
 @preset_options
-@common_options
+@bind(SweepScoringOptions)
+@json_option
+@quiet_option
 @engine_errors
-def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, separator, allow_duplicate_ids,
-          memory_limit, seed, n_init, repeats, silhouette_sample, compare, compare_sample, overwrite, sql, as_of,
-          preset, customer_col, date_col, amount_col, order_col, threads, as_json, quiet):
+def sweep(inputs, as_json, quiet, **options):
     """Fit k-means for every k and judge each: SSE (elbow), silhouette with a 95% interval,
     Calinski-Harabasz, Davies-Bouldin and stability; recommend a k and say why.
 
@@ -325,37 +255,27 @@ def sweep(inputs, ks, out, features, spec, id_col, exclude, missing, scale, sepa
       segment sweep customers.parquet --spec customers --k 2..12 --out sweep/
       segment sweep data.csv --features Income,Recency --k 2..8 --compare gmm,ward,dbscan --out sweep/
     """
-    import engine
+    import engine.api
+    from engine import present
 
-    result = engine.sweep(
-        list(inputs), ks, out, spec=spec, features=features, id_col=id_col, missing=missing, scale=scale,
-        exclude=comma_list(exclude), seed=seed, threads=threads, n_init=n_init, repeats=repeats,
-        silhouette_sample=silhouette_sample, compare=comma_list(compare) or (),
-        compare_sample=compare_sample, allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit,
-        separator=separator, overwrite=overwrite, sql=sql, as_of=as_of,
-        preset=preset_of(preset, customer_col, date_col, amount_col, order_col), log=logger(quiet),
-    )
+    result = engine.api.sweep(inputs, log=logger(quiet), **preset_of(options))
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
-    from engine.insight.profiles import format_table
-
-    click.echo(format_table(result.outcome.table))
+    click.echo(present.table(result.outcome.table))
     click.echo(f"recommended k={result.summary['recommended_k']}: {result.summary['reason']}")
-    click.echo(f"wrote {out}/: sweep.parquet, sweep.json, sweep.html")
+    click.echo(f"wrote {options['out']}/: {', '.join(result.written)}")
 
 
 @main.command()
 @click.argument("model")
 @click.argument("inputs", nargs=-1)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
-@input_options
-@sql_input_options
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@common_options
+@bind(PredictOutputOptions)
+@bind(InputOptions)
+@json_option
+@quiet_option
 @engine_errors
-def predict(model, inputs, out, separator, allow_duplicate_ids, memory_limit, sql, as_of, overwrite, threads,
-            as_json, quiet):
+def predict(model, inputs, as_json, quiet, **options):
     """Assign new customers to the segments of a saved model (MODEL: model.json or a run directory).
 
     The same feature pipeline, scaler and assignment kernel as the run are used; a model made
@@ -365,23 +285,17 @@ def predict(model, inputs, out, separator, allow_duplicate_ids, memory_limit, sq
     Example:
       segment predict run/ new_customers.parquet --out new_segments.parquet
     """
-    import engine
+    import engine.api
+    from engine import present
 
-    result = engine.predict(model, list(inputs), out, threads=threads, separator=separator, overwrite=overwrite,
-                            allow_duplicate_ids=allow_duplicate_ids, memory_limit=memory_limit, sql=sql, as_of=as_of,
-                            log=logger(quiet))
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        sizes = ", ".join(f"{j}: {s:,}" for j, s in enumerate(result["segment_sizes"]))
-        click.echo(f"assigned {result['rows_used']:,} of {result['rows']:,} rows to {result['k']} segments "
-                   f"({sizes}); wrote {out}")
+    result = engine.api.predict(model, inputs, log=logger(quiet), **options)
+    click.echo(json.dumps(result, indent=2) if as_json else present.predict_summary(result, options["out"]))
 
 
 @main.command("sql")
 @click.argument("run_dir", metavar="DIR")
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True,
               help="json: an array of row objects.")
 @click.option("--threads", type=int, help="DuckDB threads (default: all cores).")
 @engine_errors
@@ -394,17 +308,16 @@ def sql_command(run_dir, query, fmt, threads):
       segment sql run/ "SELECT segment, count(*) FROM segments GROUP BY 1 ORDER BY 1"
       segment sql run/ "SELECT * FROM customers WHERE segment = 3" --format csv > campaign.csv
     """
-    from engine.duck.views import query_run, render
+    from engine.duck.views import id_columns, query_run, render
 
-    click.echo(render(query_run(run_dir, query, threads), fmt))
+    click.echo(render(query_run(run_dir, query, threads), fmt, id_columns(run_dir)))
 
 
 @main.command()
 @click.argument("inputs", nargs=-1)
 @click.option("--columns", help="Comma-separated columns to describe (default: all).")
-@click.option("--separator", help="CSV separator (default: sniffed from the file).")
-@sql_input_options
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@bind(InputOptions, skip=("allow_duplicate_ids", "memory_limit"))
+@json_option
 @engine_errors
 def describe(inputs, columns, separator, sql, as_of, as_json):
     """Summarise the input: per column its type, nulls, distinct values, min, max, mean, standard
@@ -417,16 +330,16 @@ def describe(inputs, columns, separator, sql, as_of, as_json):
       segment describe ../shared/data/marketing_campaign.csv --columns Income,Recency --json
       segment describe --sql "SELECT * FROM read_parquet('tx/*.parquet')"
     """
+    from engine import present
     from engine.insight.describe import describe as describe_inputs
-    from engine.insight.describe import format_describe
 
     summary = describe_inputs(list(inputs), comma_list(columns), separator, sql, as_of)
-    click.echo(json.dumps(summary, indent=2) if as_json else format_describe(summary))
+    click.echo(json.dumps(summary, indent=2) if as_json else present.describe(summary))
 
 
 @main.command()
 @click.argument("run_dir", metavar="DIR")
-@campaign_options
+@bind(BusinessOptions)
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the table to this Parquet file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table and summary as JSON on stdout.")
@@ -440,7 +353,8 @@ def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_j
     Example:
       segment impact run/ --cost-per-contact 2 --revenue-per-response 15
     """
-    from engine.insight.impact import format_impact, recompute, write_impact
+    from engine import present
+    from engine.insight.impact import recompute, write_impact
 
     table, summary = recompute(run_dir, cost_per_contact, revenue_per_response)
     if out:
@@ -448,7 +362,7 @@ def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_j
     if as_json:
         click.echo(json.dumps({**summary, "table": table.to_dicts()}, indent=2))
     else:
-        click.echo(format_impact(table, summary))
+        click.echo(present.impact(table, summary))
 
 
 @main.command()

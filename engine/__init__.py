@@ -6,34 +6,59 @@
 >>> engine.predict("run/", ["new_customers.parquet"], out="new_segments.parquet")
 >>> engine.describe_data(["customers.parquet"])["columns"]
 >>> engine.write_report("run/", "run/report.html")
+>>> from sklearn.pipeline import make_pipeline
+>>> make_pipeline(StandardScaler(), engine.KMeans(n_clusters=3)).fit(X)
+
+The layout follows the pipeline (each sub-package's docstring says what it owns and may import):
+``input`` -> ``features`` -> ``fit`` -> ``insight`` -> ``outputs``, with ``duck`` (all DuckDB and
+SQL), ``synth`` (generated data), ``options`` (typed run options), ``present`` (terminal
+formatting) and ``api`` (the stages in order).
+
+Names are imported on first use, so ``import engine.options`` (the CLI's start-up path) loads no
+Polars, numba or scikit-learn.
 """
 
-from engine.insight.describe import describe as describe_data
-from engine.errors import InputError, InternalError, SegmentError
-from engine.fit.estimator import KMeans
-from engine.synth.customers import generate_customers
-from engine.fit.model import Model, load_model
-from engine.insight.impact import recompute as recompute_impact
-from engine.api import RunResult, SweepResult, predict, run, sweep
-from engine.insight.report import write_report
-from engine.features.spec import FeatureSpec, load_spec
+from __future__ import annotations
 
-__all__ = [
-    "FeatureSpec",
-    "InputError",
-    "InternalError",
-    "KMeans",
-    "Model",
-    "RunResult",
-    "SweepResult",
-    "SegmentError",
-    "describe_data",
-    "recompute_impact",
-    "generate_customers",
-    "load_model",
-    "load_spec",
-    "predict",
-    "run",
-    "sweep",
-    "write_report",
-]
+import importlib
+from typing import Any
+
+#: public name -> (module, attribute)
+EXPORTS = {
+    "FeatureSpec": ("engine.features.spec", "FeatureSpec"),
+    "load_spec": ("engine.features.spec", "load_spec"),
+    "InputError": ("engine.errors", "InputError"),
+    "OutputError": ("engine.errors", "OutputError"),
+    "SegmentError": ("engine.errors", "SegmentError"),
+    "KMeans": ("engine.fit.estimator", "KMeans"),
+    "Model": ("engine.fit.model", "Model"),
+    "load_model": ("engine.fit.model", "load_model"),
+    "RunOptions": ("engine.options", "RunOptions"),
+    "SweepOptions": ("engine.options", "SweepOptions"),
+    "PredictOptions": ("engine.options", "PredictOptions"),
+    "RunResult": ("engine.api", "RunResult"),
+    "SweepResult": ("engine.api", "SweepResult"),
+    "run": ("engine.api", "run"),
+    "sweep": ("engine.api", "sweep"),
+    "predict": ("engine.api", "predict"),
+    "describe_data": ("engine.insight.describe", "describe"),
+    "recompute_impact": ("engine.insight.impact", "recompute"),
+    "write_report": ("engine.insight.report", "write_report"),
+    "generate_customers": ("engine.synth.customers", "generate_customers"),
+}
+
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *EXPORTS})

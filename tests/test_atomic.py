@@ -324,8 +324,8 @@ DISK_FULL_RUN = ("segments", "write_json", "model_save", "profiles", "fsync")
 
 
 def patch_disk_full(monkeypatch, point: str, name: str = "segments.parquet") -> None:
+    import engine.outputs.rundir
     import engine.outputs.write
-    import engine.api
     from engine.fit.model import Model
 
     monkeypatch.setattr(engine.outputs.write, "ROW_GROUP_ROWS", 1_000)  # several row groups per file
@@ -333,7 +333,7 @@ def patch_disk_full(monkeypatch, point: str, name: str = "segments.parquet") -> 
         monkeypatch.setattr(pl.DataFrame, "write_parquet", polars_enospc_for(name, pl.DataFrame.write_parquet))
     elif point == "write_json":
         monkeypatch.setattr(engine.outputs.write, "write_json", partial_then_enospc)
-        monkeypatch.setattr(engine.api, "write_json", partial_then_enospc)
+        monkeypatch.setattr(engine.outputs.rundir, "write_json", partial_then_enospc)
     elif point == "model_save":
         monkeypatch.setattr(Model, "save", partial_save)
     elif point == "profiles":

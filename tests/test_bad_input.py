@@ -384,7 +384,7 @@ CASES += [
     Case("predict:out-exists-no-overwrite",
          lambda c: ["predict", c.run, c.csv, "--out", write(c.pred, b"previous bytes"), "--quiet"],
          ("pred.parquet", "--overwrite"), precious="pred.parquet"),
-    Case("predict:out-dot", lambda c: ["predict", c.run, c.csv, "--out", ".", "--quiet"], ("'.'",)),
+    Case("predict:out-dot", lambda c: ["predict", c.run, c.csv, "--out", ".", "--quiet"], ("output .", "working directory")),
     Case("predict:out-in-missing-dir",
          lambda c: ["predict", c.run, c.csv, "--out", c.tmp / "nodir" / "p.parquet", "--quiet"], ("nodir",)),
     # --- predict: models

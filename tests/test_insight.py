@@ -147,7 +147,7 @@ def test_run_prints_names_actions_and_impact(data_csv: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "segment 0: " in result.stdout and " -> " in result.stdout
     assert "mass campaign: 2,240 contacted, 334 responses, profit 1,434" in result.stdout  # 334*11 - 2240*1
-    assert read_json(tmp_path / "r" / "metrics.json")["options"]["cost_per_contact"] == 1.0
+    assert read_json(tmp_path / "r" / "metrics.json")["options"]["business"]["cost_per_contact"] == 1.0
 
 
 def test_run_without_business_columns_has_no_impact(data_csv: Path, tmp_path: Path) -> None:

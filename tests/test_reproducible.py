@@ -83,7 +83,7 @@ def test_any_thread_count_gives_bitwise_identical_results(thread_runs: dict[str,
 def test_threads_option_is_recorded(thread_runs: dict[str, Path]) -> None:
     for name, expected in (("t1", 1), ("t2", 2), ("all", None)):
         for file in ("metrics.json", "model.json"):
-            assert read_json(thread_runs[name] / file)["options"]["threads"] == expected
+            assert read_json(thread_runs[name] / file)["options"]["fit"]["threads"] == expected
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +159,13 @@ def test_run_records_seed_options_versions_and_fingerprint(thread_runs: dict[str
         record = read_json(out / file)
         assert record["seed"] == 7, file
         options = record["options"]
-        for key, value in (("k", 5), ("missing", "drop"), ("scale", "standard"), ("threads", 2),
-                           ("n_init", None), ("silhouette_sample", None), ("seed", 7)):
-            assert key in options, (file, key)
-            assert options[key] == value, (file, key, options[key])
-        assert "spec" in options and "customers" in str(options["spec"]), (file, options.get("spec"))
+        for group, key, value in (("fit", "k", 5), ("features", "missing", "drop"), ("features", "scale", "standard"),
+                                  ("fit", "threads", 2), ("fit", "n_init", None),
+                                  ("scoring", "silhouette_sample", None), ("fit", "seed", 7)):
+            assert key in options[group], (file, key)
+            assert options[group][key] == value, (file, key, options[group][key])
+        spec = options["features"]["spec"]
+        assert "customers" in str(spec), (file, spec)
         versions = record["versions"]
         for name, version in expected_versions.items():
             assert versions.get(name) == version, (file, name)
@@ -178,10 +180,11 @@ def test_recorded_options_reproduce_the_run(thread_runs: dict[str, Path], miniba
     """Re-running with exactly the recorded seed and options gives the same model."""
     m = read_json(thread_runs["t1"] / "metrics.json")
     o = m["options"]
-    args = ["run", *o["inputs"], "--k", str(o["k"]), "--seed", str(m["seed"]), "--out", tmp_path / "again",
-            "--quiet", "--missing", o["missing"], "--scale", o["scale"], "--spec", "customers"]
-    if o["threads"] is not None:
-        args += ["--threads", str(o["threads"])]
+    fit, features = o["fit"], o["features"]
+    args = ["run", *o["input"]["inputs"], "--k", str(fit["k"]), "--seed", str(m["seed"]), "--out", tmp_path / "again",
+            "--quiet", "--missing", features["missing"], "--scale", features["scale"], "--spec", "customers"]
+    if fit["threads"] is not None:
+        args += ["--threads", str(fit["threads"])]
     result = invoke(args)
     assert result.exit_code == 0, result.output
     assert (read_json(tmp_path / "again" / "model.json")["centroids"]

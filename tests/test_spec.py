@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
-from engine.api import resolve_spec
+from engine.api import resolve_spec as resolve_options
+from engine.options import FeatureOptions, InputOptions
 from engine.features.spec import Categorical, Feature, FeatureSpec, load_spec, spec_from_columns
 
 FULL_SPEC = """
@@ -179,6 +180,10 @@ def test_bad_features_option(columns: str, match: str) -> None:
 def test_features_option_rejects_a_bad_policy() -> None:
     with pytest.raises(InputError, match="missing"):
         spec_from_columns("a,b", missing="sometimes")
+
+
+def resolve_spec(spec, features, **options):
+    return resolve_options(FeatureOptions(spec=spec, features=features, **options), InputOptions())
 
 
 def test_features_and_spec_together_are_an_error() -> None:

@@ -154,7 +154,7 @@ def test_sql_bad_run_directory(tmp_path):
     assert result.exit_code == 2 and "run directory not found" in result.output
     (tmp_path / "empty").mkdir()
     result = sql(tmp_path / "empty", "SELECT 1")
-    assert result.exit_code == 2 and "not a run directory" in result.output
+    assert result.exit_code == 2 and "not a segment run directory" in result.output
 
 
 def test_run_from_sql_query(tmp_path, generated_parquet):

@@ -415,7 +415,7 @@ def test_run_auto_writes_the_sweep(auto_run):
     assert metrics["sweep"]["recommended_k"] == metrics["k"]
     assert metrics["sweep"]["reason"] and metrics["sweep"]["rule"]
     assert [r["k"] for r in metrics["sweep"]["table"]] == [2, 3, 4, 5, 6]
-    assert metrics["options"]["k"] == "auto" and metrics["options"]["k_range"] == "2..6"
+    assert metrics["options"]["fit"]["k"] == "auto" and metrics["options"]["fit"]["k_range"] == "2..6"
     assert read_json(auto_run / "sweep.json")["recommended_k"] == metrics["k"]
     assert len(metrics["segment_sizes"]) == metrics["k"]
     assert pl.read_parquet(auto_run / "sweep.parquet")["k"].to_list() == [2, 3, 4, 5, 6]

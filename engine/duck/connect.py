@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from engine.errors import InputError
-from engine.input.files import first_line
+from engine.errors import first_line
 
 BATCH_ROWS = 1 << 20
 #: Statements a read-only query may consist of.

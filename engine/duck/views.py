@@ -25,36 +25,26 @@ import math
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import duckdb  # the type of the connections, in the signatures
 import polars as pl
 import pyarrow as pa
 
 from engine.duck import connect as duck
 from engine.errors import InputError
 from engine.fit.model import load_model
-from engine.outputs.write import PARTITION_DIR, atomic_file
+from engine import present
+from engine.outputs import rundir
+from engine.outputs.write import atomic_file
 from engine.duck.source import INPUT_VIEW, PARAMS_TABLE, input_view_sql, params_table, parse_as_of
 
-FORMATS = ("table", "csv", "json")
 RELATIONS = ("segments", "profiles", "centroids", "metrics", "customers")
 FEATURES_VIEW = "features"
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The run directory and its metrics, or a one-line error."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise InputError(f"run directory not found: {path}")
-    for name in ("segments.parquet", "profiles.parquet", "model.json", "metrics.json"):
-        if not (path / name).is_file():
-            raise InputError(f"{path} is not a run directory ({name} is missing)")
-    try:
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path / 'metrics.json'}: not valid JSON: {exc}") from exc
-    if not isinstance(metrics, dict):
-        raise InputError(f"{path / 'metrics.json'}: not a metrics object")
-    return path.resolve(), metrics
+    """The run directory and its metrics, or a one-line error (``engine.outputs.rundir``)."""
+    run = rundir.read_run(run_dir, need=rundir.RUN_FILES)
+    return run.path, run.metrics
 
 
 def centroids_table(run_dir: Path) -> pa.Table:
@@ -87,12 +77,12 @@ def metrics_table(metrics: dict[str, Any]) -> pa.Table:
 
 def segments_sql(run_dir: Path) -> tuple[str, bool]:
     """The ``segments`` relation's SELECT, and whether it reads the hive partitions."""
-    parts = run_dir / PARTITION_DIR
+    parts = run_dir / rundir.PARTITIONS
     if parts.is_dir():
         glob = duck.literal(parts / "**" / "*.parquet")
         return (f"SELECT * EXCLUDE (segment), CAST(segment AS INTEGER) AS segment "
                 f"FROM read_parquet({glob}, hive_partitioning = true)"), True
-    return f"SELECT * FROM read_parquet({duck.literal(run_dir / 'segments.parquet')})", False
+    return f"SELECT * FROM read_parquet({duck.literal(run_dir / rundir.SEGMENTS)})", False
 
 
 def input_of(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +130,7 @@ def build(con: duckdb.DuckDBPyConnection, run_dir: Path, metrics: dict[str, Any]
     kind = "TABLE" if tables else "VIEW"
     select, _ = segments_sql(run_dir)
     con.execute(f"CREATE {kind} segments AS {select}")
-    con.execute(f"CREATE {kind} profiles AS SELECT * FROM read_parquet({duck.literal(run_dir / 'profiles.parquet')})")
+    con.execute(f"CREATE {kind} profiles AS SELECT * FROM read_parquet({duck.literal(run_dir / rundir.PROFILES)})")
     for name, table in (("centroids", centroids_table(run_dir)), ("metrics", metrics_table(metrics))):
         if tables:
             con.register(f"_{name}", table)
@@ -166,9 +156,9 @@ def build(con: duckdb.DuckDBPyConnection, run_dir: Path, metrics: dict[str, Any]
 
 def readable_files(run_dir: Path, metrics: dict[str, Any]) -> tuple[list[Path], list[Path]]:
     """The files (and directories) a ``segment sql`` query may read."""
-    files = [run_dir / "segments.parquet", run_dir / "profiles.parquet"]
+    files = [run_dir / rundir.SEGMENTS, run_dir / rundir.PROFILES]
     files += [Path(f) for f in input_of(metrics).get("files", []) if isinstance(f, str)]
-    dirs = [run_dir / PARTITION_DIR] if (run_dir / PARTITION_DIR).is_dir() else []
+    dirs = [run_dir / rundir.PARTITIONS] if (run_dir / rundir.PARTITIONS).is_dir() else []
     return files, dirs
 
 
@@ -197,7 +187,7 @@ def write_database(run_dir: str | Path, target: Path, overwrite: bool) -> None:
     """``--db``: the run's relations in a DuckDB file (written beside, then renamed into place)."""
     path, metrics = open_run(run_dir)
     with atomic_file(target, overwrite) as tmp:
-        con = duckdb.connect(str(tmp))
+        con = duck.connect(database=tmp)
         try:
             with duck.duck_errors(str(target)):
                 build(con, path, metrics, tables=True)
@@ -206,16 +196,20 @@ def write_database(run_dir: str | Path, target: Path, overwrite: bool) -> None:
             con.close()
 
 
-def render(frame: pl.DataFrame, fmt: str) -> str:
-    """A query's answer as a terminal table, CSV, or a JSON array of row objects."""
+def render(frame: pl.DataFrame, fmt: str, ids: tuple[str, ...] = ()) -> str:
+    """A query's answer as a terminal table (ids as written, see ``engine.present``), CSV, or a
+    JSON array of row objects."""
     if fmt == "csv":
         return frame.write_csv().rstrip("\n")
     if fmt == "json":
         rows = [{k: clean_json(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
         return json.dumps(rows, indent=2, default=str)
-    from engine.insight.profiles import format_table
+    return present.table(frame, ids)
 
-    return format_table(frame)
+
+def id_columns(run_dir: str | Path) -> tuple[str, ...]:
+    """The run's id column (``row_id`` when the input had none), for ``render``."""
+    return (load_model(run_dir).spec.id_col or "row_id",)
 
 
 def clean_json(value: Any) -> Any:

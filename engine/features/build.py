@@ -24,7 +24,8 @@ import kernels
 
 from engine.errors import InputError, did_you_mean
 from engine.features.scaling import Scaler
-from engine.input.files import Input, first_line
+from engine.errors import first_line
+from engine.input.files import Input
 from engine.features.spec import Feature, FeatureSpec
 
 ROW_ID = "row_id"

@@ -41,9 +41,9 @@ from sklearn.neighbors import NearestNeighbors
 from engine.errors import InputError, did_you_mean
 from engine.fit.kmeans import assign_rows
 from engine.fit.scores import cluster_moments, sample_indices, score_partition
+from engine.options import COMPARE_ALGORITHMS, COMPARE_SAMPLE, SEED
 
-ALGORITHMS = ("gmm", "ward", "dbscan", "hdbscan")
-DEFAULT_SAMPLE = 20_000
+ALGORITHMS = COMPARE_ALGORITHMS
 PREDICT_CHUNK = 1 << 20  # rows per GaussianMixture.predict call
 EPS_PERCENTILE = 90.0
 METRIC_KEYS = ("inertia", "silhouette", "silhouette_low", "silhouette_high", "calinski_harabasz", "davies_bouldin")
@@ -185,7 +185,7 @@ def result_row(name: str, part: Partition, X: np.ndarray, eval_idx: np.ndarray, 
 
 
 def compare_algorithms(X: np.ndarray, k: int, names: Sequence[str], *, eval_idx: np.ndarray,
-                       sample: int = DEFAULT_SAMPLE, seed: int = 0) -> list[dict]:
+                       sample: int = COMPARE_SAMPLE, seed: int = SEED) -> list[dict]:
     """Fit each algorithm in ``names`` on one uniform sample of ``X``, extend it to every row and
     score the partition on all rows (silhouette on ``eval_idx``). One dict per name, in order::
 

@@ -32,7 +32,10 @@ import polars as pl
 from engine.fit.batches import ArraySource
 from engine.errors import InputError
 from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
-from engine.fit.scores import sample_indices, score_partition
+from engine.fit.scores import adjusted_rand_score, sample_indices, score_partition
+from engine.options import COMPARE_SAMPLE, REPEATS, SEED, SWEEP_SILHOUETTE_SAMPLE
+from engine.outputs import rundir
+from engine.outputs.rundir import RunWriter
 
 STABLE = 0.8
 #: A knee must lie this far below the chord (in normalised units): rounding puts points of a
@@ -49,13 +52,9 @@ SWEEP_RESTARTS = 3
 #: of a fully refined fit's on large data; ``--k auto`` refits the chosen k to convergence.
 SWEEP_REFINE_PASSES = 0
 SWEEP_SUBSAMPLE_DIV = 16
-#: Rows in the silhouette sample of a sweep (a run uses 20,000): the bootstrap interval shows
-#: the cost in precision.
-SWEEP_SILHOUETTE_SAMPLE = 10_000
-#: Bootstrap refits per k for the stability score, and rows in each.
-DEFAULT_REPEATS = 3
+#: Rows in each bootstrap refit for the stability score (the refits per k, the silhouette sample
+#: and the ks are options: see ``engine.options``).
 STABILITY_SAMPLE = 10_000
-DEFAULT_KS = "2..10"
 COLUMNS = ("algorithm", "k", "inertia", "silhouette", "silhouette_low", "silhouette_high",
            "calinski_harabasz", "davies_bouldin", "stability", "noise_share", "seconds", "note")
 NUMERIC = COLUMNS[2:-1]
@@ -122,8 +121,6 @@ def stability(X: np.ndarray, fit: FitResult, params: FitParams, eval_idx: np.nda
     n = X.shape[0]
     reference = fit.labels[eval_idx]
     Xe = X[eval_idx]
-    from engine.fit.scores import adjusted_rand_score
-
     scores = []
     for r in range(repeats):
         rng = np.random.default_rng([params.seed, 4, params.k, r])
@@ -174,21 +171,25 @@ def recommend(rows: list[dict]) -> tuple[int, str, bool, int | None]:
 
 
 def sweep_matrix(
-    X: np.ndarray, ks: list[int], *, seed: int = 0, n_init: int | None = None, repeats: int = DEFAULT_REPEATS,
+    X: np.ndarray, ks: list[int], *, seed: int = SEED, n_init: int | None = None, repeats: int = REPEATS,
     stability_sample: int = STABILITY_SAMPLE, silhouette_sample: int = SWEEP_SILHOUETTE_SAMPLE, compare: Sequence[str] = (),
-    compare_sample: int = 20_000, log: Callable[[str], None] = lambda _m: None,
+    compare_sample: int = COMPARE_SAMPLE, log: Callable[[str], None] = lambda _m: None,
 ) -> SweepOutcome:
-    """Fit and score every k on the same scaled matrix; optionally compare other algorithms."""
+    """Fit and score every k on the same scaled matrix; optionally compare other algorithms.
+
+    ``silhouette_sample=0`` skips the silhouette; the stability score is still evaluated on a
+    sample of the default size."""
     n = X.shape[0]
     if ks[-1] > n:
         raise InputError(f"k={ks[-1]} is larger than the number of rows ({n})")
-    if repeats < 0 or stability_sample < 2 or silhouette_sample < 2:
-        raise InputError("--repeats must be 0 or more, and the samples at least 2 rows")
+    if repeats < 0 or stability_sample < 2 or silhouette_sample < 0 or silhouette_sample == 1:
+        raise InputError("--repeats must be 0 or more, and the samples at least 2 rows (0 skips the silhouette)")
     if compare:
-        from engine.fit.compare import check_names
+        from engine.fit.compare import check_names  # scikit-learn: off the start-up path
 
         compare = check_names(compare)  # before any fitting: a typo must not cost a whole sweep
-    eval_idx = sample_indices(n, min(silhouette_sample, n), np.random.default_rng([seed, 1]))
+    eval_idx = sample_indices(n, min(silhouette_sample or SWEEP_SILHOUETTE_SAMPLE, n), np.random.default_rng([seed, 1]))
+    silhouette_idx = eval_idx if silhouette_sample else eval_idx[:0]
     rows, fits = [], {}
     for k in ks:
         t0 = time.perf_counter()
@@ -196,7 +197,7 @@ def sweep_matrix(
                            mid_sample_div=SWEEP_SUBSAMPLE_DIV)
         fit = fit_kmeans(ArraySource(X), params)
         known = (fit.label_sums, fit.label_counts) if fit.label_sums is not None else None
-        row = {"algorithm": "kmeans", "k": k, **score_partition(X, fit.labels, k, eval_idx, seed, known),
+        row = {"algorithm": "kmeans", "k": k, **score_partition(X, fit.labels, k, silhouette_idx, seed, known),
                "stability": stability(X, fit, params, eval_idx, repeats, stability_sample), "noise_share": None}
         row["inertia"] = fit.inertia
         row["seconds"] = time.perf_counter() - t0
@@ -207,23 +208,22 @@ def sweep_matrix(
     k_best, reason, clear, elbow = recommend(rows)
     extra = []
     if compare:
-        from engine.fit.compare import compare_algorithms
+        from engine.fit.compare import compare_algorithms  # scikit-learn: off the start-up path
 
         log(f"comparing {', '.join(compare)} at k={k_best}")
-        extra = compare_algorithms(X, k_best, list(compare), eval_idx=eval_idx, sample=compare_sample, seed=seed)
+        extra = compare_algorithms(X, k_best, list(compare), eval_idx=silhouette_idx, sample=compare_sample, seed=seed)
     table = pl.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows + extra],
                          schema={"algorithm": pl.String, "k": pl.Int32, **{c: pl.Float64 for c in NUMERIC},
                                  "note": pl.String})
     return SweepOutcome(table, k_best, reason, clear, elbow, fits)
 
 
-def write_sweep(directory, outcome: SweepOutcome, params: dict[str, Any]) -> None:
+def write_sweep(out: RunWriter, outcome: SweepOutcome, params: dict[str, Any]) -> None:
     """sweep.parquet, sweep.json (table, recommended_k, reason, rule, parameters), sweep.html and
-    sweep_chart.json (the Plotly figure, reused by the report) into ``directory``."""
-    from engine.outputs.charts import sweep_figure, write_figure
-    from engine.outputs.write import write_json
+    sweep_chart.json (the Plotly figure, reused by the report) into the run directory ``out``."""
+    from engine.outputs.charts import sweep_figure, write_figure  # plotly: off the start-up path
 
-    outcome.table.write_parquet(directory / "sweep.parquet")
-    write_json(directory / "sweep.json", {**outcome.summary(), "params": params})
+    out.parquet(rundir.SWEEP_TABLE, outcome.table)
+    out.json(rundir.SWEEP_JSON, {**outcome.summary(), "params": params})
     write_figure(sweep_figure(outcome.table, outcome.recommended_k, outcome.knee),
-                 directory / "sweep.html", directory / "sweep_chart.json")
+                 out.path(rundir.SWEEP_HTML), out.path(rundir.SWEEP_CHART))

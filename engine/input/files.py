@@ -15,8 +15,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.errors import InputError
-from engine.outputs.write import RUN_MARKERS
+from engine.errors import InputError, first_line
+from engine.outputs.rundir import is_run_dir
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".tab")
@@ -50,11 +50,6 @@ class Input:
             return self.frame.collect_schema()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise InputError(f"cannot read {self.label}: {first_line(exc)}") from exc
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def expand_paths(inputs: Sequence[str | Path]) -> list[Path]:
@@ -92,7 +87,7 @@ def data_files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
         if any(part.startswith((".", "_")) for part in rel) or not p.is_file() or p.suffix.lower() not in suffixes:
             continue
         parents = [directory.joinpath(*rel[:i]) for i in range(len(rel) - 1, -1, -1)]  # p's folder up to directory
-        if any((folder / marker).is_file() for folder in parents for marker in RUN_MARKERS):
+        if any(is_run_dir(folder) for folder in parents):
             continue  # a run directory, or the segments/ partitions inside one
         found.append(p)
     return found

@@ -17,7 +17,8 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError, did_you_mean
-from engine.input.files import Input, first_line
+from engine.errors import first_line
+from engine.input.files import Input
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 STATS = ("nulls", "non_finite", "distinct", "min", "max", "mean", "std", *(f"p{round(q * 100)}" for q in QUANTILES),
@@ -152,28 +153,3 @@ def describe(inputs: Sequence[str], columns: Sequence[str] | None = None, separa
 
 def numeric_names(schema: pl.Schema, names: list[str]) -> list[str]:
     return [n for n in names if kind(schema[n]) == "numeric"]
-
-
-def format_describe(summary: dict[str, Any]) -> str:
-    """The summary for a terminal: one row per column, then the correlation matrix."""
-    from engine.insight.profiles import format_table
-
-    cols = ["column", "type", "nulls", "distinct", "min", "max", "mean", "std", "p5", "p50", "p95", "skew"]
-    table = pl.DataFrame([{c: fmt(e.get(c)) for c in cols} for e in summary["columns"]], schema={c: pl.String for c in cols})
-    text = [f"{summary['input']}: {summary['rows']:,} rows, {len(summary['columns'])} columns", format_table(table)]
-    corr = summary["correlation"]
-    if len(corr["columns"]) > 1:
-        header = ["correlation"] + corr["columns"]
-        rows = [[a] + [fmt(v, 2) for v in row] for a, row in zip(corr["columns"], corr["matrix"])]
-        text += ["", format_table(pl.DataFrame(rows, schema={h: pl.String for h in header}, orient="row"))]
-    return "\n".join(text)
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.{digits}g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

@@ -22,6 +22,9 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError
+from engine.features.business import check_figure
+from engine.outputs.rundir import read_run
+from engine.outputs.write import atomic_file, write_parquet_meta
 
 COLUMNS = ("scope", "segment", "name", "action", "customers", "responses", "response_rate", "cost", "revenue",
            "profit", "roi", "rank", "cum_customers", "cum_customer_share", "cum_responses", "cum_response_share",
@@ -104,9 +107,6 @@ def recompute(run_dir: str | Path, cost_per_contact: float | None, revenue_per_r
               ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The impact table of a run directory again, with other campaign figures (the run's where
     one is not given)."""
-    from engine.features.business import check_figure
-    from engine.outputs.rundir import read_run
-
     run = read_run(run_dir)
     if run.impact is None:
         raise InputError(f"{run_dir}: the run has no impact.parquet (declare a response column in the spec's [business])")
@@ -125,29 +125,6 @@ def recompute(run_dir: str | Path, cost_per_contact: float | None, revenue_per_r
 
 
 def write_impact(table: pl.DataFrame, out: str | Path, overwrite: bool) -> None:
-    from engine.outputs.write import atomic_file
-
+    """``segment impact --out``: the table as Parquet, written beside and renamed into place."""
     with atomic_file(Path(out), overwrite) as tmp:
-        table.write_parquet(tmp)
-
-
-def format_impact(table: pl.DataFrame, summary: dict[str, Any]) -> str:
-    """The targeting table for a terminal, then the mass campaign and the best cut-off."""
-    from engine.insight.profiles import format_table
-
-    shown = table.select("rank", "segment", "name", "customers", "responses", "cost", "revenue", "profit", "roi",
-                         "cum_response_share", "cum_profit")
-    e, cut = summary["everyone"], summary["best_cutoff"]
-    lines = [format_table(shown),
-             f"cost per contact {summary['cost_per_contact']:g}, revenue per response {summary['revenue_per_response']:g}",
-             f"mass campaign: {e['customers']:,} contacted x {summary['cost_per_contact']:g} = cost {e['cost']:,.0f}; "
-             f"{e['responses']:,} responses x {summary['revenue_per_response']:g} = revenue {e['revenue']:,.0f}; "
-             f"profit {e['profit']:,.0f}; ROI {percent(e['roi'])}"]
-    if cut:
-        lines.append(f"best cut-off: the top {cut['segments']} segment(s) by ROI, {cut['customers']:,} contacted, "
-                     f"profit {cut['profit']:,.0f}, ROI {percent(cut['roi'])}, {percent(cut['response_share'])} of responses")
-    return "\n".join(lines)
-
-
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+        write_parquet_meta(table, tmp, None)

@@ -21,7 +21,8 @@ from engine.features.business import Business
 from engine.errors import InputError
 from engine.features.build import cleaned_frame, one_hot_exprs, parse_expr
 from engine.fit.scores import sample_indices
-from engine.input.files import Input, first_line
+from engine.errors import first_line
+from engine.input.files import Input
 from engine.features.spec import Feature, FeatureSpec
 
 SEGMENT = "@segment"
@@ -261,63 +262,3 @@ def check_business(business: Business, total: dict[str, Any], where: str) -> lis
             warnings.append(f"business {key} column {column!r} varies ({total[f'{key}_min']:g} to "
                             f"{total[f'{key}_max']:g}); its mean {total[key]:g} is used")
     return warnings
-
-
-def format_profiles(profiles: pl.DataFrame, stat: str = "mean") -> str:
-    """The profile table for a terminal: one row per feature, one column per segment."""
-    features = [c[: -len(stat) - 1] for c in profiles.columns if c.endswith(f"_{stat}")]
-    header = ["segment"] + [str(s) for s in profiles["segment"].to_list()]
-    rows = [
-        ["size"] + [f"{v:,}" for v in profiles["size"].to_list()],
-        ["share"] + [f"{v:.1%}" for v in profiles["share"].to_list()],
-    ]
-    for name in features:
-        rows.append([f"{name} ({stat})"] + [fmt_number(v) for v in profiles[f"{name}_{stat}"].to_list()])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
-             for r in [header, *rows]]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def fmt_number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.2f}"
-
-
-def format_table(table: pl.DataFrame) -> str:
-    """A small table for a terminal: numbers rounded, None as '-'."""
-    header = table.columns
-    rows = [[fmt_cell(v) for v in row] for row in table.iter_rows()]
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    text = [table.schema[h] == pl.String for h in header]  # text left-aligned, numbers right-aligned
-
-    def line(cells) -> str:
-        return "  ".join(c.ljust(w) if t else c.rjust(w) for c, w, t in zip(cells, widths, text)).rstrip()
-
-    lines = [line([str(h) for h in header])]
-    lines.append("-" * len(lines[0]))
-    lines += [line(r) for r in rows]
-    return "\n".join(lines)
-
-
-def fmt_cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if abs(value) >= 1000 or (value.is_integer() and abs(value) < 1e15):
-            return f"{value:,.0f}"  # money and counts: 765, not 765.0000
-        return f"{value:.4f}"
-    return str(value)
-
-
-def format_names(profiles: pl.DataFrame) -> str:
-    """One line per segment: its name and recommended action (and revenue share when declared)."""
-    lines = []
-    for row in profiles.iter_rows(named=True):
-        extra = f", {row['revenue_share']:.1%} of revenue" if row.get("revenue_share") is not None else ""
-        lines.append(f"segment {row['segment']}: {row['name']} ({row['share']:.1%} of customers{extra}) -> {row['action']}")
-    return "\n".join(lines)

@@ -20,7 +20,9 @@ import polars as pl
 
 from engine.features.business import Business
 from engine.errors import InputError, did_you_mean
-from engine.input.files import first_line
+from engine.errors import first_line
+from engine.outputs import rundir
+from engine.outputs.rundir import RunWriter
 
 NAME_WORDS = 3
 NAME_MIN_Z = 0.25
@@ -167,13 +169,11 @@ class Insight:
         every = max(1, -(-data.n_rows // RUN_SAMPLE_ROWS))
         self.describe = describe_input(inp, used_columns(spec, data.fitted.levels), every, RUN_CORRELATION_ROWS)
 
-    def write(self, directory, metadata: dict | None = None) -> None:
-        """profiles.parquet and impact.parquet (with the outputs' key-value metadata),
-        projection.parquet and describe.json."""
-        from engine.outputs.write import write_json, write_parquet_meta
-
-        write_parquet_meta(self.profiles, directory / "profiles.parquet", metadata)
+    def write(self, out: RunWriter) -> None:
+        """profiles.parquet, impact.parquet and projection.parquet (with the outputs' key-value
+        metadata) and describe.json into the run directory ``out``."""
+        out.parquet(rundir.PROFILES, self.profiles)
         if self.impact is not None:
-            write_parquet_meta(self.impact, directory / "impact.parquet", metadata)
-        self.projection.write_parquet(directory / "projection.parquet")
-        write_json(directory / "describe.json", self.describe)
+            out.parquet(rundir.IMPACT, self.impact)
+        out.parquet(rundir.PROJECTION, self.projection, metadata=False)
+        out.json(rundir.DESCRIBE, self.describe)

@@ -1,28 +1,159 @@
-"""Reading a run directory back (for ``segment impact`` and ``segment report``)."""
+"""The run directory: its file names, its writer and its reader, in one place.
+
+A run directory is written whole or not at all (``RunWriter`` over ``atomic_dir``): every file
+goes into a temporary sibling, which replaces the target in one step when all are complete.
+Every Parquet file goes through ``write_parquet`` (the outputs' key-value metadata, and a full
+disk as a one-line error). ``RunWriter.written`` lists what was actually written, in the order
+of ``FILES``; the CLI prints that list.
+
+``read_run`` reads one back for ``segment impact``, ``report``, ``sql`` and the dashboard: the
+required files must be there, JSON must parse, and a newer format version is refused.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from engine.errors import InputError
-from engine.input.files import first_line
+from engine.errors import InputError, first_line
+from engine.outputs.write import (FORMAT_VERSION, check_not_cwd, check_parent, disk_errors, exchange, fsync_dir,
+                                  fsync_tree, remove_stale, temp_sibling, write_json, write_parquet_meta)
+
+SEGMENTS = "segments.parquet"
+PROFILES = "profiles.parquet"
+MODEL = "model.json"
+METRICS = "metrics.json"
+DESCRIBE = "describe.json"
+PROJECTION = "projection.parquet"
+IMPACT = "impact.parquet"
+SWEEP_TABLE = "sweep.parquet"
+SWEEP_JSON = "sweep.json"
+SWEEP_HTML = "sweep.html"
+SWEEP_CHART = "sweep_chart.json"
+PARTITIONS = "segments"  # --partition-by-segment: segments/segment=K/part-0.parquet
+REPORT = "report.html"
+
+#: Everything a run or a sweep may write, in the order it is listed to the user.
+FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, SWEEP_TABLE, SWEEP_JSON, SWEEP_HTML,
+         SWEEP_CHART, PARTITIONS, REPORT)
+#: Files that mark a directory as ours: a run or a sweep (safe to replace with --overwrite).
+MARKERS = (MODEL, METRICS, SWEEP_JSON)
+#: What ``segment run`` always writes; a directory without one of them is not a complete run.
+RUN_FILES = (SEGMENTS, PROFILES, MODEL, METRICS)
+
+
+@dataclass
+class RunWriter:
+    """Writes the files of one run directory into ``tmp`` (committed by ``write_run_dir``)."""
+
+    tmp: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+
+    def path(self, name: str) -> Path:
+        """Where ``name`` goes (for writers that take a path: the model, the charts)."""
+        if name not in self.written:
+            self.written.append(name)
+        return self.tmp / name
+
+    def json(self, name: str, data: dict[str, Any]) -> None:
+        write_json(self.path(name), data)
+
+    def parquet(self, name: str, frame: pl.DataFrame, *, metadata: bool = True, **options: Any) -> None:
+        """A frame to ``name`` (zstd), with the run's key-value metadata unless ``metadata=False``."""
+        write_parquet_meta(frame, self.path(name), self.metadata if metadata else None, **options)
+
+    def listing(self) -> list[str]:
+        """What was written, in the order of ``FILES`` (a directory with a trailing ``/``)."""
+        order = {name: i for i, name in enumerate(FILES)}
+        names = sorted(self.written, key=lambda n: (order.get(n, len(order)), n))
+        return [f"{n}/" if (self.tmp / n).is_dir() else n for n in names]
+
+
+def check_run_target(path: Path, overwrite: bool) -> None:
+    """Fail before any work if the run directory cannot be written.
+
+    ``--overwrite`` replaces an earlier run or sweep directory (one holding a ``MARKERS`` file) or
+    an empty directory, never an arbitrary one, and never the working directory or its parents.
+    """
+    check_not_cwd(path)
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"output {path} exists and is a file, not a directory")
+        if not overwrite:
+            raise InputError(f"output {path} already exists (use --overwrite to replace it)")
+        if any(path.iterdir()) and not is_run_dir(path):
+            raise InputError(f"output {path} is not a segment run or sweep directory (no model.json); refusing to replace it")
+    check_parent(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a fresh temporary directory; on success it replaces ``path`` in one step."""
+    check_run_target(path, overwrite)
+    remove_stale(path)
+    tmp = temp_sibling(path, "tmp")
+    with disk_errors(path):
+        tmp.mkdir()
+        try:
+            yield tmp
+            fsync_tree(tmp)
+            if path.exists():
+                if exchange(tmp, path):  # tmp now holds the previous outputs
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    old = temp_sibling(path, "old")
+                    os.rename(path, old)
+                    os.rename(tmp, path)
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, path)
+            fsync_dir(path.absolute().parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+
+@contextlib.contextmanager
+def write_run_dir(out: Path, overwrite: bool, metadata: dict[str, Any] | None = None) -> Iterator[RunWriter]:
+    """A ``RunWriter``; on success its files replace ``out`` in one step (see ``atomic_dir``)."""
+    with atomic_dir(out, overwrite) as tmp:
+        yield RunWriter(tmp, dict(metadata or {}))
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds one of our marker files (a run or a sweep)."""
+    return any((path / m).is_file() for m in MARKERS)
 
 
 @dataclass
 class RunDir:
+    """A run directory read back: its JSON files parsed, its Parquet files read when present."""
+
     path: Path
     metrics: dict[str, Any]
-    profiles: pl.DataFrame
+    profiles: pl.DataFrame | None
     impact: pl.DataFrame | None
     projection: pl.DataFrame | None
     describe: dict[str, Any] | None
     sweep: pl.DataFrame | None
     sweep_json: dict[str, Any] | None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def partitioned(self) -> bool:
+        return (self.path / PARTITIONS).is_dir()
 
 
 def read_json_file(path: Path) -> dict[str, Any]:
@@ -44,22 +175,23 @@ def read_parquet(path: Path) -> pl.DataFrame | None:
         raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
 
 
-def read_run(directory: str | Path) -> RunDir:
-    """The outputs of ``segment run`` in ``directory`` (metrics.json and profiles.parquet must exist)."""
+def check_version(path: Path, recorded: Any) -> None:
+    if recorded is not None and str(recorded) != FORMAT_VERSION:
+        raise InputError(f"{path}: written by a newer segment (format version {recorded}; this one reads "
+                         f"version {FORMAT_VERSION})")
+
+
+def read_run(directory: str | Path, need: Sequence[str] = (METRICS, PROFILES)) -> RunDir:
+    """The outputs of ``segment run`` in ``directory``; every file in ``need`` must exist."""
     path = Path(directory)
     if not path.is_dir():
         raise InputError(f"run directory not found: {path}")
-    if not (path / "metrics.json").is_file() or not (path / "profiles.parquet").is_file():
-        raise InputError(f"{path} is not a segment run directory (no metrics.json and profiles.parquet)")
-    optional_json = {name: read_json_file(path / name) if (path / name).is_file() else None
-                     for name in ("describe.json", "sweep.json")}
-    return RunDir(
-        path=path,
-        metrics=read_json_file(path / "metrics.json"),
-        profiles=read_parquet(path / "profiles.parquet"),
-        impact=read_parquet(path / "impact.parquet"),
-        projection=read_parquet(path / "projection.parquet"),
-        describe=optional_json["describe.json"],
-        sweep=read_parquet(path / "sweep.parquet"),
-        sweep_json=optional_json["sweep.json"],
-    )
+    for name in need:
+        if not (path / name).is_file():
+            raise InputError(f"{path} is not a segment run directory ({name} is missing)")
+    metrics = read_json_file(path / METRICS)
+    check_version(path / METRICS, metrics.get("format_version"))
+    optional = {name: read_json_file(path / name) if (path / name).is_file() else None for name in (DESCRIBE, SWEEP_JSON)}
+    return RunDir(path=path.resolve(), metrics=metrics, profiles=read_parquet(path / PROFILES),
+                  impact=read_parquet(path / IMPACT), projection=read_parquet(path / PROJECTION),
+                  describe=optional[DESCRIBE], sweep=read_parquet(path / SWEEP_TABLE), sweep_json=optional[SWEEP_JSON])

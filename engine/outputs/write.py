@@ -30,41 +30,34 @@ import polars as pl
 from engine.errors import InputError, OutputError
 
 ROW_GROUP_ROWS = 1_000_000
-PARTITION_DIR = "segments"  # --partition-by-segment: segments/segment=K/part-0.parquet
 FORMAT_VERSION = "1"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
 
-#: Files that mark a directory as ours: a run or a sweep (safe to replace with --overwrite).
-RUN_MARKERS = ("model.json", "metrics.json", "sweep.json")
-
-
-def check_target(path: Path, overwrite: bool, kind: str = "directory") -> None:
-    """Fail before any work if the output cannot be written.
-
-    ``--overwrite`` replaces an earlier run or sweep directory (one holding a ``RUN_MARKERS`` file)
-    or an empty directory, never an arbitrary one, and never the working directory or its parents.
-    """
+def check_not_cwd(path: Path) -> None:
     resolved, cwd = path.resolve(), Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
         raise InputError(f"output {path} is the working directory or one of its parents; name a new directory")
-    if path.exists():
-        is_dir = path.is_dir()
-        if kind == "directory" and not is_dir:
-            raise InputError(f"output {path} exists and is a file, not a directory")
-        if kind == "file" and is_dir:
-            raise InputError(f"output {path} is a directory; give a file name such as {path / 'segments.parquet'}")
-        if not overwrite:
-            raise InputError(f"output {path} already exists (use --overwrite to replace it)")
-        if is_dir and any(path.iterdir()) and not any((path / m).is_file() for m in RUN_MARKERS):
-            raise InputError(f"output {path} is not a segment run or sweep directory (no model.json); refusing to replace it")
+
+
+def check_parent(path: Path) -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise InputError(f"cannot write {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {path}: directory {parent} is not writable")
+
+
+def check_file_target(path: Path, overwrite: bool) -> None:
+    """Fail before any work if the output file cannot be written (``--overwrite`` replaces a file)."""
+    check_not_cwd(path)
+    if path.is_dir():
+        raise InputError(f"output {path} is a directory; give a file name such as {path / 'segments.parquet'}")
+    if path.exists() and not overwrite:
+        raise InputError(f"output {path} already exists (use --overwrite to replace it)")
+    check_parent(path)
 
 
 def temp_sibling(path: Path, role: str) -> Path:
@@ -128,37 +121,10 @@ def disk_errors(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success it replaces ``path`` in one step."""
-    check_target(path, overwrite, "directory")
-    remove_stale(path)
-    tmp = temp_sibling(path, "tmp")
-    with disk_errors(path):
-        tmp.mkdir()
-        try:
-            yield tmp
-            fsync_tree(tmp)
-            if path.exists():
-                if exchange(tmp, path):  # tmp now holds the previous outputs
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    old = temp_sibling(path, "old")
-                    os.rename(path, old)
-                    os.rename(tmp, path)
-                    shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, path)
-            fsync_dir(path.absolute().parent)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def atomic_file(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on success it replaces ``path``."""
     path = Path(path)
-    check_target(path, overwrite, "file")
+    check_file_target(path, overwrite)
     remove_stale(path)
     tmp = temp_sibling(path, "tmp")
     with disk_errors(path):

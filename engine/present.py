@@ -1,0 +1,159 @@
+"""Terminal tables and numbers: the one place that decides how a value looks on screen.
+
+The rules, the same in ``run``, ``sweep``, ``impact``, ``sql`` and ``describe``:
+
+* Ids print as written: ``12346``, never ``12,346`` (a column is an id when it is the run's id
+  column or its name says so: ``id``, ``ID``, ``*_id``, ``*ID``).
+* Other integers, and whole floats, print with thousands separators: ``1,204``; ``258``.
+* Ratios (shares, rates, ROI) print as percentages: ``448.8%``.
+* Other floats print with four significant digits, or as whole numbers from 1,000 up:
+  ``51.8``, ``0.1235``, ``68,117``.
+* A missing value prints as ``-``.
+
+May import: polars only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import polars as pl
+
+ID_NAME = re.compile(r"^(id|ID|Id|row_id|.*_id|.*ID|.*_Id)$")
+RATIO_NAME = re.compile(r"^(share|rate|roi|top10|top20|top25)$|.*_(share|rate|roi)$")
+DIGITS = 4
+
+
+def is_id(name: str, ids: Iterable[str] = ()) -> bool:
+    return name in set(ids) or bool(ID_NAME.match(name))
+
+
+def is_ratio(name: str) -> bool:
+    return bool(RATIO_NAME.match(name))
+
+
+def number(value: Any, *, as_id: bool = False, ratio: bool = False, digits: int = DIGITS) -> str:
+    """One value for a terminal (see the module's rules)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if as_id:
+        return str(value)
+    if ratio:
+        return percent(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if abs(value) >= 1000 or (value.is_integer() and abs(value) < 1e15):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1%}"
+
+
+def cells(frame: pl.DataFrame, ids: Iterable[str] = ()) -> list[list[str]]:
+    """Every value of ``frame`` as text, by the column's kind."""
+    ids = tuple(ids)
+    kinds = [(is_id(c, ids), is_ratio(c)) for c in frame.columns]
+    return [[number(v, as_id=i, ratio=r) for v, (i, r) in zip(row, kinds)] for row in frame.iter_rows()]
+
+
+def table(frame: pl.DataFrame, ids: Iterable[str] = ()) -> str:
+    """A table for a terminal: a header, a rule, text left-aligned and numbers right-aligned."""
+    text = [frame.schema[c] in (pl.String, pl.Categorical) for c in frame.columns]
+    return grid([str(c) for c in frame.columns], cells(frame, ids), text)
+
+
+def grid(header: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[bool]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) if t else v.rjust(w) for v, w, t in zip(values, widths, left)).rstrip()
+
+    lines = [line(header)]
+    lines.append("-" * len(lines[0]))
+    lines += [line(r) for r in rows]
+    return "\n".join(lines)
+
+
+def profiles(frame: pl.DataFrame, stat: str = "mean") -> str:
+    """The profile table: one row per feature, one column per segment."""
+    features = [c[: -len(stat) - 1] for c in frame.columns if c.endswith(f"_{stat}")]
+    header = ["segment"] + [str(s) for s in frame["segment"].to_list()]
+    rows = [["size"] + [number(v) for v in frame["size"].to_list()],
+            ["share"] + [percent(v) for v in frame["share"].to_list()]]
+    rows += [[f"{name} ({stat})"] + [number(v) for v in frame[f"{name}_{stat}"].to_list()] for name in features]
+    return grid(header, rows, [True] + [False] * (len(header) - 1))
+
+
+def names(frame: pl.DataFrame) -> str:
+    """One line per segment: its name and recommended action (and revenue share when declared)."""
+    lines = []
+    for row in frame.iter_rows(named=True):
+        extra = f", {percent(row['revenue_share'])} of revenue" if row.get("revenue_share") is not None else ""
+        lines.append(f"segment {row['segment']}: {row['name']} ({percent(row['share'])} of customers{extra}) "
+                     f"-> {row['action']}")
+    return "\n".join(lines)
+
+
+def run_summary(m: dict[str, Any], out: str, written: Sequence[str]) -> str:
+    """The closing lines of ``segment run``: metrics, the sweep's choice, the campaign, the files."""
+    sil = "n/a" if m["silhouette"] is None else f"{m['silhouette']:.4f}"
+    lines = [f"k={m['k']}  rows={number(m['rows'])}  dropped={number(m['rows_dropped'])}  "
+             f"inertia={m['inertia']:.6g}  silhouette={sil} (sample {number(m['silhouette_sample'])})  "
+             f"iterations={m['n_iter']}  time={m['seconds']['total']:.2f} s"]
+    if m["sweep"]:
+        lines.append(f"k chosen by sweep: {m['sweep']['reason']}")
+    impact = m["insight"].get("impact")
+    if impact:
+        e, best = impact["everyone"], impact["best_segment"]
+        lines.append(f"mass campaign: {number(e['customers'])} contacted, {number(e['responses'])} responses, "
+                     f"profit {number(float(e['profit']))}, ROI {percent(e['roi'])}; best segment {best['segment']}: "
+                     f"profit {number(float(best['profit']))}, ROI {percent(best['roi'])}")
+    lines.append(f"wrote {out}/: {', '.join(written)}")
+    return "\n".join(lines)
+
+
+def impact(frame: pl.DataFrame, summary: dict[str, Any]) -> str:
+    """The targeting table, then the mass campaign and the best cut-off."""
+    shown = frame.select("rank", "segment", "name", "customers", "responses", "cost", "revenue", "profit", "roi",
+                         "cum_response_share", "cum_profit")
+    e, cut = summary["everyone"], summary["best_cutoff"]
+    cost, revenue = summary["cost_per_contact"], summary["revenue_per_response"]
+    lines = [table(shown),
+             f"cost per contact {number(float(cost))}, revenue per response {number(float(revenue))}",
+             f"mass campaign: {number(e['customers'])} contacted x {number(float(cost))} = cost "
+             f"{number(float(e['cost']))}; {number(e['responses'])} responses x {number(float(revenue))} = revenue "
+             f"{number(float(e['revenue']))}; profit {number(float(e['profit']))}; ROI {percent(e['roi'])}"]
+    if cut:
+        lines.append(f"best cut-off: the top {cut['segments']} segment(s) by ROI, {number(cut['customers'])} "
+                     f"contacted, profit {number(float(cut['profit']))}, ROI {percent(cut['roi'])}, "
+                     f"{percent(cut['response_share'])} of responses")
+    return "\n".join(lines)
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """The input summary: one row per column, then the correlation matrix."""
+    cols = ["column", "type", "nulls", "distinct", "min", "max", "mean", "std", "p5", "p50", "p95", "skew"]
+    rows = [[number(e.get(c)) for c in cols] for e in summary["columns"]]
+    text = [f"{summary['input']}: {number(summary['rows'])} rows, {len(summary['columns'])} columns",
+            grid(cols, rows, [True, True] + [False] * (len(cols) - 2))]
+    corr = summary["correlation"]
+    if len(corr["columns"]) > 1:
+        header = ["correlation"] + corr["columns"]
+        body = [[a] + [number(v, digits=2) for v in row] for a, row in zip(corr["columns"], corr["matrix"])]
+        text += ["", grid(header, body, [True] + [False] * len(corr["columns"]))]
+    return "\n".join(text)
+
+
+def predict_summary(result: dict[str, Any], out: str) -> str:
+    sizes = ", ".join(f"{j}: {number(s)}" for j, s in enumerate(result["segment_sizes"]))
+    return (f"assigned {number(result['rows_used'])} of {number(result['rows'])} rows to {result['k']} segments "
+            f"({sizes}); wrote {out}")
