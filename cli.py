@@ -32,7 +32,7 @@ def engine_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         set_threads(kwargs.get("threads"))  # before the engine (and Polars) is imported
-        from engine.errors import InputError, SegmentError
+        from engine.errors import InputError, SegmentError  # the engine loads when a command runs, not for --help
 
         try:
             return func(*args, **kwargs)
@@ -170,7 +170,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
     """
     log = logger(quiet)
     if kind == "transactions":
-        from engine.synth.transactions import generate_transactions
+        from engine.synth.transactions import generate_transactions  # the engine loads when a command runs, not for --help
 
         if customers is None or rows is not None:
             raise InputProblem("--kind transactions takes --customers N (not --rows)")
@@ -182,7 +182,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
         return
     if rows is None or customers is not None:
         raise InputProblem("--kind customers takes --rows N (not --customers)")
-    from engine.synth.customers import generate_customers
+    from engine.synth.customers import generate_customers  # the engine loads when a command runs, not for --help
 
     summary = generate_customers(out, rows, segments=segments, seed=seed, spread=spread, overwrite=overwrite,
                                  progress=lambda done, total: log(f"generated {done:,} / {total:,} rows"))
@@ -220,8 +220,8 @@ def run(inputs, as_json, quiet, **options):
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
-    import engine.api
-    from engine import present
+    import engine.api  # the engine loads when a command runs, not for --help
+    from engine import present  # the engine loads when a command runs, not for --help
 
     result = engine.api.run(inputs, log=logger(quiet), **preset_of(options))
     if as_json:
@@ -255,8 +255,8 @@ def sweep(inputs, as_json, quiet, **options):
       segment sweep customers.parquet --spec customers --k 2..12 --out sweep/
       segment sweep data.csv --features Income,Recency --k 2..8 --compare gmm,ward,dbscan --out sweep/
     """
-    import engine.api
-    from engine import present
+    import engine.api  # the engine loads when a command runs, not for --help
+    from engine import present  # the engine loads when a command runs, not for --help
 
     result = engine.api.sweep(inputs, log=logger(quiet), **preset_of(options))
     if as_json:
@@ -285,8 +285,8 @@ def predict(model, inputs, as_json, quiet, **options):
     Example:
       segment predict run/ new_customers.parquet --out new_segments.parquet
     """
-    import engine.api
-    from engine import present
+    import engine.api  # the engine loads when a command runs, not for --help
+    from engine import present  # the engine loads when a command runs, not for --help
 
     result = engine.api.predict(model, inputs, log=logger(quiet), **options)
     click.echo(json.dumps(result, indent=2) if as_json else present.predict_summary(result, options["out"]))
@@ -308,7 +308,7 @@ def sql_command(run_dir, query, fmt, threads):
       segment sql run/ "SELECT segment, count(*) FROM segments GROUP BY 1 ORDER BY 1"
       segment sql run/ "SELECT * FROM customers WHERE segment = 3" --format csv > campaign.csv
     """
-    from engine.duck.views import id_columns, query_run, render
+    from engine.duck.views import id_columns, query_run, render  # the engine loads when a command runs, not for --help
 
     click.echo(render(query_run(run_dir, query, threads), fmt, id_columns(run_dir)))
 
@@ -330,8 +330,8 @@ def describe(inputs, columns, separator, sql, as_of, as_json):
       segment describe ../shared/data/marketing_campaign.csv --columns Income,Recency --json
       segment describe --sql "SELECT * FROM read_parquet('tx/*.parquet')"
     """
-    from engine import present
-    from engine.insight.describe import describe as describe_inputs
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.describe import describe as describe_inputs  # the engine loads when a command runs, not for --help
 
     summary = describe_inputs(list(inputs), comma_list(columns), separator, sql, as_of)
     click.echo(json.dumps(summary, indent=2) if as_json else present.describe(summary))
@@ -353,8 +353,8 @@ def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_j
     Example:
       segment impact run/ --cost-per-contact 2 --revenue-per-response 15
     """
-    from engine import present
-    from engine.insight.impact import recompute, write_impact
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.impact import recompute, write_impact  # the engine loads when a command runs, not for --help
 
     table, summary = recompute(run_dir, cost_per_contact, revenue_per_response)
     if out:
@@ -379,7 +379,7 @@ def report(run_dir, out, overwrite):
     Example:
       segment report run/ --out run/report.html
     """
-    from engine.insight.report import write_report
+    from engine.insight.report import write_report  # the engine loads when a command runs, not for --help
 
     path = write_report(run_dir, out, overwrite=overwrite or out is None)
     click.echo(f"wrote {path}")

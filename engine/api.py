@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from engine.duck.rfm import complete, rfm_spec, summary_line
-from engine.duck.source import open_source, source_facts
+from engine.duck.open import open_source, source_facts
 from engine.duck.views import write_database
 from engine.errors import InputError
 from engine.features.build import FeatureData, build_features

@@ -272,7 +272,7 @@ def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
     from engine.insight import profiles
     from engine.features.build import build_features
     from engine.features.spec import load_spec
-    from engine.duck.source import open_source
+    from engine.duck.open import open_source
 
     spec = load_spec("customers")
     inp = open_source([str(data_csv)], None, spec)

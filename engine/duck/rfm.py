@@ -31,12 +31,13 @@ bound through the ``params`` table, and the query runs sandboxed over the INPUT 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.duck import connect as duck
-from engine.errors import InputError
+from engine.errors import InputError, did_you_mean
 from engine.input.files import Input
 from engine.features.spec import Feature, FeatureSpec
 from engine.duck.source import INPUT_VIEW, PARAMS_TABLE, run_query
@@ -62,8 +63,6 @@ def complete(spec: FeatureSpec) -> FeatureSpec:
     """A spec with an RFM source and no declared features gets the RFM features and id column, and,
     unless it declares business measures, the RFM ones: revenue is monetary, recency, frequency
     and tenure the features of those names (so names and actions speak of value and lapse)."""
-    from dataclasses import replace
-
     if not spec.preset or not spec.auto:
         return spec
     features = tuple(Feature(n, n, log1p=n in LOG_FEATURES) for n in RFM_FEATURES)
@@ -141,8 +140,6 @@ def facts_sql(preset: dict[str, str]) -> str:
 
 def check_columns(con, preset: dict[str, str], where: str) -> None:
     """Every named column exists in the input (with a suggestion if not)."""
-    from engine.errors import did_you_mean
-
     columns = [row[0] for row in con.execute(f"DESCRIBE {duck.ident(INPUT_VIEW)}").fetchall()]
     for key in ("customer", "date", "amount", "order"):
         name = preset.get(key)

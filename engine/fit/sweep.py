@@ -35,6 +35,7 @@ from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
 from engine.fit.scores import adjusted_rand_score, sample_indices, score_partition
 from engine.options import COMPARE_SAMPLE, REPEATS, SEED, SWEEP_SILHOUETTE_SAMPLE
 from engine.outputs import rundir
+from engine.outputs.charts import sweep_figure, write_figure
 from engine.outputs.rundir import RunWriter
 
 STABLE = 0.8
@@ -221,8 +222,6 @@ def sweep_matrix(
 def write_sweep(out: RunWriter, outcome: SweepOutcome, params: dict[str, Any]) -> None:
     """sweep.parquet, sweep.json (table, recommended_k, reason, rule, parameters), sweep.html and
     sweep_chart.json (the Plotly figure, reused by the report) into the run directory ``out``."""
-    from engine.outputs.charts import sweep_figure, write_figure  # plotly: off the start-up path
-
     out.parquet(rundir.SWEEP_TABLE, outcome.table)
     out.json(rundir.SWEEP_JSON, {**outcome.summary(), "params": params})
     write_figure(sweep_figure(outcome.table, outcome.recommended_k, outcome.knee),

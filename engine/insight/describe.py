@@ -16,8 +16,9 @@ from typing import Any
 
 import polars as pl
 
-from engine.errors import InputError, did_you_mean
-from engine.errors import first_line
+from engine.duck.open import open_source
+from engine.errors import InputError, did_you_mean, first_line
+from engine.features.spec import FeatureSpec
 from engine.input.files import Input
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -145,9 +146,6 @@ def describe_input(inp: Input, columns: Sequence[str] | None = None, sample_ever
 def describe(inputs: Sequence[str], columns: Sequence[str] | None = None, separator: str | None = None,
              sql: str | None = None, as_of: str | None = None) -> dict[str, Any]:
     """``segment describe``: open the inputs (files, or a ``--sql`` query) lazily and summarise them."""
-    from engine.features.spec import FeatureSpec
-    from engine.duck.source import open_source
-
     return describe_input(open_source(inputs, separator, FeatureSpec(), sql, as_of), columns)
 
 

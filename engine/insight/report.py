@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from engine.outputs.write import atomic_file
+from engine.outputs import charts
 from engine.outputs.rundir import RunDir, read_run
 
 STYLE = """
@@ -104,9 +105,8 @@ def profile_features(run: RunDir) -> list[str]:
 
 def build_report(run: RunDir) -> str:
     """The report's HTML text."""
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # plotly: off the start-up path
 
-    from engine.outputs import charts
 
     m, profiles = run.metrics, run.profiles
     insight = m.get("insight") or {}

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from engine.errors import InputError, did_you_mean, first_line
 from engine.features.business import Business
-from engine.errors import InputError, did_you_mean
-from engine.errors import first_line
+from engine.fit.scores import sample_indices
+from engine.insight import describe as eda
+from engine.insight.impact import impact_summary, impact_table
+from engine.insight.profiles import profile_table
 from engine.outputs import rundir
 from engine.outputs.rundir import RunWriter
 
@@ -102,8 +106,6 @@ def projection(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, seed: int
     """A 2-D PCA of a uniform sample of the scaled rows (``pc1``, ``pc2``, ``segment``), with the
     explained variance and the centres in the same plane. Signs are fixed (largest loading
     positive) so reruns draw the same picture."""
-    from engine.fit.scores import sample_indices
-
     idx = sample_indices(X.shape[0], min(PROJECTION_SAMPLE, X.shape[0]), np.random.default_rng([seed, 7]))
     sample = X[idx].astype(np.float64)
     mean = sample.mean(axis=0)
@@ -141,12 +143,6 @@ class Insight:
     summary of the columns used and the PCA sample for the report."""
 
     def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int):
-        import pyarrow as pa
-
-        from engine.insight.describe import RUN_CORRELATION_ROWS, RUN_SAMPLE_ROWS, describe_input
-        from engine.insight.impact import impact_summary, impact_table
-        from engine.insight.profiles import profile_table
-
         spec, business = data.spec, data.spec.business
         if data.kept is None:
             segments = pl.Series(labels, dtype=pl.Int32)
@@ -166,8 +162,8 @@ class Insight:
             self.warnings.append("no impact.parquet: declare cost_per_contact and revenue_per_response in the spec's "
                                  "[business] or give --cost-per-contact and --revenue-per-response")
         self.projection, self.summary["projection"] = projection(data.X, labels, centers, seed)
-        every = max(1, -(-data.n_rows // RUN_SAMPLE_ROWS))
-        self.describe = describe_input(inp, used_columns(spec, data.fitted.levels), every, RUN_CORRELATION_ROWS)
+        every = max(1, -(-data.n_rows // eda.RUN_SAMPLE_ROWS))
+        self.describe = eda.describe_input(inp, used_columns(spec, data.fitted.levels), every, eda.RUN_CORRELATION_ROWS)
 
     def write(self, out: RunWriter) -> None:
         """profiles.parquet, impact.parquet and projection.parquet (with the outputs' key-value

@@ -13,7 +13,7 @@ import polars as pl
 
 def sweep_figure(table: pl.DataFrame, recommended_k: int, knee: int | None):
     """Elbow (SSE), silhouette with its 95% interval, and stability against k."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly: off the start-up path
     from plotly.subplots import make_subplots
 
     km = table.filter(pl.col("algorithm") == "kmeans").sort("k")
@@ -57,7 +57,7 @@ def segment_labels(profiles: pl.DataFrame) -> list[str]:
 
 def sizes_figure(profiles: pl.DataFrame):
     """Customers per segment, with the revenue share beside the customer share when declared."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly: off the start-up path
 
     labels = segment_labels(profiles)
     fig = go.Figure(go.Bar(x=profiles["share"].to_list(), y=labels, orientation="h", name="share of customers",
@@ -71,7 +71,7 @@ def sizes_figure(profiles: pl.DataFrame):
 
 def heatmap_figure(profiles: pl.DataFrame, features: list[str]):
     """Segment mean z-scores against the population, one column per feature."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly: off the start-up path
 
     z = [[row[f"{f}_z"] for f in features] for row in profiles.iter_rows(named=True)]
     means = [[row[f"{f}_mean"] for f in features] for row in profiles.iter_rows(named=True)]
@@ -87,7 +87,7 @@ def heatmap_figure(profiles: pl.DataFrame, features: list[str]):
 
 def projection_figure(projection: pl.DataFrame, profiles: pl.DataFrame, info: dict):
     """The PCA sample, one colour per segment, with the segment centres."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly: off the start-up path
 
     labels = segment_labels(profiles)
     fig = go.Figure()
@@ -110,7 +110,7 @@ def projection_figure(projection: pl.DataFrame, profiles: pl.DataFrame, info: di
 def gains_figure(impact: pl.DataFrame):
     """Cumulative share of responses and cumulative profit as segments are contacted in ROI order,
     against a mass campaign (everyone contacted; random targeting lies on the diagonal)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly: off the start-up path
     from plotly.subplots import make_subplots
 
     steps = impact.filter(pl.col("scope") != "everyone")
@@ -136,7 +136,7 @@ def gains_figure(impact: pl.DataFrame):
 
 def correlation_figure(correlation: dict):
     """The correlation matrix of the numeric input columns."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly: off the start-up path
 
     cols = correlation["columns"]
     fig = go.Figure(go.Heatmap(z=correlation["matrix"], x=cols, y=cols, colorscale="RdBu", reversescale=True,
