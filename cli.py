@@ -76,7 +76,7 @@ def bind(group, *, skip: tuple[str, ...] = ()):
             flag = meta.get("flag") or "--" + f.name.replace("_", "-")
             kwargs = {"help": meta.get("help"), "required": meta.get("required", False)}
             if meta.get("is_flag"):
-                kwargs["is_flag"] = True
+                kwargs.update(is_flag=True, default=bool(f.default))
             elif meta.get("choices"):
                 kwargs["type"] = click.Choice(meta["choices"])
             elif meta.get("kind") in (int, float):

@@ -142,7 +142,9 @@ def impact(frame: pl.DataFrame, summary: dict[str, Any]) -> str:
 def describe(summary: dict[str, Any]) -> str:
     """The input summary: one row per column, then the correlation matrix."""
     cols = ["column", "type", "nulls", "distinct", "min", "max", "mean", "std", "p5", "p50", "p95", "skew"]
-    rows = [[number(e.get(c)) for c in cols] for e in summary["columns"]]
+    counts = ("nulls", "distinct")  # an id column's statistics are ids too, its counts are not
+    rows = [[number(e.get(c), as_id=is_id(str(e["column"])) and c not in counts) for c in cols]
+            for e in summary["columns"]]
     text = [f"{summary['input']}: {number(summary['rows'])} rows, {len(summary['columns'])} columns",
             grid(cols, rows, [True, True] + [False] * (len(cols) - 2))]
     corr = summary["correlation"]
