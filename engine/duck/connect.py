@@ -86,7 +86,7 @@ def check_read_only(query: str, where: str) -> None:
         raise InputError(f"{where}: only a SELECT query is allowed here, not a {kind} statement")
 
 
-CSV_NULLS = ("", "NA", "N/A", "null", "NULL", "NaN", "nan")  # as engine/source.py reads CSV
+CSV_NULLS = ("", "NA", "N/A", "null", "NULL", "NaN", "nan")  # as engine/input/files.py reads CSV
 
 
 def scan_sql(files: Sequence[Path], fmt: str, separator: str | None = None, hive: bool = False) -> str:

@@ -20,7 +20,7 @@ sql = "SELECT customer_id, count(*) AS orders FROM input GROUP BY 1"
 ```
 Expressions are SQL (Polars' SQL dialect): arithmetic, CASE WHEN, GREATEST, LN, COALESCE, ...
 A ``[source]`` query runs in DuckDB with the inputs as the view ``input`` and no other file
-readable (see engine/sqlsource.py).
+readable (see engine/duck/source.py).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class Input:
 
     frame: pl.LazyFrame
     files: tuple[Path, ...]
-    format: str  # "parquet", "csv", or "sql" (a DuckDB query's result; see engine/sqlsource.py)
+    format: str  # "parquet", "csv", or "sql" (a DuckDB query's result; see engine/duck/source.py)
     separator: str | None = None
     query: str | None = None  # format "sql": the query that made ``frame``
     rows: int | None = None  # format "sql": rows of the (already computed) result
