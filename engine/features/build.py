@@ -491,30 +491,25 @@ def onehot_stats(method: str, counts: np.ndarray, n_kept: int) -> tuple[np.ndarr
     return np.zeros(len(counts)), np.ones(len(counts)), constant
 
 
-def build_features(
-    inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False
-) -> FeatureData:
-    """Read the input once and build the scaled float32 matrix.
+@dataclass
+class Cleaned:
+    """The feature columns after the missing-value policy: what the scan learned and the fill."""
 
-    The read collects float64 feature columns; numba kernels then count missing values, learn the
-    statistics and write the scaled float32 matrix in one blocked pass, each source column freed as
-    soon as it is no longer needed. With ``fitted`` (from a saved model) no statistics are
-    learned: the same clip bounds, medians, levels and scaler are applied, so ``predict`` sees the
-    training transform.
-    """
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    where = inp.label
-    spec = resolve_spec(spec, inp.schema(), where)
-    query = feature_query(inp, spec)
-    ids, cats, cols, nulls = read_columns(query, spec, inp.format != "csv", where)
-    seconds["read"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    n_rows = len(ids)
-    if n_rows == 0:
-        raise InputError(f"{where}: no rows")
-    if spec.id_col and not allow_duplicate_ids:
-        check_ids(ids, where)
+    clip: dict[str, tuple[float, float]]
+    tf: Transform  # clip bounds, flags and (with missing = median) the fill
+    stats: ColumnStats  # of the filled, transformed kept values
+    medians: dict[str, float]
+    missing: dict[str, int]  # missing (null, NaN or inf) values per feature
+    non_finite: dict[str, int]  # NaN or inf values per feature
+    warnings: list[str]
+
+
+def clean_columns(spec: FeatureSpec, cols: np.ndarray, nulls: list[int], fitted: FittedFeatures | None,
+                  where: str) -> Cleaned:
+    """Clip bounds, missing values and the policy: the rows kept (``drop``) or the gaps filled
+    with medians (``median``), and the moments of the result. With ``fitted``, the model's clip
+    bounds and medians are used."""
+    n_rows = cols.shape[0]
     names = [f.name for f in spec.features]
     clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols, where)
     tf = Transform.of(spec.features, clip)
@@ -542,60 +537,127 @@ def build_features(
         if missing:  # the moments again, with the gaps filled
             tf.fill[:] = [medians.get(n, np.nan) for n in names]
             stats = scan(cols, tf, False)
-    kept, n_kept = stats.kept, stats.n_kept
-    if n_kept == 0:
+    if stats.n_kept == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
-    levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
-    codes = level_codes(cats, levels, n_rows)
-    hot = [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
-    if spec.skipped:
-        warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
-                        "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
-    seconds["features"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if fitted:
-        columns, dropped = list(fitted.names), list(fitted.dropped)
-        unknown = [c for c in columns if c not in names and c not in {h[2] for h in hot}]
-        if unknown:
-            raise InputError(f"{where}: model feature {unknown[0]!r} cannot be built from this input")
-        scaler = fitted.scaler
-        center_of = dict(zip(columns, scaler.center))
-        scale_of = dict(zip(columns, scaler.scale))
-    else:
-        per_column = [kernels.level_counts(codes[:, c], len(lvls), kept) for c, lvls in enumerate(levels.values())]
-        hot_counts = np.concatenate(per_column) if per_column else np.zeros(0, dtype=np.int64)
-        center, scale, constant = numeric_stats(spec.scale, cols, tf, stats)
-        h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, n_kept)
-        all_names = names + [h[2] for h in hot]
-        center_of = dict(zip(all_names, [*center, *h_center]))
-        scale_of = dict(zip(all_names, [*scale, *h_scale]))
-        dropped = [n for n, c in zip(all_names, [*constant, *h_constant]) if c]
-        columns = [n for n in all_names if n not in dropped]
-        if dropped:
-            warnings.append(f"constant feature(s) dropped: {', '.join(dropped)}")
-        if not columns:
-            raise InputError(f"{where}: every feature is constant; nothing to segment on")
-        scaler = Scaler(spec.scale, tuple(float(center_of[c]) for c in columns),
-                        tuple(float(scale_of[c]) for c in columns))
-    chosen = set(columns)
+    return Cleaned(clip, tf, stats, medians, missing, non_finite, warnings)
+
+
+@dataclass
+class Layout:
+    """The matrix columns, in order, with the centre and scale of each (numeric and one-hot)."""
+
+    columns: list[str]
+    dropped: list[str]  # constant features left out
+    scaler: Scaler
+    center_of: dict[str, float]
+    scale_of: dict[str, float]
+
+
+def model_layout(fitted: FittedFeatures, names: list[str], hot: list[tuple[int, int, str]], where: str) -> Layout:
+    """The saved model's columns and scaler, checked against the features this input gives."""
+    columns, dropped = list(fitted.names), list(fitted.dropped)
+    unknown = [c for c in columns if c not in names and c not in {h[2] for h in hot}]
+    if unknown:
+        raise InputError(f"{where}: model feature {unknown[0]!r} cannot be built from this input")
+    scaler = fitted.scaler
+    return Layout(columns, dropped, scaler, dict(zip(columns, scaler.center)), dict(zip(columns, scaler.scale)))
+
+
+def fit_layout(spec: FeatureSpec, cols: np.ndarray, clean: Cleaned, codes: np.ndarray,
+               levels: dict[str, tuple[str, ...]], hot: list[tuple[int, int, str]], where: str) -> Layout:
+    """Learn the scaler of the numeric and one-hot columns over the kept rows and leave out the
+    constant ones (a warning names them)."""
+    names = [f.name for f in spec.features]
+    stats = clean.stats
+    per_column = [kernels.level_counts(codes[:, c], len(lvls), stats.kept) for c, lvls in enumerate(levels.values())]
+    hot_counts = np.concatenate(per_column) if per_column else np.zeros(0, dtype=np.int64)
+    center, scale, constant = numeric_stats(spec.scale, cols, clean.tf, stats)
+    h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, stats.n_kept)
+    all_names = names + [h[2] for h in hot]
+    center_of = dict(zip(all_names, [*center, *h_center]))
+    scale_of = dict(zip(all_names, [*scale, *h_scale]))
+    dropped = [n for n, c in zip(all_names, [*constant, *h_constant]) if c]
+    columns = [n for n in all_names if n not in dropped]
+    if dropped:
+        clean.warnings.append(f"constant feature(s) dropped: {', '.join(dropped)}")
+    if not columns:
+        raise InputError(f"{where}: every feature is constant; nothing to segment on")
+    scaler = Scaler(spec.scale, tuple(float(center_of[c]) for c in columns),
+                    tuple(float(scale_of[c]) for c in columns))
+    return Layout(columns, dropped, scaler, center_of, scale_of)
+
+
+def scaled_matrix(cols: np.ndarray, names: list[str], clean: Cleaned, codes: np.ndarray,
+                  hot: list[tuple[int, int, str]], layout: Layout) -> np.ndarray:
+    """The scaled float32 matrix of the kept rows, its columns in ``layout.columns`` order."""
+    tf, kept = clean.tf, clean.stats.kept
+    center_of, scale_of = layout.center_of, layout.scale_of
+    chosen = set(layout.columns)
     num_index = [j for j, n in enumerate(names) if n in chosen]
     hot_used = [h for h in hot if h[2] in chosen]
     sub = np.array(num_index, dtype=np.int64)
     order = [names[j] for j in num_index] + [h[2] for h in hot_used]
-    X = np.empty((n_kept, len(order)), dtype=np.float32)
+    X = np.empty((clean.stats.n_kept, len(order)), dtype=np.float32)
     kernels.write_matrix(
         cols, sub, tf.lo, tf.hi, tf.flags, tf.fill,
         np.array([center_of[names[j]] for j in num_index]), np.array([scale_of[names[j]] for j in num_index]),
         codes, np.array([h[0] for h in hot_used], dtype=np.int64), np.array([h[1] for h in hot_used], dtype=np.int32),
         np.array([center_of[h[2]] for h in hot_used]), np.array([scale_of[h[2]] for h in hot_used]), kept, X)
-    del cols
-    if order != columns:  # a model's column order (always numeric first, as built here)
-        X = np.ascontiguousarray(X[:, [order.index(c) for c in columns]])
-    seconds["scale"] = time.perf_counter() - t0
-    fitted = FittedFeatures(tuple(columns), clip, medians, levels, scaler, tuple(dropped))
+    if order != layout.columns:  # a model's column order (always numeric first, as built here)
+        X = np.ascontiguousarray(X[:, [order.index(c) for c in layout.columns]])
+    return X
+
+
+def original_frame(query: FeatureQuery, spec: FeatureSpec, levels: dict[str, tuple[str, ...]],
+                   kept: np.ndarray) -> pl.LazyFrame:
+    """The kept rows' features in original units and their one-hot columns, as a lazy re-read."""
     original = query.all().drop([ROW_ID if spec.id_col is None else spec.id_col]).with_columns(one_hot_exprs(levels))
     original = original.drop([c.column for c in spec.categorical])
     if kept.size:
         original = original.filter(pl.Series(kept))
+    return original
+
+
+def build_features(
+    inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False
+) -> FeatureData:
+    """Read the input once and build the scaled float32 matrix.
+
+    The read collects float64 feature columns; numba kernels then count missing values, learn the
+    statistics and write the scaled float32 matrix in one blocked pass, each source column freed as
+    soon as it is no longer needed. With ``fitted`` (from a saved model) no statistics are
+    learned: the same clip bounds, medians, levels and scaler are applied, so ``predict`` sees the
+    training transform.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    where = inp.label
+    spec = resolve_spec(spec, inp.schema(), where)
+    query = feature_query(inp, spec)
+    ids, cats, cols, nulls = read_columns(query, spec, inp.format != "csv", where)
+    seconds["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_rows = len(ids)
+    if n_rows == 0:
+        raise InputError(f"{where}: no rows")
+    if spec.id_col and not allow_duplicate_ids:
+        check_ids(ids, where)
+    names = [f.name for f in spec.features]
+    clean = clean_columns(spec, cols, nulls, fitted, where)
+    kept = clean.stats.kept
+    levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
+    codes = level_codes(cats, levels, n_rows)
+    hot = [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
+    if spec.skipped:
+        clean.warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
+                              "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
+    seconds["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    layout = model_layout(fitted, names, hot, where) if fitted else fit_layout(spec, cols, clean, codes, levels, hot, where)
+    X = scaled_matrix(cols, names, clean, codes, hot, layout)
+    del cols
+    seconds["scale"] = time.perf_counter() - t0
+    fitted = FittedFeatures(tuple(layout.columns), clean.clip, clean.medians, levels, layout.scaler, tuple(layout.dropped))
+    original = original_frame(query, spec, levels, kept)
     return FeatureData(X, ids, kept if kept.size else None, original, spec, fitted,
-                       n_rows, missing, non_finite, warnings, seconds)
+                       n_rows, clean.missing, clean.non_finite, clean.warnings, seconds)
