@@ -1,10 +1,11 @@
 """Spec -> Polars expressions -> one float32 matrix.
 
 Each feature is a Polars SQL expression over the input, read lazily (only the columns it uses,
-text numbers parsed) as a float64 column into one Fortran-ordered array. The numba kernels in
-``kernels/transform.py`` then count missing values, apply the missing-value policy, clipping and
-log1p, learn the scaler and write the scaled C-ordered float32 matrix, in two passes over
-row chunks; one-hot columns come from int32 level codes in the same passes.
+text numbers parsed) as a float64 column into one Fortran-ordered array. The numba kernels then
+count missing values and learn the moments (``kernels.moments``), apply the missing-value
+policy, clipping and log1p (``kernels.transform``) and write the scaled C-ordered float32 matrix
+(``kernels.matrix``), in two passes over row chunks; one-hot columns come from int32 level codes
+(counted by ``kernels.levels``) in the same passes.
 
 Fitted statistics (clip bounds, medians, category levels, scaler) are returned in
 ``FittedFeatures`` and saved with the model, so ``predict`` rebuilds the same matrix.
@@ -344,62 +345,35 @@ def check_log1p(features: tuple[Feature, ...], lows: np.ndarray, clip: dict, whe
 
 @dataclass
 class Transform:
-    """Per numeric column: clip bounds, transform flags and the missing-value fill (NaN: none)."""
+    """Per numeric column: a row of ``params`` (clip bounds ``kernels.LO``, ``kernels.HI`` and the
+    missing-value fill ``kernels.FILL``, NaN: none) and a flag word (``kernels.CLIP | LOG1P``)."""
 
-    lo: np.ndarray
-    hi: np.ndarray
-    flags: np.ndarray
-    fill: np.ndarray
+    params: np.ndarray  # (columns, 3) float64
+    flags: np.ndarray  # (columns,) int64
 
     @classmethod
     def of(cls, features: tuple[Feature, ...], clip: dict[str, tuple[float, float]]) -> Transform:
         d = len(features)
-        lo, hi = np.zeros(d), np.zeros(d)
+        params = np.zeros((d, kernels.N_PARAMS))
+        params[:, kernels.FILL] = np.nan
         flags = np.zeros(d, dtype=np.int64)
         for j, f in enumerate(features):
             if f.name in clip:
-                lo[j], hi[j] = clip[f.name]
+                params[j, kernels.LO], params[j, kernels.HI] = clip[f.name]
                 flags[j] |= kernels.CLIP
             if f.log1p:
                 flags[j] |= kernels.LOG1P
-        return cls(lo, hi, flags, np.full(d, np.nan))
+        return cls(params, flags)
 
     def column(self, cols: np.ndarray, j: int) -> np.ndarray:
         """Column j after fill and transforms (NaN where still missing)."""
-        out = np.empty(cols.shape[0])
-        kernels.transformed(cols[:, j], self.lo[j], self.hi[j], self.flags[j], self.fill[j], out)
-        return out
+        return kernels.transformed(cols[:, j], self.params[j], self.flags[j])
 
 
-@dataclass
-class ColumnStats:
-    """What one pass over the feature columns learns (``kernels.column_stats``)."""
-
-    kept: np.ndarray  # bool mask over rows; empty when every row is kept
-    n_kept: int
-    bad: np.ndarray  # per column: values that are not finite (nulls included)
-    lows: np.ndarray  # per column: smallest finite raw value (inf when none)
-    mean: np.ndarray  # per column, over the kept rows' filled and transformed values
-    m2: np.ndarray  # sum of squared deviations from ``mean``
-    constant: np.ndarray  # smallest == largest of those values
-
-
-def scan(cols: np.ndarray, tf: Transform, drop: bool) -> ColumnStats:
+def scan(cols: np.ndarray, tf: Transform, drop: bool) -> kernels.ColumnMoments:
     """Missing values, the kept rows (with ``drop``: every feature finite) and the moments of the
     transformed kept values, in one pass over the columns."""
-    n, d = cols.shape
-    nc = kernels.chunk_count(n, d)
-    kept = np.empty(n if drop else 0, dtype=np.bool_)
-    bad = np.empty((nc, d), dtype=np.int64)
-    counts = np.empty(nc, dtype=np.int64)
-    lows, means, m2s, tmins, tmaxs = (np.empty((nc, d)) for _ in range(5))
-    kernels.column_stats(cols, tf.lo, tf.hi, tf.flags, tf.fill, drop, nc, kept, bad, lows, counts, means, m2s,
-                         tmins, tmaxs)
-    n_kept, mean, m2 = kernels.merge_moments(counts, means, m2s)
-    if n_kept == n:
-        kept = np.zeros(0, dtype=np.bool_)
-    return ColumnStats(kept, int(n_kept), bad.sum(axis=0), lows.min(axis=0), mean, m2,
-                       tmins.min(axis=0) >= tmaxs.max(axis=0))
+    return kernels.column_stats(cols, tf.params, tf.flags, drop)
 
 
 def fit_medians(names: list[str], cols: np.ndarray, tf: Transform, where: str) -> dict[str, float]:
@@ -447,7 +421,8 @@ def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
     ]
 
 
-def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: ColumnStats) -> tuple[np.ndarray, ...]:
+def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: kernels.ColumnMoments
+                  ) -> tuple[np.ndarray, ...]:
     """Centre, scale and constant flags of the transformed numeric columns over the kept rows.
 
     Standard: mean and standard deviation (ddof=0) from the chunk moments merged in a fixed
@@ -456,15 +431,16 @@ def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: ColumnSta
     largest kept values are equal.
     """
     d = cols.shape[1]
+    constant = stats.tmin >= stats.tmax
     if method == "standard":
-        return stats.mean, np.sqrt(stats.m2 / stats.n_kept), stats.constant
+        return stats.mean, np.sqrt(stats.m2 / stats.n_kept), constant
     center, scale = np.zeros(d), np.ones(d)
     if method == "robust":
         for j in range(d):
             values = tf.column(cols, j)
             q1, q2, q3 = linear_quantiles(values[stats.kept] if stats.kept.size else values, [0.25, 0.5, 0.75])
             center[j], scale[j] = q2, (q3 - q1) if q3 > q1 else 1.0
-    return center, scale, stats.constant
+    return center, scale, constant
 
 
 def binary_quantile(zeros: int, n: int, q: float) -> float:
@@ -497,7 +473,7 @@ class Cleaned:
 
     clip: dict[str, tuple[float, float]]
     tf: Transform  # clip bounds, flags and (with missing = median) the fill
-    stats: ColumnStats  # of the filled, transformed kept values
+    stats: kernels.ColumnMoments  # of the filled, transformed kept values
     medians: dict[str, float]
     missing: dict[str, int]  # missing (null, NaN or inf) values per feature
     non_finite: dict[str, int]  # NaN or inf values per feature
@@ -523,7 +499,7 @@ def clean_columns(spec: FeatureSpec, cols: np.ndarray, nulls: list[int], fitted:
     empty = [n for n, c in missing.items() if c == n_rows]
     if empty and fitted is None:
         raise InputError(f"{where}: feature {empty[0]!r} has no values (all {n_rows:,} rows are missing or not finite)")
-    check_log1p(spec.features, stats.lows, clip, where)
+    check_log1p(spec.features, stats.low, clip, where)
     listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
     if missing and spec.missing == "error":
         raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
@@ -535,7 +511,7 @@ def clean_columns(spec: FeatureSpec, cols: np.ndarray, nulls: list[int], fitted:
         if unknown:
             raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
         if missing:  # the moments again, with the gaps filled
-            tf.fill[:] = [medians.get(n, np.nan) for n in names]
+            tf.params[:, kernels.FILL] = [medians.get(n, np.nan) for n in names]
             stats = scan(cols, tf, False)
     if stats.n_kept == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
@@ -569,8 +545,8 @@ def fit_layout(spec: FeatureSpec, cols: np.ndarray, clean: Cleaned, codes: np.nd
     constant ones (a warning names them)."""
     names = [f.name for f in spec.features]
     stats = clean.stats
-    per_column = [kernels.level_counts(codes[:, c], len(lvls), stats.kept) for c, lvls in enumerate(levels.values())]
-    hot_counts = np.concatenate(per_column) if per_column else np.zeros(0, dtype=np.int64)
+    hot_counts = kernels.level_counts(codes, np.array([len(lvls) for lvls in levels.values()], dtype=np.int64),
+                                      stats.kept)
     center, scale, constant = numeric_stats(spec.scale, cols, clean.tf, stats)
     h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, stats.n_kept)
     all_names = names + [h[2] for h in hot]
@@ -591,18 +567,13 @@ def scaled_matrix(cols: np.ndarray, names: list[str], clean: Cleaned, codes: np.
                   hot: list[tuple[int, int, str]], layout: Layout) -> np.ndarray:
     """The scaled float32 matrix of the kept rows, its columns in ``layout.columns`` order."""
     tf, kept = clean.tf, clean.stats.kept
-    center_of, scale_of = layout.center_of, layout.scale_of
     chosen = set(layout.columns)
-    num_index = [j for j, n in enumerate(names) if n in chosen]
+    use = [j for j, n in enumerate(names) if n in chosen]
     hot_used = [h for h in hot if h[2] in chosen]
-    sub = np.array(num_index, dtype=np.int64)
-    order = [names[j] for j in num_index] + [h[2] for h in hot_used]
-    X = np.empty((clean.stats.n_kept, len(order)), dtype=np.float32)
-    kernels.write_matrix(
-        cols, sub, tf.lo, tf.hi, tf.flags, tf.fill,
-        np.array([center_of[names[j]] for j in num_index]), np.array([scale_of[names[j]] for j in num_index]),
-        codes, np.array([h[0] for h in hot_used], dtype=np.int64), np.array([h[1] for h in hot_used], dtype=np.int32),
-        np.array([center_of[h[2]] for h in hot_used]), np.array([scale_of[h[2]] for h in hot_used]), kept, X)
+    order = [names[j] for j in use] + [h[2] for h in hot_used]
+    scaling = np.array([(layout.center_of[c], layout.scale_of[c]) for c in order], dtype=np.float64).reshape(-1, 2)
+    hot_table = np.array([(h[0], h[1]) for h in hot_used], dtype=np.int64).reshape(-1, 2)
+    X = kernels.write_matrix(cols, np.array(use, dtype=np.int64), tf.params, tf.flags, scaling, codes, hot_table, kept)
     if order != layout.columns:  # a model's column order (always numeric first, as built here)
         X = np.ascontiguousarray(X[:, [order.index(c) for c in layout.columns]])
     return X
