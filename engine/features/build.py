@@ -251,6 +251,29 @@ def feature_query(inp: Input, spec: FeatureSpec) -> FeatureQuery:
     return FeatureQuery(cleaned_frame(inp.frame, schema, numeric, exprs), id_expr, exprs, cats)
 
 
+def expression_columns(text: str) -> list[str]:
+    """The input columns a SQL expression reads (none when it does not parse: its own check
+    reports that, with its name)."""
+    try:
+        return pl.sql_expr(text).meta.root_names()
+    except Exception:  # Polars raises several types for SQL parse errors
+        return []
+
+
+def response_warnings(spec: FeatureSpec) -> list[str]:
+    """A warning for each feature (or categorical column) that reads the business response: the
+    segments would then be built on the outcome their response lift measures, partly circular."""
+    if spec.business.response is None:
+        return []
+    response = set(expression_columns(spec.business.response))
+    uses = [(f"feature {f.name!r}", [c for c in dict.fromkeys(expression_columns(f.expr)) if c in response])
+            for f in spec.features]
+    uses += [(f"categorical column {c.column!r}", [c.column] if c.column in response else []) for c in spec.categorical]
+    return [f"{what} reads the business response column {', '.join(map(repr, cols))}: segments built on it make "
+            "the response lift per segment partly circular (leave the response out of the features)"
+            for what, cols in uses if cols]
+
+
 def collect(query: pl.LazyFrame, where: str) -> pl.DataFrame:
     try:
         return query.collect()
@@ -622,6 +645,7 @@ def build_features(
     if spec.skipped:
         clean.warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
                               "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
+    clean.warnings += response_warnings(spec)
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     layout = model_layout(fitted, names, hot, where) if fitted else fit_layout(spec, cols, clean, codes, levels, hot, where)
