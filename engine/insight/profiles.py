@@ -146,15 +146,15 @@ def aggregates(cols: list[str], out_names: list[str], measures: dict[str, str], 
     return Aggregates(exact, heavy, pop, pop_heavy, everyone)
 
 
-def median_rows(frame: pl.LazyFrame, seg: pl.LazyFrame, segments: pl.Series) -> tuple[pl.LazyFrame, int]:
+def median_rows(frame: pl.LazyFrame, seg: pl.LazyFrame, segments: pl.Series, seed: int) -> tuple[pl.LazyFrame, int]:
     """The segmented rows that medians and revenue concentration sort, and how many rows are
     segmented: all of them up to ``EXACT_ROWS``, above it a uniform sample of ``SAMPLE_ROWS``
-    input rows (means, sums and counts stay exact)."""
+    input rows drawn with the run's seed (means, sums and counts stay exact)."""
     n_seg = len(segments) - segments.null_count()
     if n_seg <= EXACT_ROWS:
         return seg, n_seg
     pick = np.zeros(len(segments), dtype=bool)
-    pick[sample_indices(len(segments), SAMPLE_ROWS, np.random.default_rng(0))] = True
+    pick[sample_indices(len(segments), SAMPLE_ROWS, np.random.default_rng(seed))] = True
     return frame.filter(pl.Series(pick)).filter(pl.col(SEGMENT).is_not_null()), n_seg
 
 
@@ -240,13 +240,14 @@ def overall_figures(total: dict[str, Any], population: dict[str, Any], n_seg: in
 
 
 def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], segments: pl.Series,
-                  k: int) -> Profiles:
+                  k: int, seed: int) -> Profiles:
     """One row per segment: ``segment``, ``name``, ``action``, ``size``, ``share``; per feature
     ``{f}_mean``, ``{f}_median`` (original units: before clipping, log1p and scaling; one-hot
     columns give the share of the level) and ``{f}_z`` (the segment mean's z-score against the
     population); then the business columns declared in the spec (see README, Output schemas).
 
-    ``segments`` holds one label per input row, null for rows dropped for missing values."""
+    ``segments`` holds one label per input row, null for rows dropped for missing values; ``seed``
+    (the run's) draws the median sample above ``EXACT_ROWS`` segmented rows."""
     business = spec.business
     features = [f.name for f in spec.features] + [e.meta.output_name() for e in one_hot_exprs(levels)]
     measures = business.measures()
@@ -255,7 +256,7 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
     out_names = features + summarised
     frame = profile_frame(inp, spec, levels, segments)
     seg = frame.filter(pl.col(SEGMENT).is_not_null())
-    sampled, n_seg = median_rows(frame, seg, segments)
+    sampled, n_seg = median_rows(frame, seg, segments, seed)
     agg = aggregates(cols, out_names, measures, business)
     grouped, population, total = run_aggregates(agg, frame, seg, sampled, inp.label)
     population.update(combine(grouped, out_names, measures))
