@@ -95,3 +95,11 @@ def take_rows(X, idx, out):
         row = idx[r]
         for f in range(d):
             out[r, f] = X[row, f]
+
+
+@njit(cache=True, **PARALLEL)
+def put_column(cols, j, src):
+    """cols[:, j] = src on every thread: the copy is bound by first touches of fresh pages, which
+    run in parallel."""
+    for i in prange(src.shape[0]):
+        cols[i, j] = src[i]

@@ -270,23 +270,48 @@ def kept_rows(n, kept):
     return [i for i in range(n) if kept.size == 0 or kept[i]]
 
 
-def feature_matrix(cols, lo, hi, flags, fill, center, scale, use, kept):
-    """The scaled float32 matrix from float64 feature columns, one value at a time:
-    missing (not finite) -> fill; clip (flag 1); log1p (flag 2); (v - center) / scale;
-    rows with kept False left out (an empty ``kept`` keeps every row)."""
+def column_value(cols, i, j, params, flags):
+    """Row i of feature column j through ``transformed_value`` with its row of the parameter
+    table (lo, hi, fill) and its flag word."""
+    lo, hi, fill = (float(x) for x in params[j])
+    return transformed_value(float(cols[i, j]), lo, hi, int(flags[j]), fill)
+
+
+def feature_matrix(cols, params, flags, scaling, use, kept, codes=None, hot=()):
+    """The scaled float32 matrix from float64 feature columns, one value at a time: output
+    column t is source column use[t] (missing -> fill; clip, flag 1; log1p, flag 2), then
+    (v - scaling[t, 0]) / scaling[t, 1]; output column len(use) + m is 1 where codes[:, hot[m][0]]
+    equals hot[m][1], else 0, scaled with scaling[len(use) + m]. Rows with kept False are left
+    out (an empty ``kept`` keeps every row)."""
     rows = kept_rows(cols.shape[0], kept)
-    out = np.empty((len(rows), len(use)), dtype=np.float32)
+    out = np.empty((len(rows), len(use) + len(hot)), dtype=np.float32)
     for r, i in enumerate(rows):
         for t, j in enumerate(use):
-            v = transformed_value(float(cols[i, j]), lo[j], hi[j], flags[j], fill[j])
-            out[r, t] = np.float32((v - center[t]) / scale[t])
+            v = column_value(cols, i, j, params, flags)
+            out[r, t] = np.float32((v - scaling[t][0]) / scaling[t][1])
+        for m, (col, level) in enumerate(hot):
+            v = 1.0 if codes[i, col] == level else 0.0
+            out[r, len(use) + m] = np.float32((v - scaling[len(use) + m][0]) / scaling[len(use) + m][1])
     return out
 
 
-def transformed_moments(cols, lo, hi, flags, fill, kept):
+def transformed_moments(cols, params, flags, kept):
     """Per column over the kept rows: mean, population standard deviation, min and max of the
     filled and transformed values (plain float64 numpy)."""
     d = cols.shape[1]
-    values = np.array([[transformed_value(float(cols[i, j]), lo[j], hi[j], flags[j], fill[j]) for j in range(d)]
+    values = np.array([[column_value(cols, i, j, params, flags) for j in range(d)]
                        for i in kept_rows(cols.shape[0], kept)])
     return values.mean(axis=0), values.std(axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def level_counts(codes, n_levels, kept):
+    """Kept rows per level of each codes column, the columns one after the other (codes outside
+    0..n_levels[c] - 1 are not counted)."""
+    out = []
+    for c, levels in enumerate(n_levels):
+        counts = [0] * int(levels)
+        for i in kept_rows(codes.shape[0], kept):
+            if 0 <= codes[i, c] < levels:
+                counts[codes[i, c]] += 1
+        out += counts
+    return np.array(out, dtype=np.int64)

@@ -46,7 +46,6 @@ def independent_matrix(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     f = frame.filter(pl.Series(kept))
     income = f["Income"].to_numpy().astype(np.float64)
     lo, hi = np.quantile(frame["Income"].drop_nulls().to_numpy().astype(np.float64), [0.0, 0.99], method="linear")
-    response = f["Response"].cast(pl.String).str.strip_chars().cast(pl.Float64).to_numpy()
     col = lambda name: f[name].to_numpy().astype(np.float64)  # noqa: E731
     raw = np.column_stack([
         2014 - col("Year_Birth"),
@@ -59,7 +58,7 @@ def independent_matrix(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         col("NumStorePurchases"),
         col("NumWebVisitsMonth"),
         col("Recency"),
-        sum(col(f"AcceptedCmp{i}") for i in range(1, 6)) + response,
+        sum(col(f"AcceptedCmp{i}") for i in range(1, 6)),  # not Response: the business response
     ])
     return kept, (raw - raw.mean(axis=0)) / raw.std(axis=0, ddof=0)
 

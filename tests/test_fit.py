@@ -119,6 +119,47 @@ def test_lloyd_relocates_several_empty_clusters():
     assert np.array_equal(np.unique(state.labels), np.arange(6))
 
 
+def counting_passes(monkeypatch) -> list[int]:
+    """Counts the calls of the Lloyd-pass kernel (one per block per pass; ArraySource has one block)."""
+    import kernels
+
+    calls: list[int] = []
+    real = kernels.lloyd_pass
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(kernels, "lloyd_pass", counted)
+    return calls
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+def test_lloyd_runs_at_most_max_iter_passes(max_iter, monkeypatch):
+    """``max_iter`` counts passes over the data, the last one assigning the rows to the returned
+    centres; n_iter reports them."""
+    X, _ = blobs(5000, 4, 5, seed=11, std=2.0)
+    centers = X[:5].astype(np.float64)  # five rows of the data: far from converged after 3 passes
+    calls = counting_passes(monkeypatch)
+    state = lloyd(ArraySource(X), centers, max_iter, 0.0)
+    assert len(calls) == state.n_iter == max_iter
+    assert np.array_equal(state.labels, naive.assign(X, state.centers)[0])
+    unlimited = lloyd(ArraySource(X), centers, 300, 0.0)
+    assert unlimited.n_iter > 3  # the limit, not convergence, stopped the passes above
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_fit_params_max_iter_bounds_every_lloyd_run(max_iter, monkeypatch):
+    """Restarts on the sample, the subsample and the full-data refinement each run at most
+    ``FitParams.max_iter`` passes."""
+    X, _ = blobs(20_000, 4, 5, seed=12, std=2.0)
+    calls = counting_passes(monkeypatch)
+    res = fit_kmeans(ArraySource(X), FitParams(k=5, n_init=2, init_sample=2_000, mid_sample_min=4_000, max_iter=max_iter))
+    assert [r["sample_iter"] for r in res.restarts] == [max_iter, max_iter]
+    assert res.n_iter == max_iter
+    assert len(calls) == 4 * max_iter  # two restarts, the subsample, the full data
+
+
 def test_lloyd_with_one_pass_returns_labels_of_the_returned_centres():
     # The docstring promises labels/distances of the returned centres, also when the only
     # allowed pass finds an empty cluster and relocates it.

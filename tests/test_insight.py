@@ -280,10 +280,10 @@ def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
     labels = np.arange(data.X.shape[0], dtype=np.int32) % 3
     values = labels[np.where(data.kept, np.cumsum(data.kept) - 1, 0)]
     segments = pl.Series(values, dtype=pl.Int32).set(pl.Series(~data.kept), None)
-    exact = profiles.profile_table(inp, data.spec, {}, segments, 3)
+    exact = profiles.profile_table(inp, data.spec, {}, segments, 3, 0)
     monkeypatch.setattr(profiles, "EXACT_ROWS", 1000)
     monkeypatch.setattr(profiles, "SAMPLE_ROWS", 1500)
-    sampled = profiles.profile_table(inp, data.spec, {}, segments, 3)
+    sampled = profiles.profile_table(inp, data.spec, {}, segments, 3, 0)
     assert exact.overall["median_sample"] is None and sampled.overall["median_sample"] == 1500
     e, s = exact.table, sampled.table
     for column in ("size", "income_mean", "revenue_sum", "revenue_share", "responses"):
@@ -291,6 +291,32 @@ def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
     assert s["income_median"].to_list() != e["income_median"].to_list()  # estimated, not copied
     assert s["income_median"].to_list() == pytest.approx(e["income_median"].to_list(), rel=0.1)
     assert s["revenue_top20_share"].to_list() == pytest.approx(e["revenue_top20_share"].to_list(), abs=0.1)
+
+
+def test_the_median_sample_is_drawn_with_the_runs_seed(data_csv: Path, monkeypatch) -> None:
+    """Above EXACT_ROWS the median sample follows the run's seed: the same labels with another
+    seed give other sampled medians, with the same seed the same ones; exact figures do not move."""
+    import numpy as np
+
+    from engine.insight import profiles
+    from engine.insight.stage import Insight
+    from engine.features.build import build_features
+    from engine.features.spec import load_spec
+    from engine.duck.open import open_source
+
+    spec = load_spec("customers")
+    inp = open_source([str(data_csv)], None, spec)
+    data = build_features(inp, spec)
+    labels = np.arange(data.X.shape[0], dtype=np.int32) % 3
+    centers = np.stack([data.X[labels == j].mean(axis=0) for j in range(3)])
+    monkeypatch.setattr(profiles, "EXACT_ROWS", 1000)
+    monkeypatch.setattr(profiles, "SAMPLE_ROWS", 1500)
+    first, other, again = (Insight(inp, data, labels, centers, 3, seed).profiles for seed in (1, 2, 1))
+    assert first.equals(again)
+    assert first["income_median"].to_list() != other["income_median"].to_list()
+    assert first["revenue_top20_share"].to_list() != other["revenue_top20_share"].to_list()
+    for column in ("size", "income_mean", "revenue_sum", "responses"):
+        assert first[column].to_list() == other[column].to_list()
 
 
 def test_run_describes_its_columns_from_every_nth_row_above_the_sample_size(data_csv: Path, tmp_path: Path,

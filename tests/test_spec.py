@@ -196,3 +196,61 @@ def test_cli_options_override_the_spec() -> None:
     assert spec.missing == "median" and spec.scale == "robust"
     assert spec.id_col == "ID"  # None means "keep the spec's value"
     assert resolve_spec(None, None).auto
+
+
+def expression_columns(expr: str) -> set[str]:
+    import polars as pl
+
+    return set(pl.sql_expr(expr).meta.root_names())
+
+
+@pytest.mark.parametrize("name", ["customers", "marketing"])
+def test_no_builtin_spec_feeds_the_business_response_into_a_feature(name: str) -> None:
+    """Segments built on the response would make the per-segment response lift partly circular."""
+    from engine.features.spec import BUILTIN_SPECS
+
+    assert set(BUILTIN_SPECS) == {"customers", "marketing"}  # a new built-in spec gets a case here
+    spec = load_spec(name)
+    assert spec.business.response is not None
+    response = expression_columns(spec.business.response)
+    for f in spec.features:
+        assert not expression_columns(f.expr) & response, f"{name}: feature {f.name!r} reads the response"
+    assert not {c.column for c in spec.categorical} & response
+
+
+USER_SPEC_WITH_RESPONSE = """
+id = "ID"
+numeric = ["Response"]
+
+[features]
+income = { expr = "Income", clip = [0.0, 0.99] }
+recency = "Recency"
+engaged = "AcceptedCmp1 + AcceptedCmp2 + Response"
+
+[business]
+response = "Response"
+"""
+
+
+def test_a_user_spec_that_feeds_the_response_into_a_feature_gets_a_warning_naming_it(
+        tmp_path: Path, data_csv: Path) -> None:
+    import engine
+
+    spec = write_spec(tmp_path, USER_SPEC_WITH_RESPONSE)
+    logged: list[str] = []
+    engine.run([str(data_csv)], 3, tmp_path / "run", spec=str(spec), log=logged.append)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    leaks = [w for w in metrics["warnings"] if "'engaged'" in w]
+    assert len(leaks) == 1, metrics["warnings"]
+    assert "business response" in leaks[0] and "'Response'" in leaks[0]
+    assert "'income'" not in leaks[0] and "'recency'" not in leaks[0]
+    assert f"warning: {leaks[0]}" in logged  # and on stderr, where the CLI prints the log
+
+
+def test_a_spec_without_the_response_in_its_features_gets_no_such_warning(tmp_path: Path, data_csv: Path) -> None:
+    import engine
+
+    spec = write_spec(tmp_path, USER_SPEC_WITH_RESPONSE.replace(" + Response", ""))
+    engine.run([str(data_csv)], 3, tmp_path / "run", spec=str(spec))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert not [w for w in metrics["warnings"] if "'engaged'" in w], metrics["warnings"]

@@ -1,10 +1,11 @@
 """Spec -> Polars expressions -> one float32 matrix.
 
 Each feature is a Polars SQL expression over the input, read lazily (only the columns it uses,
-text numbers parsed) as a float64 column into one Fortran-ordered array. The numba kernels in
-``kernels/transform.py`` then count missing values, apply the missing-value policy, clipping and
-log1p, learn the scaler and write the scaled C-ordered float32 matrix, in two passes over
-row chunks; one-hot columns come from int32 level codes in the same passes.
+text numbers parsed) as a float64 column into one Fortran-ordered array. The numba kernels then
+count missing values and learn the moments (``kernels.moments``), apply the missing-value
+policy, clipping and log1p (``kernels.transform``) and write the scaled C-ordered float32 matrix
+(``kernels.matrix``), in two passes over row chunks; one-hot columns come from int32 level codes
+(counted by ``kernels.levels``) in the same passes.
 
 Fitted statistics (clip bounds, medians, category levels, scaler) are returned in
 ``FittedFeatures`` and saved with the model, so ``predict`` rebuilds the same matrix.
@@ -251,6 +252,29 @@ def feature_query(inp: Input, spec: FeatureSpec) -> FeatureQuery:
     return FeatureQuery(cleaned_frame(inp.frame, schema, numeric, exprs), id_expr, exprs, cats)
 
 
+def expression_columns(text: str) -> list[str]:
+    """The input columns a SQL expression reads (none when it does not parse: its own check
+    reports that, with its name)."""
+    try:
+        return pl.sql_expr(text).meta.root_names()
+    except Exception:  # Polars raises several types for SQL parse errors
+        return []
+
+
+def response_warnings(spec: FeatureSpec) -> list[str]:
+    """A warning for each feature (or categorical column) that reads the business response: the
+    segments would then be built on the outcome their response lift measures, partly circular."""
+    if spec.business.response is None:
+        return []
+    response = set(expression_columns(spec.business.response))
+    uses = [(f"feature {f.name!r}", [c for c in dict.fromkeys(expression_columns(f.expr)) if c in response])
+            for f in spec.features]
+    uses += [(f"categorical column {c.column!r}", [c.column] if c.column in response else []) for c in spec.categorical]
+    return [f"{what} reads the business response column {', '.join(map(repr, cols))}: segments built on it make "
+            "the response lift per segment partly circular (leave the response out of the features)"
+            for what, cols in uses if cols]
+
+
 def collect(query: pl.LazyFrame, where: str) -> pl.DataFrame:
     try:
         return query.collect()
@@ -345,62 +369,35 @@ def check_log1p(features: tuple[Feature, ...], lows: np.ndarray, clip: dict, whe
 
 @dataclass
 class Transform:
-    """Per numeric column: clip bounds, transform flags and the missing-value fill (NaN: none)."""
+    """Per numeric column: a row of ``params`` (clip bounds ``kernels.LO``, ``kernels.HI`` and the
+    missing-value fill ``kernels.FILL``, NaN: none) and a flag word (``kernels.CLIP | LOG1P``)."""
 
-    lo: np.ndarray
-    hi: np.ndarray
-    flags: np.ndarray
-    fill: np.ndarray
+    params: np.ndarray  # (columns, 3) float64
+    flags: np.ndarray  # (columns,) int64
 
     @classmethod
     def of(cls, features: tuple[Feature, ...], clip: dict[str, tuple[float, float]]) -> Transform:
         d = len(features)
-        lo, hi = np.zeros(d), np.zeros(d)
+        params = np.zeros((d, kernels.N_PARAMS))
+        params[:, kernels.FILL] = np.nan
         flags = np.zeros(d, dtype=np.int64)
         for j, f in enumerate(features):
             if f.name in clip:
-                lo[j], hi[j] = clip[f.name]
+                params[j, kernels.LO], params[j, kernels.HI] = clip[f.name]
                 flags[j] |= kernels.CLIP
             if f.log1p:
                 flags[j] |= kernels.LOG1P
-        return cls(lo, hi, flags, np.full(d, np.nan))
+        return cls(params, flags)
 
     def column(self, cols: np.ndarray, j: int) -> np.ndarray:
         """Column j after fill and transforms (NaN where still missing)."""
-        out = np.empty(cols.shape[0])
-        kernels.transformed(cols[:, j], self.lo[j], self.hi[j], self.flags[j], self.fill[j], out)
-        return out
+        return kernels.transformed(cols[:, j], self.params[j], self.flags[j])
 
 
-@dataclass
-class ColumnStats:
-    """What one pass over the feature columns learns (``kernels.column_stats``)."""
-
-    kept: np.ndarray  # bool mask over rows; empty when every row is kept
-    n_kept: int
-    bad: np.ndarray  # per column: values that are not finite (nulls included)
-    lows: np.ndarray  # per column: smallest finite raw value (inf when none)
-    mean: np.ndarray  # per column, over the kept rows' filled and transformed values
-    m2: np.ndarray  # sum of squared deviations from ``mean``
-    constant: np.ndarray  # smallest == largest of those values
-
-
-def scan(cols: np.ndarray, tf: Transform, drop: bool) -> ColumnStats:
+def scan(cols: np.ndarray, tf: Transform, drop: bool) -> kernels.ColumnMoments:
     """Missing values, the kept rows (with ``drop``: every feature finite) and the moments of the
     transformed kept values, in one pass over the columns."""
-    n, d = cols.shape
-    nc = kernels.chunk_count(n, d)
-    kept = np.empty(n if drop else 0, dtype=np.bool_)
-    bad = np.empty((nc, d), dtype=np.int64)
-    counts = np.empty(nc, dtype=np.int64)
-    lows, means, m2s, tmins, tmaxs = (np.empty((nc, d)) for _ in range(5))
-    kernels.column_stats(cols, tf.lo, tf.hi, tf.flags, tf.fill, drop, nc, kept, bad, lows, counts, means, m2s,
-                         tmins, tmaxs)
-    n_kept, mean, m2 = kernels.merge_moments(counts, means, m2s)
-    if n_kept == n:
-        kept = np.zeros(0, dtype=np.bool_)
-    return ColumnStats(kept, int(n_kept), bad.sum(axis=0), lows.min(axis=0), mean, m2,
-                       tmins.min(axis=0) >= tmaxs.max(axis=0))
+    return kernels.column_stats(cols, tf.params, tf.flags, drop)
 
 
 def fit_medians(names: list[str], cols: np.ndarray, tf: Transform, where: str) -> dict[str, float]:
@@ -448,7 +445,8 @@ def one_hot_exprs(levels: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
     ]
 
 
-def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: ColumnStats) -> tuple[np.ndarray, ...]:
+def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: kernels.ColumnMoments
+                  ) -> tuple[np.ndarray, ...]:
     """Centre, scale and constant flags of the transformed numeric columns over the kept rows.
 
     Standard: mean and standard deviation (ddof=0) from the chunk moments merged in a fixed
@@ -457,15 +455,16 @@ def numeric_stats(method: str, cols: np.ndarray, tf: Transform, stats: ColumnSta
     largest kept values are equal.
     """
     d = cols.shape[1]
+    constant = stats.tmin >= stats.tmax
     if method == "standard":
-        return stats.mean, np.sqrt(stats.m2 / stats.n_kept), stats.constant
+        return stats.mean, np.sqrt(stats.m2 / stats.n_kept), constant
     center, scale = np.zeros(d), np.ones(d)
     if method == "robust":
         for j in range(d):
             values = tf.column(cols, j)
             q1, q2, q3 = linear_quantiles(values[stats.kept] if stats.kept.size else values, [0.25, 0.5, 0.75])
             center[j], scale[j] = q2, (q3 - q1) if q3 > q1 else 1.0
-    return center, scale, stats.constant
+    return center, scale, constant
 
 
 def binary_quantile(zeros: int, n: int, q: float) -> float:
@@ -490,6 +489,128 @@ def onehot_stats(method: str, counts: np.ndarray, n_kept: int) -> tuple[np.ndarr
             center[m], scale[m] = q2, (q3 - q1) if q3 > q1 else 1.0
         return center, scale, constant
     return np.zeros(len(counts)), np.ones(len(counts)), constant
+
+
+@dataclass
+class Cleaned:
+    """The feature columns after the missing-value policy: what the scan learned and the fill."""
+
+    clip: dict[str, tuple[float, float]]
+    tf: Transform  # clip bounds, flags and (with missing = median) the fill
+    stats: kernels.ColumnMoments  # of the filled, transformed kept values
+    medians: dict[str, float]
+    missing: dict[str, int]  # missing (null, NaN or inf) values per feature
+    non_finite: dict[str, int]  # NaN or inf values per feature
+    warnings: list[str]
+
+
+def clean_columns(spec: FeatureSpec, cols: np.ndarray, nulls: list[int], fitted: FittedFeatures | None,
+                  where: str) -> Cleaned:
+    """Clip bounds, missing values and the policy: the rows kept (``drop``) or the gaps filled
+    with medians (``median``), and the moments of the result. With ``fitted``, the model's clip
+    bounds and medians are used."""
+    n_rows = cols.shape[0]
+    names = [f.name for f in spec.features]
+    clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols, where)
+    tf = Transform.of(spec.features, clip)
+    stats = scan(cols, tf, spec.missing == "drop")
+    missing = {n: int(c) for n, c in zip(names, stats.bad) if c}
+    non_finite = {n: int(c) - z for n, c, z in zip(names, stats.bad, nulls) if c > z}
+    warnings: list[str] = []
+    if non_finite:
+        listed = ", ".join(f"{n} ({c:,})" for n, c in non_finite.items())
+        warnings.append(f"NaN or infinite values treated as missing in feature(s) {listed}")
+    empty = [n for n, c in missing.items() if c == n_rows]
+    if empty and fitted is None:
+        raise InputError(f"{where}: feature {empty[0]!r} has no values (all {n_rows:,} rows are missing or not finite)")
+    check_log1p(spec.features, stats.low, clip, where)
+    listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
+    if missing and spec.missing == "error":
+        raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
+    medians = fitted.medians if fitted else {}
+    if spec.missing == "median":
+        if fitted is None:
+            medians = fit_medians(names, cols, tf, where)
+        unknown = [n for n in missing if n not in medians]
+        if unknown:
+            raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
+        if missing:  # the moments again, with the gaps filled
+            tf.params[:, kernels.FILL] = [medians.get(n, np.nan) for n in names]
+            stats = scan(cols, tf, False)
+    if stats.n_kept == 0:
+        raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
+    return Cleaned(clip, tf, stats, medians, missing, non_finite, warnings)
+
+
+@dataclass
+class Layout:
+    """The matrix columns, in order, with the centre and scale of each (numeric and one-hot)."""
+
+    columns: list[str]
+    dropped: list[str]  # constant features left out
+    scaler: Scaler
+    center_of: dict[str, float]
+    scale_of: dict[str, float]
+
+
+def model_layout(fitted: FittedFeatures, names: list[str], hot: list[tuple[int, int, str]], where: str) -> Layout:
+    """The saved model's columns and scaler, checked against the features this input gives."""
+    columns, dropped = list(fitted.names), list(fitted.dropped)
+    unknown = [c for c in columns if c not in names and c not in {h[2] for h in hot}]
+    if unknown:
+        raise InputError(f"{where}: model feature {unknown[0]!r} cannot be built from this input")
+    scaler = fitted.scaler
+    return Layout(columns, dropped, scaler, dict(zip(columns, scaler.center)), dict(zip(columns, scaler.scale)))
+
+
+def fit_layout(spec: FeatureSpec, cols: np.ndarray, clean: Cleaned, codes: np.ndarray,
+               levels: dict[str, tuple[str, ...]], hot: list[tuple[int, int, str]], where: str) -> Layout:
+    """Learn the scaler of the numeric and one-hot columns over the kept rows and leave out the
+    constant ones (a warning names them)."""
+    names = [f.name for f in spec.features]
+    stats = clean.stats
+    hot_counts = kernels.level_counts(codes, np.array([len(lvls) for lvls in levels.values()], dtype=np.int64),
+                                      stats.kept)
+    center, scale, constant = numeric_stats(spec.scale, cols, clean.tf, stats)
+    h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, stats.n_kept)
+    all_names = names + [h[2] for h in hot]
+    center_of = dict(zip(all_names, [*center, *h_center]))
+    scale_of = dict(zip(all_names, [*scale, *h_scale]))
+    dropped = [n for n, c in zip(all_names, [*constant, *h_constant]) if c]
+    columns = [n for n in all_names if n not in dropped]
+    if dropped:
+        clean.warnings.append(f"constant feature(s) dropped: {', '.join(dropped)}")
+    if not columns:
+        raise InputError(f"{where}: every feature is constant; nothing to segment on")
+    scaler = Scaler(spec.scale, tuple(float(center_of[c]) for c in columns),
+                    tuple(float(scale_of[c]) for c in columns))
+    return Layout(columns, dropped, scaler, center_of, scale_of)
+
+
+def scaled_matrix(cols: np.ndarray, names: list[str], clean: Cleaned, codes: np.ndarray,
+                  hot: list[tuple[int, int, str]], layout: Layout) -> np.ndarray:
+    """The scaled float32 matrix of the kept rows, its columns in ``layout.columns`` order."""
+    tf, kept = clean.tf, clean.stats.kept
+    chosen = set(layout.columns)
+    use = [j for j, n in enumerate(names) if n in chosen]
+    hot_used = [h for h in hot if h[2] in chosen]
+    order = [names[j] for j in use] + [h[2] for h in hot_used]
+    scaling = np.array([(layout.center_of[c], layout.scale_of[c]) for c in order], dtype=np.float64).reshape(-1, 2)
+    hot_table = np.array([(h[0], h[1]) for h in hot_used], dtype=np.int64).reshape(-1, 2)
+    X = kernels.write_matrix(cols, np.array(use, dtype=np.int64), tf.params, tf.flags, scaling, codes, hot_table, kept)
+    if order != layout.columns:  # a model's column order (always numeric first, as built here)
+        X = np.ascontiguousarray(X[:, [order.index(c) for c in layout.columns]])
+    return X
+
+
+def original_frame(query: FeatureQuery, spec: FeatureSpec, levels: dict[str, tuple[str, ...]],
+                   kept: np.ndarray) -> pl.LazyFrame:
+    """The kept rows' features in original units and their one-hot columns, as a lazy re-read."""
+    original = query.all().drop([ROW_ID if spec.id_col is None else spec.id_col]).with_columns(one_hot_exprs(levels))
+    original = original.drop([c.column for c in spec.categorical])
+    if kept.size:
+        original = original.filter(pl.Series(kept))
+    return original
 
 
 def build_features(
@@ -517,86 +638,22 @@ def build_features(
     if spec.id_col and not allow_duplicate_ids:
         check_ids(ids, where)
     names = [f.name for f in spec.features]
-    clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols, where)
-    tf = Transform.of(spec.features, clip)
-    stats = scan(cols, tf, spec.missing == "drop")
-    missing = {n: int(c) for n, c in zip(names, stats.bad) if c}
-    non_finite = {n: int(c) - z for n, c, z in zip(names, stats.bad, nulls) if c > z}
-    warnings: list[str] = []
-    if non_finite:
-        listed = ", ".join(f"{n} ({c:,})" for n, c in non_finite.items())
-        warnings.append(f"NaN or infinite values treated as missing in feature(s) {listed}")
-    empty = [n for n, c in missing.items() if c == n_rows]
-    if empty and fitted is None:
-        raise InputError(f"{where}: feature {empty[0]!r} has no values (all {n_rows:,} rows are missing or not finite)")
-    check_log1p(spec.features, stats.lows, clip, where)
-    listed = ", ".join(f"{n} ({c})" for n, c in missing.items())
-    if missing and spec.missing == "error":
-        raise InputError(f"{where}: missing values in feature(s) {listed} (use missing = drop or median)")
-    medians = fitted.medians if fitted else {}
-    if spec.missing == "median":
-        if fitted is None:
-            medians = fit_medians(names, cols, tf, where)
-        unknown = [n for n in missing if n not in medians]
-        if unknown:
-            raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
-        if missing:  # the moments again, with the gaps filled
-            tf.fill[:] = [medians.get(n, np.nan) for n in names]
-            stats = scan(cols, tf, False)
-    kept, n_kept = stats.kept, stats.n_kept
-    if n_kept == 0:
-        raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
+    clean = clean_columns(spec, cols, nulls, fitted, where)
+    kept = clean.stats.kept
     levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
     codes = level_codes(cats, levels, n_rows)
     hot = [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
     if spec.skipped:
-        warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
-                        "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
+        clean.warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
+                              "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
+    clean.warnings += response_warnings(spec)
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    if fitted:
-        columns, dropped = list(fitted.names), list(fitted.dropped)
-        unknown = [c for c in columns if c not in names and c not in {h[2] for h in hot}]
-        if unknown:
-            raise InputError(f"{where}: model feature {unknown[0]!r} cannot be built from this input")
-        scaler = fitted.scaler
-        center_of = dict(zip(columns, scaler.center))
-        scale_of = dict(zip(columns, scaler.scale))
-    else:
-        per_column = [kernels.level_counts(codes[:, c], len(lvls), kept) for c, lvls in enumerate(levels.values())]
-        hot_counts = np.concatenate(per_column) if per_column else np.zeros(0, dtype=np.int64)
-        center, scale, constant = numeric_stats(spec.scale, cols, tf, stats)
-        h_center, h_scale, h_constant = onehot_stats(spec.scale, hot_counts, n_kept)
-        all_names = names + [h[2] for h in hot]
-        center_of = dict(zip(all_names, [*center, *h_center]))
-        scale_of = dict(zip(all_names, [*scale, *h_scale]))
-        dropped = [n for n, c in zip(all_names, [*constant, *h_constant]) if c]
-        columns = [n for n in all_names if n not in dropped]
-        if dropped:
-            warnings.append(f"constant feature(s) dropped: {', '.join(dropped)}")
-        if not columns:
-            raise InputError(f"{where}: every feature is constant; nothing to segment on")
-        scaler = Scaler(spec.scale, tuple(float(center_of[c]) for c in columns),
-                        tuple(float(scale_of[c]) for c in columns))
-    chosen = set(columns)
-    num_index = [j for j, n in enumerate(names) if n in chosen]
-    hot_used = [h for h in hot if h[2] in chosen]
-    sub = np.array(num_index, dtype=np.int64)
-    order = [names[j] for j in num_index] + [h[2] for h in hot_used]
-    X = np.empty((n_kept, len(order)), dtype=np.float32)
-    kernels.write_matrix(
-        cols, sub, tf.lo, tf.hi, tf.flags, tf.fill,
-        np.array([center_of[names[j]] for j in num_index]), np.array([scale_of[names[j]] for j in num_index]),
-        codes, np.array([h[0] for h in hot_used], dtype=np.int64), np.array([h[1] for h in hot_used], dtype=np.int32),
-        np.array([center_of[h[2]] for h in hot_used]), np.array([scale_of[h[2]] for h in hot_used]), kept, X)
+    layout = model_layout(fitted, names, hot, where) if fitted else fit_layout(spec, cols, clean, codes, levels, hot, where)
+    X = scaled_matrix(cols, names, clean, codes, hot, layout)
     del cols
-    if order != columns:  # a model's column order (always numeric first, as built here)
-        X = np.ascontiguousarray(X[:, [order.index(c) for c in columns]])
     seconds["scale"] = time.perf_counter() - t0
-    fitted = FittedFeatures(tuple(columns), clip, medians, levels, scaler, tuple(dropped))
-    original = query.all().drop([ROW_ID if spec.id_col is None else spec.id_col]).with_columns(one_hot_exprs(levels))
-    original = original.drop([c.column for c in spec.categorical])
-    if kept.size:
-        original = original.filter(pl.Series(kept))
+    fitted = FittedFeatures(tuple(layout.columns), clean.clip, clean.medians, levels, layout.scaler, tuple(layout.dropped))
+    original = original_frame(query, spec, levels, kept)
     return FeatureData(X, ids, kept if kept.size else None, original, spec, fitted,
-                       n_rows, missing, non_finite, warnings, seconds)
+                       n_rows, clean.missing, clean.non_finite, clean.warnings, seconds)

@@ -1,5 +1,5 @@
 """The fitted scaler saved with a model. Its statistics are learnt, and applied, by the feature
-kernels (``kernels/transform.py``, called from ``engine/features/build.py``)."""
+kernels (``kernels/moments.py`` and ``kernels/matrix.py``, called from ``engine/features/build.py``)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ class FitParams:
     max_no_improvement: int = 10
     reassignment_ratio: float = 0.01
     refine: bool = True
-    max_iter: int = 300  # Lloyd passes at most
+    max_iter: int = 300  # Lloyd passes over the data at most, the last one assigning rows to the returned centres
     tol: float = 1e-4  # relative to the mean feature variance, as scikit-learn
     mid_sample_min: int = 262_144  # the intermediate subsample: at least this many rows...
     mid_sample_div: int = 8  # ...or 1/8 of the rows; used when the data has more than twice that
@@ -132,9 +132,13 @@ MAX_RELOCATIONS = 100  # passes that move empty centres, on top of max_iter
 
 
 def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: float) -> LloydState:
-    """Lloyd passes over every row until labels stop changing or centres move less than ``tol_abs``.
+    """Lloyd passes over every row until labels stop changing or centres move less than ``tol_abs``,
+    at most ``max_iter`` of them (0 or 1: one assignment pass, the centres unchanged), plus up to
+    ``MAX_RELOCATIONS`` passes that follow a move of empty centres.
 
-    The returned labels and distances are those of the returned centres.
+    Each pass assigns every row to the current centres; the centres then move to their members'
+    means unless this was the last pass, so the returned labels and distances are those of the
+    returned centres.
     """
     n, k, d = source.n_rows, centers.shape[0], centers.shape[1]
     centers = np.array(centers, dtype=np.float64)
@@ -169,7 +173,7 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
                 relocations += 1
                 finishing = False
                 continue  # always assign again, so labels belong to the returned centres
-        if finishing or changed == 0 or n_iter > max_iter:
+        if finishing or changed == 0 or n_iter >= max_iter:
             break
         new = sums / np.maximum(counts, 1)[:, None]
         new[counts == 0] = centers[counts == 0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,8 @@ class SweepOutcome:
     reason: str
     clear: bool
     knee: int | None
-    fits: dict[int, FitResult] = field(default_factory=dict)  # the full-data fit of every k
+    # No per-k fits: nothing reads their labels and distances once the k is scored, and they are
+    # n x 8 bytes per k (about 440 MB at 5M rows for k=2..12). ``--k auto`` refits the chosen k.
 
     def summary(self) -> dict[str, Any]:
         return {"recommended_k": self.recommended_k, "reason": self.reason, "clear": self.clear,
@@ -191,7 +192,7 @@ def sweep_matrix(
         compare = check_names(compare)  # before any fitting: a typo must not cost a whole sweep
     eval_idx = sample_indices(n, min(silhouette_sample or SWEEP_SILHOUETTE_SAMPLE, n), np.random.default_rng([seed, 1]))
     silhouette_idx = eval_idx if silhouette_sample else eval_idx[:0]
-    rows, fits = [], {}
+    rows = []
     for k in ks:
         t0 = time.perf_counter()
         params = FitParams(k=k, seed=seed, n_init=n_init, large_restarts=SWEEP_RESTARTS, refine_passes=SWEEP_REFINE_PASSES,
@@ -201,11 +202,11 @@ def sweep_matrix(
         row = {"algorithm": "kmeans", "k": k, **score_partition(X, fit.labels, k, silhouette_idx, seed, known),
                "stability": stability(X, fit, params, eval_idx, repeats, stability_sample), "noise_share": None}
         row["inertia"] = fit.inertia
+        del fit, known  # its labels and distances go before the next k is fitted
         row["seconds"] = time.perf_counter() - t0
-        fits[k] = fit
         rows.append(row)
         sil = "n/a" if row["silhouette"] is None else f"{row['silhouette']:.3f}"
-        log(f"k={k}: SSE {fit.inertia:.6g}, silhouette {sil}, stability {row['stability'] if repeats else 'n/a'}")
+        log(f"k={k}: SSE {row['inertia']:.6g}, silhouette {sil}, stability {row['stability'] if repeats else 'n/a'}")
     k_best, reason, clear, elbow = recommend(rows)
     extra = []
     if compare:
@@ -216,7 +217,7 @@ def sweep_matrix(
     table = pl.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows + extra],
                          schema={"algorithm": pl.String, "k": pl.Int32, **{c: pl.Float64 for c in NUMERIC},
                                  "note": pl.String})
-    return SweepOutcome(table, k_best, reason, clear, elbow, fits)
+    return SweepOutcome(table, k_best, reason, clear, elbow)
 
 
 def write_sweep(out: RunWriter, outcome: SweepOutcome, params: dict[str, Any]) -> None:

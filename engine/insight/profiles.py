@@ -103,34 +103,23 @@ def concentration(col: str, pct: int) -> pl.Expr:
     return (ranked.gather(pl.max_horizontal(top, 1) - 1).first() / values.sum()).alias(f"revenue_top{pct}_share")
 
 
-def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], segments: pl.Series,
-                  k: int) -> Profiles:
-    """One row per segment: ``segment``, ``name``, ``action``, ``size``, ``share``; per feature
-    ``{f}_mean``, ``{f}_median`` (original units: before clipping, log1p and scaling; one-hot
-    columns give the share of the level) and ``{f}_z`` (the segment mean's z-score against the
-    population); then the business columns declared in the spec (see README, Output schemas).
+@dataclass
+class Aggregates:
+    """The profile's aggregate expressions, by the rows they run over: ``exact`` and ``heavy``
+    (medians, concentration) per segment, ``pop`` and ``pop_heavy`` over every segmented row,
+    ``everyone`` over every input row. Each of ``exact`` and ``heavy`` is a list of groups, one
+    per source column."""
 
-    ``segments`` holds one label per input row, null for rows dropped for missing values."""
-    business = spec.business
-    features = [f.name for f in spec.features] + [e.meta.output_name() for e in one_hot_exprs(levels)]
-    measures = business.measures()
-    summarised = [m for m in SUMMARISED if m in measures and m not in features]
-    cols = features + [measure_name(m) for m in summarised]
-    out_names = features + summarised
-    frame = profile_frame(inp, spec, levels, segments)
-    seg = frame.filter(pl.col(SEGMENT).is_not_null())
-    # Medians and revenue concentration sort their values: above EXACT_ROWS segmented rows they
-    # come from a uniform sample of SAMPLE_ROWS rows (means, sums, counts stay exact).
-    n_seg = len(segments) - segments.null_count()
-    sampled = seg
-    if n_seg > EXACT_ROWS:
-        pick = np.zeros(len(segments), dtype=bool)
-        pick[sample_indices(len(segments), SAMPLE_ROWS, np.random.default_rng(0))] = True
-        sampled = frame.filter(pl.Series(pick)).filter(pl.col(SEGMENT).is_not_null())
-    # Aggregates in batches of a few source columns: each query reads only its own columns, so
-    # memory stays at a few columns whatever the width (all at once, Polars held 3.3 GB for
-    # 10,000,000 x 16), and the in-memory engine sums in a fixed order (the streaming engine's
-    # last bits varied with the thread count).
+    exact: list[list[pl.Expr]]
+    heavy: list[list[pl.Expr]]
+    pop: list[pl.Expr]
+    pop_heavy: list[pl.Expr]
+    everyone: list[pl.Expr]
+
+
+def aggregates(cols: list[str], out_names: list[str], measures: dict[str, str], business: Business) -> Aggregates:
+    """Per column: mean, variance, count and median; revenue sums and concentration, responses and
+    the campaign figures when the spec declares them."""
     exact = [[pl.len().cast(pl.Int64).alias("size")]]
     heavy = []
     for c, name in zip(cols, out_names):
@@ -155,20 +144,44 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
         if isinstance(getattr(business, key), str):
             c = pl.col(measure_name(key))
             everyone += [c.mean().alias(key), c.min().alias(f"{key}_min"), c.max().alias(f"{key}_max")]
+    return Aggregates(exact, heavy, pop, pop_heavy, everyone)
+
+
+def median_rows(frame: pl.LazyFrame, seg: pl.LazyFrame, segments: pl.Series, seed: int) -> tuple[pl.LazyFrame, int]:
+    """The segmented rows that medians and revenue concentration sort, and how many rows are
+    segmented: all of them up to ``EXACT_ROWS``, above it a uniform sample of ``SAMPLE_ROWS``
+    input rows drawn with the run's seed (means, sums and counts stay exact)."""
+    n_seg = len(segments) - segments.null_count()
+    if n_seg <= EXACT_ROWS:
+        return seg, n_seg
+    pick = np.zeros(len(segments), dtype=bool)
+    pick[sample_indices(len(segments), SAMPLE_ROWS, np.random.default_rng(seed))] = True
+    return frame.filter(pl.Series(pick)).filter(pl.col(SEGMENT).is_not_null()), n_seg
+
+
+def run_aggregates(agg: Aggregates, frame: pl.LazyFrame, seg: pl.LazyFrame, sampled: pl.LazyFrame,
+                   where: str) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
+    """The per-segment figures, the segmented population's and every input row's.
+
+    Aggregates run in batches of a few source columns: each query reads only its own columns, so
+    memory stays at a few columns whatever the width (all at once, Polars held 3.3 GB for
+    10,000,000 x 16), and the in-memory engine sums in a fixed order (the streaming engine's last
+    bits varied with the thread count)."""
+    exact, heavy, pop, pop_heavy = agg.exact, agg.heavy, agg.pop, agg.pop_heavy
     if sampled is seg:  # no sample: a column's medians go with its means, one read of it
         exact = [e + h for e, h in zip_longest(exact, [[], *heavy], fillvalue=[])]
         heavy = []
-        pop += pop_heavy
+        pop = pop + pop_heavy
         pop_heavy = []
     exact, heavy = batched(exact), batched(heavy)
     queries = ([seg.group_by(SEGMENT).agg(g) for g in exact] + [sampled.group_by(SEGMENT).agg(h) for h in heavy]
-               + [seg.select(pop), frame.select(everyone)] + ([sampled.select(pop_heavy)] if pop_heavy else []))
+               + [seg.select(pop), frame.select(agg.everyone)] + ([sampled.select(pop_heavy)] if pop_heavy else []))
     try:
         results = [q.collect(engine="in-memory") for q in queries]
     except pl.exceptions.InvalidOperationError as exc:
-        raise InputError(f"{inp.label}: a column listed in numeric holds text that is not a number: {first_line(exc)}") from exc
+        raise InputError(f"{where}: a column listed in numeric holds text that is not a number: {first_line(exc)}") from exc
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+        raise InputError(f"cannot read {where}: {first_line(exc)}") from exc
     parts, rest = results[:len(exact) + len(heavy)], results[len(exact) + len(heavy):]
     grouped = parts[0]
     for part in parts[1:]:
@@ -176,9 +189,13 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
     population, total, *pop_sampled = rest
     if pop_sampled:
         population = population.hstack(pop_sampled[0])
-    population, total = population.row(0, named=True), total.row(0, named=True)
-    population.update(combine(grouped, out_names, measures))
-    warnings = check_business(business, total, inp.label)
+    return grouped, population.row(0, named=True), total.row(0, named=True)
+
+
+def segment_table(grouped: pl.DataFrame, population: dict[str, Any], out_names: list[str], measures: dict[str, str],
+                  k: int) -> pl.DataFrame:
+    """One row per segment 0..k-1 (empty ones too), with shares, z-scores, revenue shares and
+    indices and response lifts against the population, columns in the documented order."""
     ids = pl.DataFrame({SEGMENT: np.arange(k, dtype=np.int32)})
     table = ids.join(grouped, on=SEGMENT, how="left").sort(SEGMENT).rename({SEGMENT: "segment"})
     table = table.with_columns(pl.col("size").fill_null(0))
@@ -201,7 +218,13 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
         order += ["revenue_sum", "revenue_share", "revenue_index", *(f"revenue_top{p}_share" for p in TOP_SHARES)]
     if "response" in measures:
         order += ["responses", "response_rate", "response_lift"]
-    table = table.select(order).with_columns(pl.col("responses").fill_null(0).cast(pl.Int64) if "response" in measures else [])
+    return table.select(order).with_columns(pl.col("responses").fill_null(0).cast(pl.Int64) if "response" in measures else [])
+
+
+def overall_figures(total: dict[str, Any], population: dict[str, Any], n_seg: int, measures: dict[str, str],
+                    business: Business) -> dict[str, Any]:
+    """The population's figures for metrics.json: rows, the median sample, revenue, responses and
+    the campaign figures."""
     overall = {"rows": total["rows"], "rows_segmented": population["rows"],
                "median_sample": min(n_seg, SAMPLE_ROWS) if n_seg > EXACT_ROWS else None}
     if "revenue" in measures:
@@ -214,7 +237,33 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
     for key in ("cost_per_contact", "revenue_per_response"):
         value = getattr(business, key)
         overall[key] = total.get(key) if isinstance(value, str) else value
-    return Profiles(table, overall, warnings)
+    return overall
+
+
+def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], segments: pl.Series,
+                  k: int, seed: int) -> Profiles:
+    """One row per segment: ``segment``, ``name``, ``action``, ``size``, ``share``; per feature
+    ``{f}_mean``, ``{f}_median`` (original units: before clipping, log1p and scaling; one-hot
+    columns give the share of the level) and ``{f}_z`` (the segment mean's z-score against the
+    population); then the business columns declared in the spec (see README, Output schemas).
+
+    ``segments`` holds one label per input row, null for rows dropped for missing values; ``seed``
+    (the run's) draws the median sample above ``EXACT_ROWS`` segmented rows."""
+    business = spec.business
+    features = [f.name for f in spec.features] + [e.meta.output_name() for e in one_hot_exprs(levels)]
+    measures = business.measures()
+    summarised = [m for m in SUMMARISED if m in measures and m not in features]
+    cols = features + [measure_name(m) for m in summarised]
+    out_names = features + summarised
+    frame = profile_frame(inp, spec, levels, segments)
+    seg = frame.filter(pl.col(SEGMENT).is_not_null())
+    sampled, n_seg = median_rows(frame, seg, segments, seed)
+    agg = aggregates(cols, out_names, measures, business)
+    grouped, population, total = run_aggregates(agg, frame, seg, sampled, inp.label)
+    population.update(combine(grouped, out_names, measures))
+    warnings = check_business(business, total, inp.label)
+    table = segment_table(grouped, population, out_names, measures, k)
+    return Profiles(table, overall_figures(total, population, n_seg, measures, business), warnings)
 
 
 def combine(grouped: pl.DataFrame, names: list[str], measures: dict[str, str]) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from engine.outputs.write import atomic_file
 from engine.outputs import charts
+from engine.outputs.write import atomic_file
 from engine.outputs.rundir import RunDir, read_run
 
 STYLE = """
@@ -103,21 +103,19 @@ def profile_features(run: RunDir) -> list[str]:
     return names or [c[:-2] for c in run.profiles.columns if c.endswith("_z")]
 
 
-def build_report(run: RunDir) -> str:
-    """The report's HTML text."""
-    from plotly.offline import get_plotlyjs  # plotly: off the start-up path
+class Figures:
+    """The report's Plotly figures as JSON, by the id of the ``<div>`` each is drawn into."""
 
+    def __init__(self) -> None:
+        self.json: dict[str, Any] = {}
 
-    m, profiles = run.metrics, run.profiles
-    insight = m.get("insight") or {}
-    overall = insight.get("overall") or {}
-    figures: dict[str, Any] = {}
-    sections: list[str] = []
-
-    def chart(fig_id: str, fig) -> str:
-        figures[fig_id] = json.loads(fig.to_json())
+    def chart(self, fig_id: str, fig) -> str:
+        self.json[fig_id] = json.loads(fig.to_json())
         return f'<div id="{fig_id}" class="chart"></div>'
 
+
+def summary_section(m: dict[str, Any], overall: dict[str, Any]) -> str:
+    """Key figures, the run's input, spec, features and seed, and its warnings."""
     sil = "n/a" if m.get("silhouette") is None else f"{m['silhouette']:.3f}"
     summary = [("segments", str(m["k"])), ("customers", f"{m['rows']:,}"), ("segmented", f"{m['rows_used']:,}"),
                ("dropped for missing values", f"{m['rows_dropped']:,}"), ("silhouette", sil),
@@ -126,64 +124,93 @@ def build_report(run: RunDir) -> str:
     if conc:
         summary.append(("revenue from the top 20% of customers", f"{conc['top20']:.1%}"))
     options = m.get("options", {})
-    sections.append(
-        "<h2>Run summary</h2>" + kpis(summary)
-        + f'<p class="note">input {esc(", ".join(m.get("input", {}).get("files", [])))}; spec {esc(options.get("spec"))}; '
-        f'features {esc(", ".join(m.get("features", [])))}; seed {esc(m.get("seed"))}; '
-        f'rows with a missing feature are left out of every per-segment figure.</p>'
-        + "".join(f'<p class="note">warning: {esc(w)}</p>' for w in m.get("warnings", [])))
+    return ("<h2>Run summary</h2>" + kpis(summary)
+            + f'<p class="note">input {esc(", ".join(m.get("input", {}).get("files", [])))}; spec {esc(options.get("spec"))}; '
+            f'features {esc(", ".join(m.get("features", [])))}; seed {esc(m.get("seed"))}; '
+            f'rows with a missing feature are left out of every per-segment figure.</p>'
+            + "".join(f'<p class="note">warning: {esc(w)}</p>' for w in m.get("warnings", [])))
 
+
+def segments_section(profiles: pl.DataFrame, overall: dict[str, Any], figures: Figures) -> str:
+    """Names, actions, sizes and business columns per segment; revenue concentration."""
     cols = ["segment", "name", "action", "size", "share"]
     cols += [c for c in ("revenue_share", "revenue_index", "revenue_top20_share", "response_rate", "response_lift")
              if c in profiles.columns]
-    sections.append("<h2>Segments: names and recommended actions</h2>"
-                    + html_table(profiles.select(cols), percent=("share", "revenue_share", "revenue_top20_share",
-                                                                 "response_rate"))
-                    + chart("chart-sizes", charts.sizes_figure(profiles)))
+    text = ("<h2>Segments: names and recommended actions</h2>"
+            + html_table(profiles.select(cols), percent=("share", "revenue_share", "revenue_top20_share",
+                                                         "response_rate"))
+            + figures.chart("chart-sizes", charts.sizes_figure(profiles)))
+    conc = overall.get("revenue_concentration")
     if conc:
         rows = [{"customers": "all segmented", **{k: v for k, v in conc.items()}}]
         rows += [{"customers": f"segment {r['segment']}", "top10": r["revenue_top10_share"],
                   "top20": r["revenue_top20_share"], "top25": r["revenue_top25_share"]}
                  for r in profiles.iter_rows(named=True)]
-        sections.append("<h3>Revenue concentration: share of revenue from the top 10%, 20% and 25% of customers</h3>"
-                        + html_table(pl.DataFrame(rows), percent=("top10", "top20", "top25")))
+        text += ("<h3>Revenue concentration: share of revenue from the top 10%, 20% and 25% of customers</h3>"
+                 + html_table(pl.DataFrame(rows), percent=("top10", "top20", "top25")))
+    return text
 
+
+def profiles_section(run: RunDir, figures: Figures) -> str:
+    """The z-score heatmap and the per-segment means and medians."""
+    profiles = run.profiles
     features = profile_features(run)
-    sections.append("<h2>Profiles</h2>" + chart("chart-heatmap", charts.heatmap_figure(profiles, features))
-                    + html_table(profiles.select("segment", *[f"{f}_{s}" for f in features for s in ("mean", "median")])))
+    return ("<h2>Profiles</h2>" + figures.chart("chart-heatmap", charts.heatmap_figure(profiles, features))
+            + html_table(profiles.select("segment", *[f"{f}_{s}" for f in features for s in ("mean", "median")])))
+
+
+def impact_section(run: RunDir, insight: dict[str, Any], figures: Figures) -> str:
+    """The campaign table (segments ranked by profit) and its gains chart."""
+    imp = insight.get("impact") or {}
+    e = imp.get("everyone") or {}
+    shown = run.impact.select("rank", "segment", "name", "action", "customers", "responses", "response_rate", "cost",
+                              "revenue", "profit", "roi", "cum_customer_share", "cum_response_share", "cum_profit")
+    note = (f"cost per contact {imp.get('cost_per_contact'):g}, revenue per response {imp.get('revenue_per_response'):g}. "
+            f"Mass campaign: {e.get('customers', 0):,} contacted, {e.get('responses', 0):,} responses, "
+            f"profit {e.get('profit', 0):,.0f}, ROI {e.get('roi') or 0:.1%}." if imp else "")
+    return ("<h2>Business impact</h2>" + f'<p class="note">{esc(note)}</p>'
+            + html_table(shown, percent=("response_rate", "roi", "cum_customer_share", "cum_response_share"))
+            + figures.chart("chart-gains", charts.gains_figure(run.impact)))
+
+
+def eda_section(describe: dict[str, Any], figures: Figures) -> str:
+    """The summary of the input columns the spec reads, and their correlations."""
+    eda = pl.DataFrame([{k: (None if c.get(k) is None else str(c.get(k)) if k in ("min", "max") else c.get(k))
+                         for k in ("column", "type", "nulls", "distinct", "min", "max", "mean", "p50", "skew")}
+                        for c in describe["columns"]], infer_schema_length=None)
+    corr = describe.get("correlation") or {}
+    sample = describe.get("sample") or {"every": 1}
+    sampled = (f" (statistics from every {sample['every']:,}th row: {sample['rows']:,} rows)"
+               if sample["every"] > 1 else "")
+    return (f"<h2>Input data (EDA)</h2><p class=\"note\">{describe['rows']:,} rows{sampled}; "
+            "the columns the spec reads.</p>"
+            + html_table(eda)
+            + (figures.chart("chart-correlation", charts.correlation_figure(corr)) if len(corr.get("columns", [])) > 1 else ""))
+
+
+def build_report(run: RunDir) -> str:
+    """The report's HTML text."""
+    from plotly.offline import get_plotlyjs  # plotly is heavy: off the CLI's start-up path
+
+    m, profiles = run.metrics, run.profiles
+    insight = m.get("insight") or {}
+    overall = insight.get("overall") or {}
+    figures = Figures()
+    sections = [summary_section(m, overall), segments_section(profiles, overall, figures),
+                profiles_section(run, figures)]
     if run.projection is not None:
         sections.append("<h2>PCA projection</h2>"
-                        + chart("chart-projection", charts.projection_figure(run.projection, profiles,
-                                                                             insight.get("projection") or {})))
+                        + figures.chart("chart-projection", charts.projection_figure(run.projection, profiles,
+                                                                                     insight.get("projection") or {})))
     if run.sweep is not None and run.sweep_json is not None:
         sections.append("<h2>Choosing k</h2>" + f'<p class="note">{esc(run.sweep_json.get("reason", ""))}</p>'
-                        + chart("chart-sweep", charts.sweep_figure(run.sweep, run.sweep_json["recommended_k"],
-                                                                   run.sweep_json.get("knee"))))
+                        + figures.chart("chart-sweep", charts.sweep_figure(run.sweep, run.sweep_json["recommended_k"],
+                                                                           run.sweep_json.get("knee"))))
     if run.impact is not None:
-        imp = insight.get("impact") or {}
-        e = imp.get("everyone") or {}
-        shown = run.impact.select("rank", "segment", "name", "action", "customers", "responses", "response_rate", "cost",
-                                  "revenue", "profit", "roi", "cum_customer_share", "cum_response_share", "cum_profit")
-        note = (f"cost per contact {imp.get('cost_per_contact'):g}, revenue per response {imp.get('revenue_per_response'):g}. "
-                f"Mass campaign: {e.get('customers', 0):,} contacted, {e.get('responses', 0):,} responses, "
-                f"profit {e.get('profit', 0):,.0f}, ROI {e.get('roi') or 0:.1%}." if imp else "")
-        sections.append("<h2>Business impact</h2>" + f'<p class="note">{esc(note)}</p>'
-                        + html_table(shown, percent=("response_rate", "roi", "cum_customer_share", "cum_response_share"))
-                        + chart("chart-gains", charts.gains_figure(run.impact)))
+        sections.append(impact_section(run, insight, figures))
     if run.describe is not None:
-        eda = pl.DataFrame([{k: (None if c.get(k) is None else str(c.get(k)) if k in ("min", "max") else c.get(k))
-                             for k in ("column", "type", "nulls", "distinct", "min", "max", "mean", "p50", "skew")}
-                            for c in run.describe["columns"]], infer_schema_length=None)
-        corr = run.describe.get("correlation") or {}
-        sample = run.describe.get("sample") or {"every": 1}
-        sampled = (f" (statistics from every {sample['every']:,}th row: {sample['rows']:,} rows)"
-                   if sample["every"] > 1 else "")
-        sections.append(f"<h2>Input data (EDA)</h2><p class=\"note\">{run.describe['rows']:,} rows{sampled}; "
-                        "the columns the spec reads.</p>"
-                        + html_table(eda)
-                        + (chart("chart-correlation", charts.correlation_figure(corr)) if len(corr.get("columns", [])) > 1 else ""))
-
-    data = json.dumps(figures, allow_nan=False).replace("</", "<\\/")
+        sections.append(eda_section(run.describe, figures))
+    data = json.dumps(figures.json, allow_nan=False).replace("</", "<\\/")
     title = f"Segmentation report: {run.path.name}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{STYLE}</style><script>{CATCH}</script><script>{get_plotlyjs()}</script></head><body>"

@@ -149,7 +149,7 @@ class Insight:
         else:  # one label per input row, null where the row was dropped
             values = labels[np.where(data.kept, np.cumsum(data.kept) - 1, 0)]
             segments = pl.from_arrow(pa.array(values, type=pa.int32(), mask=~data.kept))
-        profiles = profile_table(inp, spec, data.fitted.levels, segments, k)
+        profiles = profile_table(inp, spec, data.fitted.levels, segments, k, seed)
         self.warnings = list(profiles.warnings)
         self.profiles = add_names_and_actions(profiles.table, [f.name for f in spec.features], business)
         self.summary: dict = {"overall": profiles.overall, "business": business.to_dict()}
