@@ -315,3 +315,34 @@ def level_counts(codes, n_levels, kept):
                 counts[codes[i, c]] += 1
         out += counts
     return np.array(out, dtype=np.int64)
+
+
+def segment_moments(values, labels, k):
+    """Per segment and column over the finite values of rows with a label >= 0: count, mean,
+    sum of squared deviations from the mean, min and max (numpy on each group)."""
+    d = values.shape[1]
+    out = np.zeros((5, k, d))
+    out[3], out[4] = np.inf, -np.inf
+    for s in range(k):
+        for j in range(d):
+            v = values[labels == s, j]
+            v = v[np.isfinite(v)]
+            if v.size:
+                out[:, s, j] = [v.size, v.mean(), ((v - v.mean()) ** 2).sum(), v.min(), v.max()]
+    return out
+
+
+MASK64 = (1 << 64) - 1
+
+
+def row_key(seed, row):
+    """SplitMix64 of seed * 0x9E3779B97F4A7C15 + row + 1, in Python integers modulo 2**64."""
+    z = (seed * 0x9E3779B97F4A7C15 + row + 1) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def bottom_k_rows(n, size, seed):
+    """The ``size`` rows of 0..n-1 with the smallest keys (ties: lower row), in row order."""
+    return sorted(sorted(range(n), key=lambda r: (row_key(seed, r), r))[:size])
