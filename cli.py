@@ -264,7 +264,7 @@ def sweep(inputs, as_json, quiet, **options):
         return
     click.echo(present.table(result.outcome.table))
     click.echo(f"recommended k={result.summary['recommended_k']}: {result.summary['reason']}")
-    click.echo(f"wrote {options['out']}/: {', '.join(result.written)}")
+    click.echo(f"wrote {options['out'].rstrip('/')}/: {', '.join(result.written)}")
 
 
 @main.command()

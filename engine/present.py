@@ -117,7 +117,7 @@ def run_summary(m: dict[str, Any], out: str, written: Sequence[str]) -> str:
         lines.append(f"mass campaign: {number(e['customers'])} contacted, {number(e['responses'])} responses, "
                      f"profit {number(float(e['profit']))}, ROI {percent(e['roi'])}; best segment {best['segment']}: "
                      f"profit {number(float(best['profit']))}, ROI {percent(best['roi'])}")
-    lines.append(f"wrote {out}/: {', '.join(written)}")
+    lines.append(f"wrote {str(out).rstrip('/')}/: {', '.join(written)}")
     return "\n".join(lines)
 
 
