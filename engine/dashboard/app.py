@@ -105,7 +105,7 @@ def kpis(run: Run) -> None:
     cards = [("Customers", fmt(m.get("rows"))), ("Segmented", fmt(m.get("rows_used"))),
              ("Dropped", fmt(m.get("rows_dropped"))), ("Segments (k)", fmt(m.get("k"))),
              ("Silhouette", fmt(m.get("silhouette"), "{:.3f}")),
-             ("Revenue share of the top 20%", fmt(conc.get("top20"), "{:.1%}"))]
+             ("Top-20% revenue share", fmt(conc.get("top20"), "{:.1%}"))]
     for column, (label, value) in zip(st.columns(len(cards)), cards):
         column.metric(label, value)
 
@@ -130,9 +130,8 @@ def overview(run: Run) -> None:
         st.warning(warning)
     segment_cards(run)
     features = [f for f in run.metrics.get("features", []) if f"{f}_z" in run.profiles.columns]
-    left, right = st.columns(2)
-    left.plotly_chart(charts.heatmap_figure(run.profiles, features), key="heatmap")
-    right.plotly_chart(charts.sizes_figure(run.profiles), key="sizes")
+    st.plotly_chart(charts.heatmap_figure(run.profiles, features), key="heatmap")
+    st.plotly_chart(charts.sizes_figure(run.profiles), key="sizes")
 
 
 def sidebar_filters(key: tuple, run: Run, source: RowSource | str) -> RowFilter:
@@ -250,7 +249,7 @@ def campaign(key: tuple, run: Run) -> None:
 def prediction(run: Run) -> None:
     fields = predict.form_fields(run)
     st.caption("One customer, assigned as `segment predict` would: the model's feature pipeline, its fitted "
-               "statistics and the same assignment kernel. Leave a field empty for a missing value.")
+               "statistics and the same assignment kernel. Fields start at the population's median.")
     values = {}
     with st.form("predict"):
         columns = st.columns(3)
@@ -266,11 +265,13 @@ def prediction(run: Run) -> None:
                 values[f.column] = where.number_input(f.column, value=f.default, step=1, key=f"in:{f.column}")
             else:
                 values[f.column] = where.number_input(f.column, value=f.default, key=f"in:{f.column}")
+        missing = st.multiselect("Missing values (these fields are left empty)", [f.column for f in fields],
+                                 key="in:@missing")
         submitted = st.form_submit_button("Predict the segment")
     if not submitted:
         return
     try:
-        result = predict.predict_values(run, fields, values)
+        result = predict.predict_values(run, fields, {**values, **{c: None for c in missing}})
     except InputError as exc:
         st.error(str(exc))
         return

@@ -137,13 +137,14 @@ def value_range(values: pa.Array) -> tuple[float, float]:
 
 
 def page(db: DashboardDB, rows: RowFilter, number: int, size: int, names: dict[int, str]) -> pl.DataFrame:
-    """Page ``number`` (from 1) of the matching customers: the input's columns, then the segment,
-    its name and the distance to its centre."""
+    """Page ``number`` (from 1) of the matching customers: the id, the segment, its name and the
+    distance to its centre, then the input's other columns."""
     if size not in PAGE_SIZES:
         raise InputError(f"page size must be one of {', '.join(map(str, PAGE_SIZES))}, not {size}")
     if number < 1:
         raise InputError(f"page must be 1 or more, not {number}")
     found = db.page_rows(rows, (number - 1) * size, size)
+    id_col = db.source.id_col
     positions = found.column("row").to_pylist()
     customers = pl.from_arrow(db.input_rows(positions)) if positions else pl.DataFrame()
     labels = pl.from_arrow(found.select(["segment", "distance"]))
@@ -151,7 +152,10 @@ def page(db: DashboardDB, rows: RowFilter, number: int, size: int, names: dict[i
                                  .alias("segment_name")).select("segment", "segment_name", "distance")
     taken = set(customers.columns)
     labels = labels.rename({c: f"{c}_run" for c in labels.columns if c in taken})
-    return pl.concat([customers, labels], how="horizontal") if customers.width else labels
+    if not customers.width:
+        return labels
+    first = [c for c in (id_col,) if c in customers.columns]
+    return pl.concat([customers.select(first), labels, customers.drop(first)], how="horizontal")
 
 
 def run_sample(n_rows: int, n_segmented: int) -> np.ndarray | None:

@@ -1,7 +1,7 @@
 """The dashboard's DuckDB side: one read-only connection per browser session, and the fixed
 queries of the Explore, Export and Compare views.
 
-* The connection is opened ``read_only`` (on an empty database file made once per process), then
+* The connection is opened ``read_only`` (on an empty database file of its own), then
   sandboxed (``connect.sandbox``): only the run's files and its declared input files are
   readable, nothing can be written, and the configuration is locked.
 * No SQL text comes from the user. Filter values are bound ``?`` parameters; column names come
@@ -20,6 +20,7 @@ import atexit
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,21 +37,40 @@ INPUT_VIEW = "input_rows"  # an input held in memory (a SQL source's result), on
 ROW = "file_row_number"
 BATCH_ROWS = 64 * 1024
 
-_empty_lock = threading.Lock()
-_empty: dict[str, Path] = {}
+_lock = threading.Lock()
+_template: dict[str, Path] = {}
 
 
-def empty_database() -> Path:
-    """An empty DuckDB database file, made once per process in a private temporary directory
-    (removed at exit): sessions open it read-only, so nothing can be created in it."""
-    with _empty_lock:
-        if "path" not in _empty:
+def private_database() -> Path:
+    """A new empty DuckDB database file for one connection, in a private temporary directory
+    made once per process (removed at exit). Connections to one file share its settings, the
+    sandbox's allowed paths included, so each connection gets its own; it is opened read-only,
+    so nothing can be created in it."""
+    with _lock:
+        if "path" not in _template:
             folder = Path(tempfile.mkdtemp(prefix="segment-dashboard-"))
-            path = folder / "empty.duckdb"
-            duckdb.connect(str(path)).close()
+            template = folder / "empty.duckdb"
+            duckdb.connect(str(template)).close()
             atexit.register(shutil.rmtree, folder, True)
-            _empty["path"] = path
-        return _empty["path"]
+            _template["path"] = template
+        template = _template["path"]
+    path = template.with_name(f"session-{uuid.uuid4().hex}.duckdb")
+    shutil.copyfile(template, path)
+    return path
+
+
+def read_only_connection(readable: Sequence[Path]) -> tuple[duckdb.DuckDBPyConnection, Path]:
+    """A read-only connection that can read ``readable`` and nothing else, and its database file."""
+    path = private_database()
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET enable_progress_bar = false")
+    duck.sandbox(con, list(readable))
+    return con, path
+
+
+def close_connection(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    con.close()
+    path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -144,15 +164,15 @@ class DashboardDB:
     con: duckdb.DuckDBPyConnection = field(init=False)
     columns: tuple[str, ...] = field(init=False, default=())
 
+    database: Path = field(init=False)
+
     def __post_init__(self) -> None:
-        self.con = duckdb.connect(str(empty_database()), read_only=True)
-        self.con.execute("SET enable_progress_bar = false")
+        self.con, self.database = read_only_connection([*self.source.readable(), *self.extra_readable])
         if self.source.fmt == "memory":
             self.con.register(INPUT_VIEW, self.source.table)
-        duck.sandbox(self.con, [*self.source.readable(), *self.extra_readable])
 
     def close(self) -> None:
-        self.con.close()
+        close_connection(self.con, self.database)
 
     def set_columns(self, table: pa.Table | None) -> None:
         """The filter columns (one row per input row), replacing the earlier ones."""
@@ -236,10 +256,8 @@ def migration(a: Path, b: Path, id_col: str, readable: Sequence[Path] = ()) -> p
     """Customers per (segment in run A, segment in run B), joined on the id: ``from_segment``
     and ``to_segment`` as text, ``new`` for ids only in B, ``gone`` for ids only in A, and
     ``unsegmented`` for rows a run dropped for missing values."""
-    con = duckdb.connect(str(empty_database()), read_only=True)
+    con, database = read_only_connection([a, b, *readable])
     try:
-        con.execute("SET enable_progress_bar = false")
-        duck.sandbox(con, [a, b, *readable])
         key = duck.ident(id_col)
 
         def side(alias: str, other: str, missing: str) -> str:
@@ -251,6 +269,6 @@ def migration(a: Path, b: Path, id_col: str, readable: Sequence[Path] = ()) -> p
                  f"FULL OUTER JOIN read_parquet({duck.literal(b)}) AS b ON a.{key} = b.{key} "
                  "GROUP BY ALL ORDER BY ALL")
         with duck.duck_errors("compare"):
-            return con.execute(query).to_arrow_table()
+            return con.sql(query).to_arrow_table()
     finally:
-        con.close()
+        close_connection(con, database)
