@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,7 +28,7 @@ from conftest import invoke
 from engine.dashboard import data, export, predict, whatif
 from engine.dashboard.rundata import load_run
 from engine.dashboard.serve import COMPARE_ENV, RUN_ENV
-from engine.duck.dashboard import DashboardDB, RowFilter
+from engine.duck.dashboard import ID_TEXT, DashboardDB, RowFilter
 from engine.errors import InputError
 
 APP = Path(__file__).resolve().parents[1] / "engine" / "dashboard" / "app.py"
@@ -150,6 +151,66 @@ def test_explore_filters_and_paging(monkeypatch, marketing_run: Path, labelled: 
     assert "no customer matches the filters" in [c.value for c in at.caption]
 
 
+@pytest.fixture(scope="module")
+def split_input(tmp_path_factory, generated_parquet: Path) -> Path:
+    """The generated customers in two Parquet files of a directory (2,000 and 3,000 rows)."""
+    folder = tmp_path_factory.mktemp("split") / "customers"
+    folder.mkdir()
+    frame = pl.read_parquet(generated_parquet)
+    frame.head(2000).write_parquet(folder / "part-0.parquet")
+    frame.slice(2000).write_parquet(folder / "part-1.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("source", ["parquet", "sql"])
+def test_explore_pages_parquet_files_and_sql_inputs(monkeypatch, split_input: Path, tmp_path: Path, source: str) -> None:
+    """Two Parquet files read by row position across the file boundary, and a SQL-fed run (its query
+    run again, in the order of segments.parquet); a run without [business] has no what-if."""
+    out = tmp_path / "run"
+    extra = ["--sql", "SELECT * FROM input WHERE Income > 20000"] if source == "sql" else []
+    result = invoke(["run", split_input, *extra, "--features", "Income,Recency,MntWines", "--id-col", "ID", "--k", "3",
+                     "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    segments = pl.read_parquet(out / "segments.parquet")
+    customers = pl.read_parquet(split_input)
+    if source == "sql":
+        customers = customers.filter(pl.col("Income") > 20000)
+    labelled = segments.join(customers, on="ID", how="left", maintain_order="left")
+    at = app_test(monkeypatch, out, view="Explore")
+    segmented = labelled.filter(pl.col("segment").is_not_null())
+    assert match_count(at) == segmented.height
+    at.selectbox(key="page_size").set_value(100).run()
+    at.number_input(key="page").set_value(20).run()  # rows 1,900..1,999 then 2,000.. of the input
+    page = at.dataframe[0].value
+    expected = segmented.slice(1900, 100)
+    assert page["ID"].tolist() == expected["ID"].to_list()
+    assert page["Income"].tolist() == expected["Income"].to_list()
+    assert page["segment"].tolist() == expected["segment"].to_list()
+    at.session_state["view"] = "Campaign what-if"
+    at.run()
+    assert "no impact.parquet" in at.info[0].value
+    at.session_state["view"] = "Overview"
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Top-20% revenue share"] == "n/a"
+    assert not at.exception
+
+
+def test_explore_without_the_input(monkeypatch, marketing_run: Path, tmp_path: Path) -> None:
+    """The overview works without the input; the customer table says why it cannot be shown."""
+    for change, message in ((lambda m: m["input"].update(files=[str(tmp_path / "gone.csv")]), "is gone"),
+                            (lambda m: m["input"].update(fingerprint="sha256:0"), "changed since the run")):
+        copy = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(marketing_run, copy)
+        metrics = json.loads((copy / "metrics.json").read_text())
+        change(metrics)
+        (copy / "metrics.json").write_text(json.dumps(metrics))
+        at = app_test(monkeypatch, copy, view="Explore")
+        assert message in at.info[0].value and "The customer table needs the run's input" in at.info[0].value
+        at.session_state["view"] = "Overview"
+        at.run()
+        assert len(at.metric) == 6 and not at.exception
+
+
 def test_explore_distribution_from_the_run_sample(monkeypatch, marketing_run: Path, labelled: pl.DataFrame) -> None:
     at = app_test(monkeypatch, marketing_run, view="Explore")
     at.selectbox(key="dist_column").set_value("income").run()
@@ -199,6 +260,7 @@ def test_export_csv_builder(marketing_run: Path, labelled: pl.DataFrame, data_cs
         assert len(small) > 5
         whole = b"".join(export.stream(export.Export(source, RowFilter(segments=(1,)), (), run.names(), "x.csv")))
         assert b"".join(small) == whole
+        db.set_columns(pa.table({ID_TEXT: data.column_values(run, source, ID_TEXT)}))
         nothing = b"".join(export.csv_chunks(db.export_reader(RowFilter(id_text="no such id")), run.names()))
         assert nothing.decode().splitlines() == [text.splitlines()[0]]
     finally:
@@ -371,9 +433,13 @@ def test_compare_uses_migration_parquet_and_needs_shared_customers(marketing_run
 
 
 def test_session_connection_is_read_only_and_sandboxed(marketing_run: Path) -> None:
-    source = data.row_source(load_run(marketing_run))
+    run = load_run(marketing_run)
+    source = data.row_source(run)
     db = DashboardDB(source)
     try:
+        with pytest.raises(InputError, match="'@id' is not loaded"):
+            db.segment_counts(RowFilter(id_text="55"))
+        db.set_columns(pa.table({ID_TEXT: data.column_values(run, source, ID_TEXT)}))
         with pytest.raises(duckdb.Error, match="read-only|Cannot execute statement"):
             db.con.execute("CREATE TABLE t AS SELECT 1")
         with pytest.raises(duckdb.PermissionException):

@@ -165,7 +165,7 @@ def explore(key: tuple, run: Run, source: RowSource | str, rows: RowFilter) -> N
         st.info(f"The customer table needs the run's input: {source}.")
         return
     db = session_db(key, source)
-    db.set_columns(pa.table({c: cached_column(key, c) for c in rows.columns()}) if rows.ranges else None)
+    db.set_columns(pa.table({c: cached_column(key, c) for c in rows.columns()}) if rows.columns() else None)
     counts = db.segment_counts(rows)
     total = sum(counts.values())
     names = run.names()

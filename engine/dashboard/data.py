@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.duck.dashboard import DashboardDB, RowFilter, RowSource, parquet_rows
+from engine.duck.dashboard import ID_TEXT, DashboardDB, RowFilter, RowSource, parquet_rows
 from engine.errors import InputError
 from engine.dashboard.rundata import Run
 from engine.input.files import Input, open_input
@@ -80,12 +80,15 @@ def row_source(run: Run) -> RowSource:
 def memory_source(run: Run) -> RowSource:
     """A SQL-fed run (``[source] sql``, ``--preset rfm``, ``--sql`` with INPUT): its query again,
     on the sandboxed connection of ``engine.duck.source``, in the order of ``segments.parquet``."""
+    from engine.api import fingerprint
     from engine.duck.source import open_source
 
     info, options = run.input_info(), run.metrics.get("options") or {}
     sql = None if (run.spec.sql or run.spec.preset) else info.get("query")
     inp = open_source(list(input_files(run)), info.get("separator"),
                       run.model.spec, sql, info.get("as_of") or options.get("as_of"))
+    if info.get("fingerprint") and fingerprint(inp) != info["fingerprint"]:
+        raise InputError(f"the input {inp.label} changed since the run (its fingerprint differs)")
     ids = pl.read_parquet(run.segments_file, columns=[run.id_col])
     frame = inp.frame.collect()
     if run.id_col not in frame.columns:
@@ -115,9 +118,12 @@ def segment_labels(run: Run) -> pl.Series:
 
 def column_values(run: Run, source: RowSource, name: str) -> pa.Array:
     """One filter column over every input row (float64, null where missing), computed by the
-    run's own expressions (``engine.insight.profiles.profile_frame``)."""
+    run's own expressions (``engine.insight.profiles.profile_frame``); ``ID_TEXT``: the ids as text."""
     from engine.insight.profiles import profile_frame
 
+    if name == ID_TEXT:
+        ids = pl.read_parquet(run.segments_file, columns=[run.id_col]).to_series()
+        return ids.cast(pl.String).to_arrow()
     if name not in {c.name for c in filter_columns(run)}:
         raise InputError(f"unknown filter column {name!r}")
     frame = profile_frame(feature_input(run, source), run.spec, run.model.fitted.levels, segment_labels(run))

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from engine.errors import InputError
 COLUMNS_VIEW = "filter_columns"  # the filter columns the app computed, one row per input row
 INPUT_VIEW = "input_rows"  # an input held in memory (a SQL source's result), one row per input row
 ROW = "file_row_number"
+ID_TEXT = "@id"  # the filter column of the ids as text, for the id search (computed once, not per query)
 BATCH_ROWS = 64 * 1024
 
 _lock = threading.Lock()
@@ -103,7 +105,8 @@ class RowFilter:
     id_text: str = ""
 
     def columns(self) -> tuple[str, ...]:
-        return tuple(c for c, _, _ in self.ranges)
+        """The filter columns these rows need: the range columns, and the ids as text for a search."""
+        return tuple(c for c, _, _ in self.ranges) + ((ID_TEXT,) if self.id_text else ())
 
 
 def input_scan(source: RowSource) -> str:
@@ -127,8 +130,9 @@ def like_pattern(text: str) -> str:
 
 
 def where_sql(rows: RowFilter, source: RowSource, known: Sequence[str]) -> tuple[str, list]:
-    """The WHERE clause of ``rows`` over ``s`` (segments) and ``c`` (filter columns), and its
-    parameters. Range columns must be among ``known``."""
+    """The WHERE clause of ``rows`` over ``s`` (segments) and ``c`` (filter columns: the range
+    columns, and ``ID_TEXT`` for an id search), and its parameters. Range columns must be among
+    ``known``."""
     parts: list[str] = []
     params: list = []
     if rows.segments is not None or rows.unsegmented:
@@ -150,7 +154,7 @@ def where_sql(rows: RowFilter, source: RowSource, known: Sequence[str]) -> tuple
         params += [float(low), float(high)]
     if rows.id_text:
         like = "ILIKE" if source.id_is_text else "LIKE"  # a number's text has no case
-        parts.append(f"CAST(s.{duck.ident(source.id_col)} AS VARCHAR) {like} ? ESCAPE '\\'")
+        parts.append(f"c.{duck.ident(ID_TEXT)} {like} ? ESCAPE '\\'")
         params.append(like_pattern(rows.id_text))
     return " AND ".join(parts), params
 
@@ -168,11 +172,12 @@ class DashboardDB:
 
     def __post_init__(self) -> None:
         self.con, self.database = read_only_connection([*self.source.readable(), *self.extra_readable])
+        self._closer = weakref.finalize(self, close_connection, self.con, self.database)  # a session that ends
         if self.source.fmt == "memory":
             self.con.register(INPUT_VIEW, self.source.table)
 
     def close(self) -> None:
-        close_connection(self.con, self.database)
+        self._closer()
 
     def set_columns(self, table: pa.Table | None) -> None:
         """The filter columns (one row per input row), replacing the earlier ones."""
@@ -186,7 +191,7 @@ class DashboardDB:
         """``FROM ... WHERE ...`` of the rows ``rows`` selects, and its parameters."""
         segments = f"read_parquet({duck.literal(self.source.segments)}, file_row_number = true)"
         sql = f"{input_scan(self.source)} AS i POSITIONAL JOIN {segments} AS s" if with_input else f"{segments} AS s"
-        if rows.ranges:
+        if rows.columns():
             missing = [c for c in rows.columns() if c not in self.columns]
             if missing:
                 raise InputError(f"filter column {missing[0]!r} is not loaded")
