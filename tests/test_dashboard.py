@@ -451,6 +451,9 @@ def test_session_connection_is_read_only_and_sandboxed(marketing_run: Path) -> N
         # user text is a bound value, never SQL
         assert db.segment_counts(RowFilter(id_text="'; DROP TABLE x; --")) == {}
         assert sum(db.segment_counts(RowFilter(id_text="%")).values()) == 0  # LIKE wildcards match literally
+        for rows in (RowFilter(), RowFilter(segments=(1, 3)), RowFilter(segments=(2,), unsegmented=True),
+                     RowFilter(segments=(), unsegmented=True)):  # segments alone: the profiles' sizes
+            assert data.matching(db, rows, run) == db.segment_counts(rows)
         with pytest.raises(InputError, match="is not loaded"):
             db.segment_counts(RowFilter(ranges=(("income", 0.0, 1.0),)))
         with pytest.raises(InputError, match="page size"):

@@ -166,7 +166,7 @@ def explore(key: tuple, run: Run, source: RowSource | str, rows: RowFilter) -> N
         return
     db = session_db(key, source)
     db.set_columns(pa.table({c: cached_column(key, c) for c in rows.columns()}) if rows.columns() else None)
-    counts = db.segment_counts(rows)
+    counts = data.matching(db, rows, run)
     total = sum(counts.values())
     names = run.names()
     st.markdown(f"**{total:,} customers match** "

@@ -142,6 +142,20 @@ def value_range(values: pa.Array) -> tuple[float, float]:
     return float(found.min()), float(found.max())
 
 
+def matching(db: DashboardDB, rows: RowFilter, run: Run) -> dict[int | None, int]:
+    """Matching rows per segment (None: the rows dropped for missing values). Segments alone need
+    no query: the profiles hold their sizes, the metrics the rows dropped."""
+    if rows.columns():
+        return db.segment_counts(rows)
+    sizes = dict(zip(run.profiles["segment"].to_list(), run.profiles["size"].to_list()))
+    chosen = sorted(sizes) if rows.segments is None else rows.segments
+    counts = {j: int(sizes[j]) for j in chosen if sizes.get(j)}
+    dropped = int(run.metrics.get("rows_dropped") or 0)
+    if rows.unsegmented and dropped:
+        counts[None] = dropped
+    return counts
+
+
 def page(db: DashboardDB, rows: RowFilter, number: int, size: int, names: dict[int, str]) -> pl.DataFrame:
     """Page ``number`` (from 1) of the matching customers: the id, the segment, its name and the
     distance to its centre, then the input's other columns."""
