@@ -236,14 +236,26 @@ def campaign(key: tuple, run: Run) -> None:
                f"({fmt(c['customer_share'], '{:.1%}')}), {c['responses']:,} responses "
                f"({fmt(c['response_share'], '{:.1%}')} of all), cost {fmt(c['cost'])}, revenue {fmt(c['revenue'])}, "
                f"profit {fmt(c['profit'])}, ROI {fmt(c['roi'], '{:.1%}')}.")
-    shown = whatif.shown_table(result, tuple(chosen)).to_pandas()
-    styled = shown.style.apply(lambda row: ["background-color: #d8f0d8" if row["best_cutoff"] else ""] * len(row),
-                               axis=1).format(precision=3, thousands=",", na_rep="-")
-    st.dataframe(styled, hide_index=True, key="impact")
+    st.dataframe(impact_styled(whatif.shown_table(result, tuple(chosen))), hide_index=True, key="impact")
     cut_share = None
     if cut:
         cut_share = cut["customers"] / e["customers"] if e["customers"] else None
     st.plotly_chart(gains_with_cutoff(charts.gains_figure(result.table), cut_share), key="gains")
+
+
+IMPACT_FORMATS = {"customers": "{:,}", "responses": "{:,}", "response_rate": "{:.1%}", "cost": "{:,.0f}",
+                  "revenue": "{:,.0f}", "profit": "{:,.0f}", "roi": "{:.1%}", "cum_response_share": "{:.1%}",
+                  "cum_profit": "{:,.0f}"}
+
+
+def impact_styled(table: pl.DataFrame):
+    """The impact table for the page: the best cut-off's rows highlighted, money and shares
+    formatted (pandas' Styler, which st.dataframe draws)."""
+    frame = table.to_pandas()
+    for column in ("rank", "segment"):
+        frame[column] = frame[column].astype("Int64")
+    return frame.style.apply(lambda row: ["background-color: #d8f0d8" if row["best_cutoff"] else ""] * len(row),
+                             axis=1).format(IMPACT_FORMATS, na_rep="-")
 
 
 def prediction(run: Run) -> None:

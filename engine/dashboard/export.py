@@ -134,7 +134,7 @@ def lookup(token: str) -> Export | None:
 
 async def export_route(request):
     """``GET /export/<token>``: the export as a streamed CSV download (404 for an unknown token)."""
-    from starlette.responses import PlainTextResponse, StreamingResponse
+    from starlette.responses import PlainTextResponse, StreamingResponse  # Streamlit's server, only here
 
     export = lookup(request.path_params.get("token", ""))
     if export is None:

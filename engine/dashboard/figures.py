@@ -26,9 +26,9 @@ def distribution_figure(hist: pl.DataFrame, column: str, segment_label: str):
 def gains_with_cutoff(fig, cutoff_share: float | None):
     """The report's gains figure with the best cut-off marked on both panels."""
     if cutoff_share is not None:
-        for col in (1, 2):
-            fig.add_vline(x=cutoff_share, line_dash="dash", line_color="green", row=1, col=col,
-                          annotation_text="best cut-off" if col == 2 else None)
+        fig.add_vline(x=cutoff_share, line_dash="dash", line_color="green", row=1, col=1)
+        fig.add_vline(x=cutoff_share, line_dash="dash", line_color="green", row=1, col=2,
+                      annotation_text="best cut-off")
     return fig
 
 
