@@ -195,6 +195,31 @@ def test_explore_pages_parquet_files_and_sql_inputs(monkeypatch, split_input: Pa
     assert not at.exception
 
 
+def test_rfm_run_explore_and_predict(monkeypatch, tmp_path: Path) -> None:
+    """A --preset rfm run: the preset's query runs again over the transactions (the recorded path
+    is relative, as given), the table pages its per-customer rows, and the form takes its features."""
+    from engine.synth.transactions import generate_transactions
+
+    monkeypatch.chdir(tmp_path)
+    generate_transactions(tmp_path / "tx.parquet", 3000, seed=2)
+    result = invoke(["run", "tx.parquet", "--preset", "rfm", "--customer-col", "customer_id", "--date-col", "ts",
+                     "--amount-col", "amount", "--order-col", "order_id", "--k", "4", "--out", "rfm", "--quiet"])
+    assert result.exit_code == 0, result.output
+    segments = pl.read_parquet(tmp_path / "rfm" / "segments.parquet")
+    at = app_test(monkeypatch, tmp_path / "rfm", view="Explore")
+    assert match_count(at) == segments["segment"].drop_nulls().len()
+    at.number_input(key="page").set_value(2).run()
+    page = at.dataframe[0].value
+    expected = segments.filter(pl.col("segment").is_not_null()).slice(50, 50)
+    assert page["customer_id"].tolist() == expected["customer_id"].to_list()
+    assert page["segment"].tolist() == expected["segment"].to_list()
+    assert {"recency_days", "frequency", "monetary"} <= set(page.columns)
+    at.session_state["view"] = "Predict"
+    at.run()
+    at.button[0].click().run()
+    assert len(at.success) == 1 and not at.error and not at.exception
+
+
 def test_explore_without_the_input(monkeypatch, marketing_run: Path, tmp_path: Path) -> None:
     """The overview works without the input; the customer table says why it cannot be shown."""
     for change, message in ((lambda m: m["input"].update(files=[str(tmp_path / "gone.csv")]), "is gone"),

@@ -43,7 +43,17 @@ def filter_columns(run: Run) -> list[FilterColumn]:
 
 
 def input_files(run: Run) -> tuple[Path, ...]:
-    return tuple(Path(f) for f in run.input_info().get("files", []) if isinstance(f, str))
+    """The run's input files. A relative path (as given to ``segment run``) is taken from the
+    working directory, else from the run directory's parent (where the run was likely made)."""
+    found = []
+    for name in run.input_info().get("files", []):
+        if not isinstance(name, str):
+            continue
+        path = Path(name)
+        if not path.is_absolute():
+            path = next((p for p in (Path.cwd() / path, run.path.parent / path) if p.is_file()), Path.cwd() / path)
+        found.append(path)
+    return tuple(found)
 
 
 def row_source(run: Run) -> RowSource:

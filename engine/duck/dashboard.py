@@ -166,9 +166,8 @@ class DashboardDB:
     source: RowSource
     extra_readable: Sequence[Path] = ()
     con: duckdb.DuckDBPyConnection = field(init=False)
-    columns: tuple[str, ...] = field(init=False, default=())
-
     database: Path = field(init=False)
+    columns: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         self.con, self.database = read_only_connection([*self.source.readable(), *self.extra_readable])
@@ -265,11 +264,11 @@ def migration(a: Path, b: Path, id_col: str, readable: Sequence[Path] = ()) -> p
     try:
         key = duck.ident(id_col)
 
-        def side(alias: str, other: str, missing: str) -> str:
-            return (f"CASE WHEN {other}.{key} IS NULL THEN '{missing}' WHEN {alias}.segment IS NULL "
+        def side(alias: str, absent: str) -> str:
+            return (f"CASE WHEN {alias}.{key} IS NULL THEN '{absent}' WHEN {alias}.segment IS NULL "
                     f"THEN 'unsegmented' ELSE CAST({alias}.segment AS VARCHAR) END")
 
-        query = (f"SELECT {side('a', 'a', 'new')} AS from_segment, {side('b', 'b', 'gone')} AS to_segment, "
+        query = (f"SELECT {side('a', 'new')} AS from_segment, {side('b', 'gone')} AS to_segment, "
                  f"count(*) AS customers FROM read_parquet({duck.literal(a)}) AS a "
                  f"FULL OUTER JOIN read_parquet({duck.literal(b)}) AS b ON a.{key} = b.{key} "
                  "GROUP BY ALL ORDER BY ALL")
