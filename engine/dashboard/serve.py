@@ -129,7 +129,8 @@ def serve(run_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", compar
              "machine that can reach this address")
     probe = url_of("127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host, port)
     previous = signal.signal(signal.SIGTERM, interrupt)  # stop the server with us, not only on Ctrl-C
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    # its own session: Ctrl-C reaches us, and we stop the server (SIGTERM), which then exits quietly
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_until_up(process, probe)
         echo(f"dashboard of {env[RUN_ENV]} at {url_of(host, port)} (Ctrl-C to stop)")
