@@ -385,5 +385,30 @@ def report(run_dir, out, overwrite):
     click.echo(f"wrote {path}")
 
 
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--port", type=int, default=8501, show_default=True, help="Port to serve on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; another than 127.0.0.1 makes the data visible to that network.")
+@click.option("--compare", type=click.Path(), help="Another run directory: sizes side by side and the migration.")
+@engine_errors
+def dashboard(run_dir, port, host, compare):
+    """Serve a run as a dashboard in the browser (needs the dashboard extra: pip install
+    'segment-engine[dashboard]'): overview, customer table with filters and CSV export, campaign
+    what-if, a predict form, and with --compare the comparison of two runs. Serves until Ctrl-C.
+
+    \b
+    Example:
+      segment dashboard run/
+      segment dashboard run/ --port 8502 --compare last_quarter/
+    """
+    from engine.dashboard.serve import serve
+
+    code = serve(run_dir, port=port, host=host, compare=compare, echo=click.echo,
+                 warn=lambda msg: click.echo(msg, err=True))
+    if code:
+        raise click.exceptions.Exit(code)
+
+
 if __name__ == "__main__":
     main()
