@@ -402,7 +402,7 @@ def dashboard(run_dir, port, host, compare):
       segment dashboard run/
       segment dashboard run/ --port 8502 --compare last_quarter/
     """
-    from engine.dashboard.serve import serve
+    from engine.dashboard.serve import serve  # the engine loads when a command runs, not for --help
 
     code = serve(run_dir, port=port, host=host, compare=compare, echo=click.echo,
                  warn=lambda msg: click.echo(msg, err=True))

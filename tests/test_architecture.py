@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(REPO / "engine").rglob("*.py"), *(REPO / "kernels").rglob("*.py"), REPO / "cli.py"])
 MAX_LINES = 60
 #: Libraries that may be imported inside a function to keep them off the start-up path.
-HEAVY = ("sklearn", "plotly", "streamlit", "dask", "distributed", "scipy", "playwright")
+HEAVY = ("sklearn", "plotly", "streamlit", "starlette", "dask", "distributed", "scipy", "playwright")
 #: engine sub-package -> the engine sub-packages it may import (as each one's docstring says).
 LAYERS = {
     "errors": set(), "options": set(), "present": set(),

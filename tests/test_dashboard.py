@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -658,3 +659,16 @@ def browse(page, url: str, run, labelled: pl.DataFrame, expected, shot: Path) ->
     page.get_by_role("button", name="Predict the segment").click()
     page.get_by_text(f"Segment {expected.segment}: {expected.name}").wait_for(timeout=60_000)
     assert errors == []
+
+
+def test_the_distribution_sample_is_the_one_the_profiles_drew(monkeypatch) -> None:
+    """Above the profiles' EXACT_ROWS both draw the same rows, with the run's seed."""
+    from engine.fit.scores import sample_indices
+    from engine.insight import profiles
+
+    monkeypatch.setattr(profiles, "EXACT_ROWS", 10)
+    monkeypatch.setattr(profiles, "SAMPLE_ROWS", 50)
+    assert data.run_sample(1000, 10, seed=3) is None
+    drawn = data.run_sample(1000, 900, seed=3)
+    assert drawn.tolist() == sample_indices(1000, 50, np.random.default_rng(3)).tolist()
+    assert drawn.tolist() != data.run_sample(1000, 900, seed=4).tolist()

@@ -11,17 +11,16 @@ from pathlib import Path
 import streamlit as st
 from starlette.routing import Route
 
+import engine.api  # noqa: F401  (loaded before the server answers: the input fingerprint, predict's kernels)
+from engine.dashboard import compare, data, figures, predict, whatif  # noqa: F401  (likewise, the page's modules)
 from engine.dashboard.export import export_route
+from engine.outputs import charts  # noqa: F401
 
 PAGE = Path(__file__).with_name("app.py")
 
 
 def warm() -> None:
     import plotly.graph_objects as go  # plotly builds its figure classes on first use
-
-    import engine.api  # noqa: F401  (the input fingerprint, and the kernels behind predict)
-    from engine.dashboard import compare, data, figures, predict, whatif  # noqa: F401
-    from engine.outputs import charts  # noqa: F401
 
     go.Figure([go.Heatmap(z=[[0.0]]), go.Bar(x=[0.0], y=["a"])]).to_json()
 

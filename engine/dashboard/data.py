@@ -17,10 +17,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.duck.dashboard import ID_TEXT, DashboardDB, RowFilter, RowSource, parquet_rows
-from engine.errors import InputError
+from engine.api import fingerprint
 from engine.dashboard.rundata import Run
+from engine.duck.dashboard import ID_TEXT, DashboardDB, RowFilter, RowSource, parquet_rows
+from engine.duck.open import open_source
+from engine.errors import InputError
+from engine.fit.scores import sample_indices
 from engine.input.files import Input, open_input
+from engine.insight import profiles
+from engine.insight.profiles import profile_frame
 
 PAGE_SIZES = (25, 50, 100)
 HIST_BINS = 30
@@ -59,8 +64,6 @@ def input_files(run: Run) -> tuple[Path, ...]:
 def row_source(run: Run) -> RowSource:
     """Where the run's rows are read, checked against the run: the input files must still be
     there and unchanged (same fingerprint), and hold the run's rows."""
-    from engine.api import fingerprint
-
     info = run.input_info()
     files, fmt = input_files(run), info.get("format")
     if not files:
@@ -90,9 +93,6 @@ def row_source(run: Run) -> RowSource:
 def memory_source(run: Run) -> RowSource:
     """A SQL-fed run (``[source] sql``, ``--preset rfm``, ``--sql`` with INPUT): its query again,
     on the sandboxed connection of ``engine.duck.source``, in the order of ``segments.parquet``."""
-    from engine.api import fingerprint
-    from engine.duck.source import open_source
-
     info, options = run.input_info(), run.metrics.get("options") or {}
     sql = None if (run.spec.sql or run.spec.preset) else info.get("query")
     inp = open_source(list(input_files(run)), info.get("separator"),
@@ -129,8 +129,6 @@ def segment_labels(run: Run) -> pl.Series:
 def column_values(run: Run, source: RowSource, name: str) -> pa.Array:
     """One filter column over every input row (float64, null where missing), computed by the
     run's own expressions (``engine.insight.profiles.profile_frame``); ``ID_TEXT``: the ids as text."""
-    from engine.insight.profiles import profile_frame
-
     if name == ID_TEXT:
         ids = pl.read_parquet(run.segments_file, columns=[run.id_col]).to_series()
         return ids.cast(pl.String).to_arrow()
@@ -188,15 +186,12 @@ def page(db: DashboardDB, rows: RowFilter, number: int, size: int, names: dict[i
     return pl.concat([customers.select(first), labels, customers.drop(first)], how="horizontal")
 
 
-def run_sample(n_rows: int, n_segmented: int) -> np.ndarray | None:
+def run_sample(n_rows: int, n_segmented: int, seed: int) -> np.ndarray | None:
     """The rows the run's medians came from (``engine.insight.profiles``): every row up to its
-    ``EXACT_ROWS`` segmented rows (None), else its uniform sample of ``SAMPLE_ROWS`` input rows."""
-    from engine.fit.scores import sample_indices
-    from engine.insight.profiles import EXACT_ROWS, SAMPLE_ROWS
-
-    if n_segmented <= EXACT_ROWS:
+    ``profiles.EXACT_ROWS`` segmented rows (None), else its uniform sample of ``profiles.SAMPLE_ROWS`` input rows."""
+    if n_segmented <= profiles.EXACT_ROWS:
         return None
-    return sample_indices(n_rows, SAMPLE_ROWS, np.random.default_rng(0))
+    return sample_indices(n_rows, profiles.SAMPLE_ROWS, np.random.default_rng(seed))  # the run's, as profiles drew it
 
 
 def distribution(values: pa.Array, segments: pl.Series, segment: int, sample: np.ndarray | None,

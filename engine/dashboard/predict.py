@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 
 from engine.dashboard.rundata import Run
+from engine.features.build import build_features
+from engine.fit.kmeans import assign_rows
 from engine.input.files import Input
 
 FORM = "form"  # how errors name the form (the CLI names the input file)
@@ -152,9 +154,6 @@ def form_frame(run: Run, fields: list[Field], values: dict[str, Any]) -> pl.Data
 def predict_values(run: Run, fields: list[Field], values: dict[str, Any]) -> Prediction:
     """The segment of one customer, as ``segment predict`` would assign it; bad values raise the
     CLI's one-line ``InputError``."""
-    from engine.features.build import build_features
-    from engine.fit.kmeans import assign_rows
-
     model = run.model
     inp = Input(form_frame(run, fields, values).lazy(), (Path(FORM),), "parquet")
     data = build_features(inp, model.spec, fitted=model.fitted)

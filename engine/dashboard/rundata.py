@@ -1,6 +1,6 @@
-"""The run directory as the dashboard reads it: the file names it uses (kept here, in one place,
-for ``engine.outputs.rundir`` to take over), the checks made before the server starts, and
-the loaded run (``read_run`` and ``load_model``, plus the spec's business measures).
+"""The run directory as the dashboard reads it: the checks made before the server starts, and the
+loaded run (``read_run`` and ``load_model``, plus the spec's business measures). The file names
+are ``engine.outputs.rundir``'s.
 
 A directory is refused with a one-line ``InputError`` when it is missing, when one of its
 Parquet files was written by a newer format version (the ``segment.format_version`` key-value
@@ -24,17 +24,10 @@ from engine.errors import InputError
 from engine.features.business import MEASURES, parse_business
 from engine.features.spec import FeatureSpec
 from engine.fit.model import Model, load_model
-from engine.input.files import first_line
-from engine.outputs.rundir import RunDir, read_run
+from engine.errors import first_line
+from engine.outputs.rundir import IMPACT, METRICS, MIGRATION, MODEL, PROFILES, SEGMENTS, RunDir, read_run
 from engine.outputs.write import FORMAT_VERSION
 
-#: The run directory's files the dashboard reads (names as ``segment run`` writes them).
-SEGMENTS = "segments.parquet"
-PROFILES = "profiles.parquet"
-IMPACT = "impact.parquet"
-MODEL = "model.json"
-METRICS = "metrics.json"
-MIGRATION = "migration.parquet"  # written by `segment refresh`/`segment compare` (issue 15), when present
 REQUIRED = (MODEL, METRICS, SEGMENTS, PROFILES)
 PARQUET = (SEGMENTS, PROFILES, IMPACT)
 VERSION_KEY = b"segment.format_version"

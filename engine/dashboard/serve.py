@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.dashboard.rundata import check_run_dir
 from engine.errors import InputError
 
 RUN_ENV = "SEGMENT_DASHBOARD_RUN"
@@ -70,8 +71,6 @@ def streamlit_command(host: str, port: int) -> list[str]:
 
 def prepare(run_dir: str | Path, host: str, port: int, compare: str | Path | None) -> tuple[list[str], dict[str, str]]:
     """Every check made before the server starts; the command and its environment."""
-    from engine.dashboard.rundata import check_run_dir
-
     if not have_streamlit():
         raise InputError(NEEDS_EXTRA)
     run = check_run_dir(run_dir).resolve()

@@ -40,10 +40,11 @@ SWEEP_HTML = "sweep.html"
 SWEEP_CHART = "sweep_chart.json"
 PARTITIONS = "segments"  # --partition-by-segment: segments/segment=K/part-0.parquet
 REPORT = "report.html"
+MIGRATION = "migration.parquet"  # `segment refresh` / `segment compare`, read by the dashboard
 
 #: Everything a run or a sweep may write, in the order it is listed to the user.
 FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, SWEEP_TABLE, SWEEP_JSON, SWEEP_HTML,
-         SWEEP_CHART, PARTITIONS, REPORT)
+         SWEEP_CHART, PARTITIONS, REPORT, MIGRATION)
 #: Files that mark a directory as ours: a run or a sweep (safe to replace with --overwrite).
 MARKERS = (MODEL, METRICS, SWEEP_JSON)
 #: What ``segment run`` always writes; a directory without one of them is not a complete run.
