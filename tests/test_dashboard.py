@@ -104,6 +104,7 @@ def test_overview_kpis_cards_and_charts(monkeypatch, marketing_run: Path) -> Non
     profiles = pl.read_parquet(marketing_run / "profiles.parquet")
     text = " ".join(m.value for m in at.markdown)
     captions = [c.value for c in at.caption]
+    assert any("spec built-in spec 'marketing'" in c for c in captions), captions
     for row in profiles.iter_rows(named=True):
         assert f"**{row['segment']}: {row['name']}**" in text
         assert f"{row['size']:,} customers · {row['share']:.1%} of customers" in text

@@ -78,6 +78,7 @@ def test_report_is_self_contained(report_file: Path, marketing_run: Path) -> Non
     for name, action in zip(profiles["name"].to_list(), profiles["action"].to_list()):
         assert name in html
         assert action in html.replace("&amp;", "&")
+    assert "spec built-in spec &#x27;marketing&#x27;" in html or "spec built-in spec 'marketing'" in html
     for text in ("Run summary", "Business impact", "Input data (EDA)", "Profile heatmap", "PCA projection",
                  "Revenue concentration", "Mass campaign: 2,240 contacted, 334 responses, profit -3,046, ROI -45.3%"):
         assert text in html or text in json.dumps(figures(html))

@@ -324,7 +324,7 @@ def main() -> None:
         st.error(f"cannot open the run: {exc}")
         st.stop()
     st.title(f"Segments of {run.path.name}")
-    st.caption(f"{run.path} · k={run.metrics.get('k')} · spec {(run.metrics.get('options') or {}).get('spec')}")
+    st.caption(f"{run.path} · k={run.metrics.get('k')} · spec {run.outputs.option('features', 'spec')}")
     source = cached_source(key)
     rows = sidebar_filters(key, run, source)
     labels = [*TABS, *([COMPARE_TAB] if other else [])]

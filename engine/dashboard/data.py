@@ -93,10 +93,10 @@ def row_source(run: Run) -> RowSource:
 def memory_source(run: Run) -> RowSource:
     """A SQL-fed run (``[source] sql``, ``--preset rfm``, ``--sql`` with INPUT): its query again,
     on the sandboxed connection of ``engine.duck.source``, in the order of ``segments.parquet``."""
-    info, options = run.input_info(), run.metrics.get("options") or {}
+    info = run.input_info()
     sql = None if (run.spec.sql or run.spec.preset) else info.get("query")
     inp = open_source(list(input_files(run)), info.get("separator"),
-                      run.model.spec, sql, info.get("as_of") or options.get("as_of"))
+                      run.model.spec, sql, info.get("as_of") or run.outputs.option("input", "as_of"))
     if info.get("fingerprint") and fingerprint(inp) != info["fingerprint"]:
         raise InputError(f"the input {inp.label} changed since the run (its fingerprint differs)")
     ids = pl.read_parquet(run.segments_file, columns=[run.id_col])

@@ -18,7 +18,7 @@ import polars as pl
 
 from engine.outputs import charts
 from engine.outputs.write import atomic_file
-from engine.outputs.rundir import RunDir, read_run
+from engine.outputs.rundir import RunDir, read_run, recorded_option
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1300px;padding:0 24px 48px;color:#222}
@@ -123,9 +123,8 @@ def summary_section(m: dict[str, Any], overall: dict[str, Any]) -> str:
     conc = overall.get("revenue_concentration")
     if conc:
         summary.append(("revenue from the top 20% of customers", f"{conc['top20']:.1%}"))
-    options = m.get("options", {})
     return ("<h2>Run summary</h2>" + kpis(summary)
-            + f'<p class="note">input {esc(", ".join(m.get("input", {}).get("files", [])))}; spec {esc(options.get("spec"))}; '
+            + f'<p class="note">input {esc(", ".join(m.get("input", {}).get("files", [])))}; spec {esc(recorded_option(m, "features", "spec"))}; '
             f'features {esc(", ".join(m.get("features", [])))}; seed {esc(m.get("seed"))}; '
             f'rows with a missing feature are left out of every per-segment figure.</p>'
             + "".join(f'<p class="note">warning: {esc(w)}</p>' for w in m.get("warnings", [])))

@@ -152,6 +152,16 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def option(self, group: str, name: str) -> Any:
+        """A recorded option of the run (``metrics.json`` ``options``, grouped by stage)."""
+        return recorded_option(self.metrics, group, name)
+
+
+def recorded_option(metrics: dict[str, Any], group: str, name: str) -> Any:
+    """``metrics["options"][group][name]``, or None when the run did not record it."""
+    found = (metrics.get("options") or {}).get(group)
+    return found.get(name) if isinstance(found, dict) else None
+
     @property
     def partitioned(self) -> bool:
         return (self.path / PARTITIONS).is_dir()
