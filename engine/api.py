@@ -27,7 +27,8 @@ from engine.duck.views import write_database
 from engine.errors import InputError
 from engine.features.build import FeatureData, build_features
 from engine.features.build import resolve_spec as resolve_features
-from engine.features.spec import FeatureSpec, load_spec, spec_from_columns
+from engine.features.pca import PCA, fit_pca
+from engine.features.spec import FeatureSpec, load_spec, parse_pca_option, spec_from_columns
 from engine.fit.batches import ArraySource
 from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
 from engine.fit.model import Model, load_model
@@ -101,17 +102,20 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     plan = plan_run(opts)
     with thread_limit(opts.fit.threads) as n_threads:
         inp, data = prepare_features(opts.input, plan.spec, log)
-        k, outcome = choose_k(data, plan, opts, log)
+        space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
+        k, outcome = choose_k(space, plan, opts, log)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
-        fit = fit_kmeans(ArraySource(data.X), params)  # with --k auto too: the run's own restarts
-        silhouette, t_sil = timed(score, data, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
-        insight, t_prof = timed(Insight, inp, data, fit.labels, fit.centers, k, opts.fit.seed)
+        fit = fit_kmeans(ArraySource(space.X), params)  # with --k auto too: the run's own restarts
+        silhouette, t_sil = timed(score, space, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
+        centres = fit.centers if pca is None else pca.inverse(fit.centers)  # in scaled feature units
+        insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed)
     for w in insight.warnings:
         log(f"warning: {w}")
     provenance = record(opts, plan, inp, data, outcome is not None)
     model = Model(data.spec, data.fitted, fit.centers,
-                  {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia, "params": fit_params(params, data)})
+                  {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia, "params": fit_params(params, data)}, pca)
     metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
+    metrics["pca"] = pca.summary() if pca else None
     seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
     written = write_run(plan, opts, model, data, fit, insight, outcome, metrics, seconds, t_start)
     if opts.outputs.db is not None:
@@ -140,8 +144,9 @@ def plan_run(opts: RunOptions) -> RunPlan:
 
 def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log) -> tuple[int, SweepOutcome | None]:
     """The run's k: the one given, or the sweep's recommendation with ``--k auto``."""
-    n, d = data.X.shape
-    head = f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values)"
+    n, d = data.X.shape[0], len(data.fitted.names)
+    reduced = f" as {data.X.shape[1]} principal components" if data.X.shape[1] != d or data.spec.pca else ""
+    head = f"{n:,} rows x {d} features{reduced} ({data.rows_dropped:,} dropped for missing values)"
     if plan.k is not None:
         log(f"{head}; fitting k={plan.k}")
         return plan.k, None
@@ -169,6 +174,19 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
     return silhouette_score(data.X[idx], labels[idx], k), int(idx.size)
 
 
+def reduce_space(data: FeatureData, seed: int, log: Log) -> tuple[FeatureData, PCA | None]:
+    """The rows k-means runs on: the scaled features, or with ``[pca]``/``--pca`` their principal
+    components (fitted on a sample; ``engine.features.pca``). Profiles, names and rules never see
+    the components: they read the input in its own units."""
+    if data.spec.pca is None:
+        return data, None
+    pca = fit_pca(data.X, data.spec.pca, data.fitted.names, seed)
+    kept = float(pca.explained_variance_ratio.sum())
+    log(f"PCA: {pca.n_components} of {len(data.fitted.names)} components keep {kept:.1%} of the variance "
+        f"(fitted on {pca.sample:,} rows)")
+    return replace(data, X=pca.transform(data.X)), pca
+
+
 def timed(func: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     return func(*args), time.perf_counter() - t0
@@ -183,7 +201,7 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
         opts,
         input=replace(opts.input, separator=inp.separator),
         features=replace(opts.features, spec=spec.source, id_col=spec.id_col, missing=spec.missing, scale=spec.scale,
-                         exclude=tuple(spec.exclude)),
+                         exclude=tuple(spec.exclude), pca=spec.pca.text if spec.pca else None),
         fit=replace(opts.fit, k="auto" if auto else plan.k, k_range=opts.fit.k_range if auto else None,
                     repeats=opts.fit.repeats if auto else None),
     )
@@ -252,15 +270,17 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
     spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features)
     with thread_limit(opts.fit.threads):
         inp, data = prepare_features(opts.input, spec, log)
-        log(f"{data.X.shape[0]:,} rows x {data.X.shape[1]} features; fitting k={k_list[0]}..{k_list[-1]}")
+        space, pca = reduce_space(data, opts.fit.seed, log)
+        log(f"{data.X.shape[0]:,} rows x {space.X.shape[1]} {'components' if pca else 'features'}; "
+            f"fitting k={k_list[0]}..{k_list[-1]}")
         fit, scoring = opts.fit, opts.scoring
-        outcome = sweep_matrix(data.X, k_list, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats,
+        outcome = sweep_matrix(space.X, k_list, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats,
                                silhouette_sample=scoring.silhouette_sample, compare=scoring.compare,
                                compare_sample=scoring.compare_sample, log=log)
     params = {"ks": k_list, "seed": fit.seed, "repeats": fit.repeats, "n_init": fit.n_init,
               "compare": list(scoring.compare), "compare_sample": scoring.compare_sample, "rows": data.n_rows,
-              "rows_used": int(data.X.shape[0]), "features": list(data.fitted.names), "input": input_facts(inp),
-              "versions": versions()}
+              "rows_used": int(data.X.shape[0]), "features": list(data.fitted.names),
+              "pca": pca.summary() if pca else None, "input": input_facts(inp), "versions": versions()}
     with rundir.write_run_dir(target, opts.outputs.overwrite) as writer:
         write_sweep(writer, outcome, params)
         written = writer.listing()
@@ -283,7 +303,7 @@ def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: s
     model = model if isinstance(model, Model) else load_model(model)
     with thread_limit(opts.outputs.threads):
         data = model_features(model, opts.input, log)
-        labels, dist2, inertia = assign_rows(data.X, model.centers)
+        labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
     with atomic_file(target, opts.outputs.overwrite) as tmp:
         write_segments(tmp, data.ids, labels, dist2, data.kept,
                        {"k": model.k, "features": ",".join(model.fitted.names), "model_hash": model.digest()})
@@ -346,7 +366,8 @@ def resolve_spec(features: FeatureOptions, inputs: InputOptions) -> FeatureSpec:
     if features.spec is not None and features.features is not None:
         raise InputError("give --features or --spec, not both")
     given = {"id_col": features.id_col, "missing": features.missing, "scale": features.scale,
-             "exclude": features.exclude or None}
+             "exclude": features.exclude or None,
+             "pca": None if features.pca is None else parse_pca_option(features.pca)}
     if inputs.preset is not None:
         if features.spec is not None or features.features is not None:
             raise InputError("give --preset or --spec/--features, not both")

@@ -104,6 +104,8 @@ class FeatureOptions:
                                                    "leave out.", kind=tuple)
     missing: str | None = option(None, "Missing-value policy (default: drop).", choices=MISSING_POLICIES)
     scale: str | None = option(None, "Scaler (default: standard).", choices=SCALERS)
+    pca: str | None = option(None, "PCA before k-means: N components, or the share of variance to keep such as 0.9 "
+                                   "(default: the spec's [pca], else none).")
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,21 @@ def eda_section(describe: dict[str, Any], figures: Figures) -> str:
             + (figures.chart("chart-correlation", charts.correlation_figure(corr)) if len(corr.get("columns", [])) > 1 else ""))
 
 
+def pca_section(pca: dict[str, Any]) -> str:
+    """PCA before k-means: the variance each component explains and its loadings on the features."""
+    ratio, cumulative = pca["explained_variance_ratio"], pca["cumulative_variance_ratio"]
+    variance = pl.DataFrame({"component": [f"pc{j + 1}" for j in range(len(ratio))], "variance_share": ratio,
+                             "cumulative_share": cumulative})
+    loadings = pl.DataFrame(pca["loadings"])
+    setting = ", ".join(f"{k} {v:g}" for k, v in pca["setting"].items())
+    return ("<h2>PCA before k-means</h2>"
+            + f'<p class="note">k-means ran on {pca["components"]} principal components of the {pca["features"]} '
+            f'scaled features ({esc(setting)}; fitted on {pca["sample"]:,} rows), keeping {cumulative[-1]:.1%} '
+            "of their variance. Profiles, names and rules are in the features' own units.</p>"
+            + html_table(variance, percent=("variance_share", "cumulative_share"))
+            + "<h3>Loadings (each component's weight on each scaled feature)</h3>" + html_table(loadings))
+
+
 def build_report(run: RunDir) -> str:
     """The report's HTML text."""
     from plotly.offline import get_plotlyjs  # plotly is heavy: off the CLI's start-up path
@@ -202,6 +217,8 @@ def build_report(run: RunDir) -> str:
         sections.append("<h2>PCA projection</h2>"
                         + figures.chart("chart-projection", charts.projection_figure(run.projection, profiles,
                                                                                      insight.get("projection") or {})))
+    if m.get("pca"):
+        sections.append(pca_section(m["pca"]))
     if run.sweep is not None and run.sweep_json is not None:
         sections.append("<h2>Choosing k</h2>" + f'<p class="note">{esc(run.sweep_json.get("reason", ""))}</p>'
                         + figures.chart("chart-sweep", charts.sweep_figure(run.sweep, run.sweep_json["recommended_k"],
