@@ -1,6 +1,7 @@
 """Terminal tables and numbers: the one place that decides how a value looks on screen.
 
-The rules, the same in ``run``, ``sweep``, ``impact``, ``sql`` and ``describe``:
+The rules, the same in ``run``, ``sweep``, ``impact``, ``sql``, ``describe``, ``explain``, ``refresh``
+and ``compare``:
 
 * Ids print as written: ``12346``, never ``12,346`` (a column is an id when it is the run's id
   column or its name says so: ``id``, ``ID``, ``*_id``, ``*ID``).
@@ -159,3 +160,14 @@ def predict_summary(result: dict[str, Any], out: str) -> str:
     sizes = ", ".join(f"{j}: {number(s)}" for j, s in enumerate(result["segment_sizes"]))
     return (f"assigned {number(result['rows_used'])} of {number(result['rows'])} rows to {result['k']} segments "
             f"({sizes}); wrote {out}")
+
+
+def rules(found: dict[str, Any]) -> str:
+    """``segment explain``: the overall fidelity, then one line per segment: its fidelity and rule."""
+    lines = [f"rules of a depth-{found['depth']} decision tree (fitted on {number(found['sample'])} customers) "
+             f"reproduce the segment of {percent(found['fidelity'])} of {number(found['rows'])} customers"]
+    for s in found["segments"]:
+        rule = s["rule"] or "no rule at this depth (its customers fall under other segments' rules)"
+        lines.append(f"segment {s['segment']} {s['name']}: fidelity {percent(s['fidelity'])}, precision "
+                     f"{percent(s['precision'])}: {rule}")
+    return "\n".join(lines)

@@ -203,6 +203,26 @@ def pca_section(pca: dict[str, Any]) -> str:
             + "<h3>Loadings (each component's weight on each scaled feature)</h3>" + html_table(loadings))
 
 
+def rules_section(rules: dict[str, Any]) -> str:
+    """``segment explain``'s rules: per segment its rule, fidelity and precision; per leaf its support
+    and purity."""
+    segments = pl.DataFrame([{"segment": s["segment"], "name": s["name"], "rule": s["rule"] or "(none at this depth)",
+                              "customers": s["customers"], "fidelity": s["fidelity"], "precision": s["precision"]}
+                             for s in rules["segments"]], infer_schema_length=None)
+    leaves = pl.DataFrame([{"leaf": leaf["leaf"], "segment": leaf["segment"], "rule": leaf["rule"],
+                            "customers": leaf["customers"], "support": leaf["support"], "purity": leaf["purity"]}
+                           for leaf in rules["leaves"]], infer_schema_length=None)
+    fidelity = rules["fidelity"] or 0.0
+    return ("<h2>Rules</h2>"
+            + f'<p class="note">A depth-{rules["depth"]} decision tree on the input columns the spec uses, fitted on '
+            f'{rules["sample"]:,} customers, read off as rules; they put {fidelity:.1%} of the {rules["rows"]:,} '
+            "segmented customers back in their segment (fidelity, measured on every row). rules.sql has them as "
+            "one CASE expression and one WHERE clause per segment.</p>"
+            + html_table(segments, percent=("fidelity", "precision"))
+            + "<h3>Leaves: support (share of customers) and purity (share in the leaf's segment)</h3>"
+            + html_table(leaves, percent=("support", "purity")))
+
+
 def build_report(run: RunDir) -> str:
     """The report's HTML text."""
     from plotly.offline import get_plotlyjs  # plotly is heavy: off the CLI's start-up path
@@ -223,6 +243,8 @@ def build_report(run: RunDir) -> str:
         sections.append("<h2>Choosing k</h2>" + f'<p class="note">{esc(run.sweep_json.get("reason", ""))}</p>'
                         + figures.chart("chart-sweep", charts.sweep_figure(run.sweep, run.sweep_json["recommended_k"],
                                                                            run.sweep_json.get("knee"))))
+    if run.rules is not None:
+        sections.append(rules_section(run.rules))
     if run.impact is not None:
         sections.append(impact_section(run, insight, figures))
     if run.describe is not None:
