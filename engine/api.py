@@ -28,20 +28,24 @@ from engine.errors import InputError
 from engine.features.build import FeatureData, build_features
 from engine.features.build import resolve_spec as resolve_features
 from engine.features.pca import PCA, fit_pca
-from engine.features.spec import FeatureSpec, load_spec, parse_pca_option, spec_from_columns
+from engine.features.business import Business
+from engine.features.spec import FeatureSpec, load_spec, parse_pca_option, reload_spec, spec_from_columns
 from engine.fit.batches import ArraySource
 from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
+from engine.fit.match import match_centres, relabel
 from engine.fit.model import Model, load_model
 from engine.fit.scores import sample_indices, silhouette_score
 from engine.fit.sweep import SweepOutcome, parse_ks, sweep_matrix, write_sweep
 from engine.fit.threads import thread_limit
 from engine.input.files import Input
 from engine.input.memory import check_memory
+from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
+                                     keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
-from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RunOptions,
-                            SweepOptions, flatten, from_flat)
+from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
+                            RunOptions, SweepOptions, flatten, from_flat)
 from engine.outputs import rundir
-from engine.outputs.write import atomic_file, check_file_target, write_partitions, write_segments
+from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
 
 Log = Callable[[str], None]
 PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
@@ -321,6 +325,158 @@ def model_features(model: Model, options: InputOptions, log: Log) -> FeatureData
     check_memory(inp, len(model.spec.features), one_hot, options.memory_limit)
     log(f"reading {inp.label}")
     return build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=options.allow_duplicate_ids)
+
+
+# ----------------------------------------------------------------------------- refresh
+
+@dataclass
+class RefreshResult:
+    out: Path
+    metrics: dict[str, Any]
+    profiles: pl.DataFrame
+    comparison: Comparison
+    written: list[str]
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What ``refresh`` checked before any work: the earlier run (period A, its input read again),
+    its model, the spec (the model's features, the run's business columns and names) and the output."""
+
+    base: rundir.RunDir
+    model: Model
+    period: Period
+    spec: FeatureSpec
+    out: Path
+
+
+def refresh(run_dir: str | Path, inputs: Sequence[str | Path] = (), out: str | Path | None = None, *,
+            options: RefreshOptions | None = None, log: Log = quiet, **given: Any) -> RefreshResult:
+    """Segment a new period's customers (``inputs``) against the run ``run_dir``, write the new
+    period's run directory ``out`` with ``migration.parquet`` and ``drift.parquet``.
+
+    Without ``refit`` rows are assigned with the run's model (the same ids and names); with it the
+    segments are fitted again from the run's centres and matched to them (``engine.fit.match``)."""
+    t_start = time.perf_counter()
+    opts = build_options(RefreshOptions, options, given, inputs=tuple(map(str, inputs)),
+                         out=None if out is None else str(out))
+    plan = plan_refresh(run_dir, opts)
+    with thread_limit(opts.outputs.threads) as n_threads:
+        inp = open_and_report(opts.input, plan.model.spec, log)
+        log(f"reading {inp.label}")
+        data = build_features(inp, plan.model.spec, fitted=plan.model.fitted, allow_duplicate_ids=True)
+        check_keys(data.ids, inp.label)  # present and unique, before any fit
+        space = replace(data, X=plan.model.transform(data.X))
+        fit, model, moved = refresh_fit(plan, space, opts, log)
+        silhouette = score(space, fit.labels, model.k, None, int(plan.base.metrics.get("seed") or 0), log)
+        insight = Insight(inp, replace(data, spec=plan.spec), fit.labels, model.scaled_centers(), model.k,
+                          int(plan.base.metrics.get("seed") or 0))
+    segment = scatter(fit.labels, data.kept, pl.Int32, "segment") if data.kept is not None else \
+        pl.Series("segment", fit.labels, dtype=pl.Int32)
+    period = Period("B", inp.label, data.ids.name, keyed(data.ids, segment, inp.label),
+                    insight.profiles["name"].to_list(), model.spec.features,
+                    feature_values(inp, model.spec, segment), model.k, model.digest(), plan.model.digest())
+    comparison = compare_periods(plan.period, period, opts.fit.top, [(j, j) for j in range(model.k)])
+    metrics = refresh_metrics(plan, opts, inp, space, fit, silhouette, insight, moved, comparison, n_threads)
+    written = write_refresh(plan, opts, model, data, fit, insight, comparison, metrics, t_start)
+    log(f"wrote {plan.out}")
+    return RefreshResult(plan.out, metrics, insight.profiles, comparison, written)
+
+
+def plan_refresh(run_dir: str | Path, opts: RefreshOptions) -> RefreshPlan:
+    """Every check ``refresh`` makes before any work (the earlier run's input is read again here)."""
+    check_top(opts.fit.top)
+    if opts.fit.move_threshold < 0:
+        raise InputError(f"--move-threshold must be 0 or more, not {opts.fit.move_threshold}")
+    base = rundir.read_run(run_dir, need=rundir.RUN_FILES)
+    target = required_out(opts.outputs.out)
+    rundir.check_run_target(target, opts.outputs.overwrite)
+    check_not_inside_inputs(target, opts.input.inputs)
+    if target.resolve() == base.path:
+        raise InputError(f"--out {target} is the run being refreshed; write the new period to a new directory")
+    period, model = load_period(base.path, "A")
+    spec = refresh_spec(model, base, opts)
+    return RefreshPlan(base, model, period, spec, target)
+
+
+def refresh_spec(model: Model, base: rundir.RunDir, opts: RefreshOptions) -> FeatureSpec:
+    """The model's spec with the business columns of the run's spec (``--spec``, else the one the
+    model names), the run's campaign figures and its segment names. A spec that defines other
+    features than the model is refused: a refresh keeps the run's features."""
+    source = opts.fit.spec if opts.fit.spec is not None else model.spec.source
+    loaded = load_spec(source) if opts.fit.spec is not None else reload_spec(source)
+    business = Business()
+    if loaded is not None:
+        differ = sorted({f.name for f in set(loaded.features) ^ set(model.spec.features)}
+                        | {c.column for c in set(loaded.categorical) ^ set(model.spec.categorical)})
+        if differ and not loaded.auto:
+            raise InputError(f"{loaded.source} defines other features than the run's model ({', '.join(differ)} "
+                             "differ); a refresh keeps the run's features: segment the new period with segment run, "
+                             "then segment compare the two runs")
+        business = loaded.business
+    recorded = ((base.metrics.get("options") or {}).get("business") or {})
+    business = business.with_figures(opts.business.cost_per_contact or recorded.get("cost_per_contact"),
+                                     opts.business.revenue_per_response or recorded.get("revenue_per_response"))
+    names = base.profiles["name"].to_list()
+    return replace(model.spec, business=replace(business, names=tuple(enumerate(names))))
+
+
+def refresh_fit(plan: RefreshPlan, space: FeatureData, opts: RefreshOptions, log: Log
+                ) -> tuple[FitResult, Model, dict[str, Any]]:
+    """The new period's segments: the run's model (no fit), or with ``--refit`` a fit from its
+    centres, renumbered to the nearest old segments, each centre's move measured."""
+    old = plan.model.centers
+    if not opts.fit.refit:
+        labels, dist2, inertia = assign_rows(space.X, old)
+        return FitResult(old, labels, dist2, inertia, 0, 0), plan.model, {"refit": False}
+    seed = int(plan.base.metrics.get("seed") or 0)
+    fit = fit_kmeans(ArraySource(space.X), FitParams(k=plan.model.k, seed=seed, init_centers=old))
+    pairs = match_centres(old, fit.centers)
+    labels, centers = relabel(fit.labels, fit.centers, pairs)
+    shift = np.sqrt(((centers.astype(np.float64) - old) ** 2).sum(axis=1))
+    moved = [j for j in range(plan.model.k) if shift[j] > opts.fit.move_threshold]
+    for j in moved:
+        log(f"warning: segment {j} ({plan.period.names[j]}): its centre moved {shift[j]:.2f} "
+            f"(more than --move-threshold {opts.fit.move_threshold:g})")
+    fit = replace(fit, labels=labels, centers=centers, label_sums=None, label_counts=None)
+    model = Model(plan.model.spec, plan.model.fitted, centers,
+                  {**plan.model.info, "inertia": fit.inertia, "refreshed_from": plan.model.digest()}, plan.model.pca)
+    return fit, model, {"refit": True, "pairs": [list(p) for p in pairs], "centre_shift": shift.tolist(),
+                        "move_threshold": opts.fit.move_threshold, "moved": moved}
+
+
+def refresh_metrics(plan: RefreshPlan, opts: RefreshOptions, inp: Input, space: FeatureData, fit: FitResult,
+                    silhouette: tuple[float | None, int], insight: Insight, moved: dict[str, Any],
+                    comparison: Comparison, n_threads: int) -> dict[str, Any]:
+    """``metrics.json`` of the new period's run directory, with ``refresh`` and ``migration``."""
+    options = asdict(opts)
+    for key in ("out", "overwrite"):
+        del options["outputs"][key]
+    provenance = {"options": options, "input": input_facts(inp), "versions": versions()}
+    seed = int(plan.base.metrics.get("seed") or 0)
+    params = FitParams(k=plan.model.k, seed=seed, n_init=1 if opts.fit.refit else None)
+    metrics = run_metrics(space, fit, params, silhouette, insight, None, provenance, n_threads)
+    metrics["features"] = list(plan.model.fitted.names)
+    metrics["n_init"] = 1 if opts.fit.refit else 0
+    metrics["pca"] = plan.model.pca.summary() if plan.model.pca else None
+    metrics["refresh"] = {"from": str(plan.base.path), "from_model_hash": plan.model.digest(),
+                          "spec": plan.spec.source, **moved}
+    metrics["migration"] = comparison.summary
+    return metrics
+
+
+def write_refresh(plan: RefreshPlan, opts: RefreshOptions, model: Model, data: FeatureData, fit: FitResult,
+                  insight: Insight, comparison: Comparison, metrics: dict[str, Any], t_start: float) -> list[str]:
+    """The new period's run directory, committed in one step: a run's files with the migration."""
+    meta = {"k": model.k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
+    with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out:
+        model.save(out.path(rundir.MODEL))
+        write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
+        insight.write(out)
+        write_comparison(out, comparison)
+        metrics["seconds"] = {"total": round(time.perf_counter() - t_start, 4)}
+        out.json(rundir.METRICS, metrics)
+        return out.listing()
 
 
 # ----------------------------------------------------------------------------- shared steps

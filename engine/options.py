@@ -204,20 +204,32 @@ class ExplainOptions:
 
 
 @dataclass(frozen=True)
-class RefreshOptions:
-    """``segment refresh``: a new period's customers in an earlier run's segments."""
+class RefreshFitOptions:
+    """``segment refresh``: how the new period is placed in the run's segments."""
 
-    out: str | None = option(None, "Output run directory for the new period.", required=True)
-    overwrite: bool = option(False, "Replace an earlier run directory.", is_flag=True)
     refit: bool = option(False, "Fit the segments again on the new period, warm-started from the run's centres; "
                                 "new segments keep the ids of the old ones they are nearest (Hungarian matching).",
                          is_flag=True)
     move_threshold: float = option(MOVE_THRESHOLD, "With --refit: flag a segment whose centre moved further than "
                                                    "this, in the run's scaled units (standard deviations).", kind=float)
     spec: str | None = option(None, "The run's feature spec again, for its [business] columns (default: the spec the "
-                                    "run recorded); a spec with other features is refused.")
+                                    "run's model names); a spec with other features is refused.")
     top: int = option(TOP_MOVES, "Movements between segments to describe in words.", kind=int)
+
+
+@dataclass(frozen=True)
+class RefreshOutputOptions:
+    out: str | None = option(None, "Output run directory for the new period.", required=True)
+    overwrite: bool = option(False, "Replace an earlier run directory.", is_flag=True)
     threads: int | None = option(None, "Threads to use (default: all cores).", kind=int)
+
+
+@dataclass(frozen=True)
+class RefreshOptions:
+    input: InputOptions = field(default_factory=InputOptions)
+    fit: RefreshFitOptions = field(default_factory=RefreshFitOptions)
+    outputs: RefreshOutputOptions = field(default_factory=RefreshOutputOptions)
+    business: BusinessOptions = field(default_factory=BusinessOptions)
 
 
 @dataclass(frozen=True)

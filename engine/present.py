@@ -171,3 +171,53 @@ def rules(found: dict[str, Any]) -> str:
         lines.append(f"segment {s['segment']} {s['name']}: fidelity {percent(s['fidelity'])}, precision "
                      f"{percent(s['precision'])}: {rule}")
     return "\n".join(lines)
+
+
+def migration(matrix: pl.DataFrame) -> str:
+    """The migration matrix: one row per period-A segment (and ``new``), one column per period-B
+    segment (and ``gone``); each cell the customers and, in brackets, their share of the row."""
+    cols = [c for c in matrix.columns if c != "from_segment"]
+    rows = []
+    for row in matrix.iter_rows():
+        counts = list(row[1:])
+        total = sum(counts)
+        rows.append([f"{row[0]}"] + [f"{number(v)} ({percent(v / total if total else None)})" for v in counts]
+                    + [number(total)])
+    return grid(["from \\ to"] + cols + ["total"], rows, [True] + [False] * (len(cols) + 1))
+
+
+def movements(summary: dict[str, Any]) -> str:
+    """How many stayed, moved, are new or gone, then the largest movements in words."""
+    total = summary["customers"]
+    share = (lambda n: percent(n / total if total else None))  # noqa: E731
+    lines = [f"{number(total)} customers in either period: {number(summary['stayed'])} stayed in their segment "
+             f"({share(summary['stayed'])}), {number(summary['moved'])} moved ({share(summary['moved'])}), "
+             f"{number(summary['new'])} new, {number(summary['gone'])} gone, {number(summary['unsegmented'])} "
+             "unsegmented in one period"]
+    if summary["pairing"] == "centroid distance":
+        lines.append("segments paired by centroid distance: "
+                     + ", ".join(f"A {i} = B {j}" for i, j in summary["pairs"]))
+    lines += [m["text"] for m in summary["moves"]]
+    return "\n".join(lines)
+
+
+def drift(frame: pl.DataFrame, features: Sequence[str]) -> str:
+    """drift.parquet: sizes and shares per segment, then per feature the shift of its mean (own
+    units) and, in brackets, its PSI."""
+    labels = ["all" if s is None else str(s) for s in frame["segment"].to_list()]
+    sizes = [[label, str(name), number(a), number(b), f"{c:+,}", percent(sa), percent(sb),
+              f"{sc * 100:+.1f} pts" if sc is not None else "-"]
+             for label, name, a, b, c, sa, sb, sc in zip(labels, *(frame[c].to_list() for c in (
+                 "name", "customers_a", "customers_b", "customers_change", "share_a", "share_b", "share_change")))]
+    head = ["segment", "name", "customers A", "customers B", "change", "share A", "share B", "share change"]
+    shift_rows = [[f] + [f"{shift_text(s)} ({number(p, digits=2)})" for s, p in
+                         zip(frame[f"{f}_shift"].to_list(), frame[f"{f}_psi"].to_list())] for f in features]
+    return "\n".join([grid(head, sizes, [False, True] + [False] * 6), "",
+                      "mean shift in own units (PSI), per segment:",
+                      grid(["feature"] + labels, shift_rows, [True] + [False] * len(labels))])
+
+
+def shift_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return ("+" if value > 0 else "") + number(value)

@@ -391,3 +391,14 @@ def spec_from_columns(columns: str, **options: Any) -> FeatureSpec:
     return FeatureSpec(features=features, source="--features").with_options(**options)
 
 
+
+
+def reload_spec(source: str) -> FeatureSpec | None:
+    """The spec a model names as its ``source`` (``built-in spec 'marketing'`` or a TOML file),
+    read again; None when it was none (auto, ``--features``, a preset) or its file is gone."""
+    builtin = re.fullmatch(r"built-in spec '([^']+)'", source)
+    if builtin and builtin.group(1) in BUILTIN_SPECS:
+        return load_spec(builtin.group(1))
+    if source not in ("auto", "--features", "model") and Path(source).is_file():
+        return load_spec(source)
+    return None

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from engine.insight.migration import matrix
 from engine.outputs import charts
 from engine.outputs.write import atomic_file
 from engine.outputs.rundir import RunDir, read_run
@@ -223,6 +224,26 @@ def rules_section(rules: dict[str, Any]) -> str:
             + html_table(leaves, percent=("support", "purity")))
 
 
+def migration_section(run: RunDir, figures: Figures) -> str:
+    """A refresh's migration (heatmap of where each earlier segment's customers went) and drift."""
+    summary = run.metrics.get("migration") or {}
+    names_b = run.profiles["name"].to_list()
+    earlier = (run.metrics.get("refresh") or {}).get("from", "the earlier run")
+    moves = "".join(f"<li>{esc(m['text'])}</li>" for m in summary.get("moves", []))
+    sizes = run.drift.select("segment", "name", "customers_a", "customers_b", "customers_change", "share_a", "share_b",
+                             "share_change")
+    shifts = run.drift.select("segment", *[c for c in run.drift.columns if c.endswith(("_shift", "_psi"))])
+    return ("<h2>Migration from the earlier period</h2>"
+            + f'<p class="note">Period A is {esc(earlier)}; period B this run. {summary.get("stayed", 0):,} customers '
+            f'stayed in their segment, {summary.get("moved", 0):,} moved, {summary.get("new", 0):,} are new and '
+            f'{summary.get("gone", 0):,} gone.</p>' + (f"<ul>{moves}</ul>" if moves else "")
+            + figures.chart("chart-migration", charts.migration_figure(matrix(run.migration), names_b, names_b))
+            + "<h3>Drift per segment (the last row: all customers)</h3>"
+            + html_table(sizes, percent=("share_a", "share_b", "share_change"))
+            + "<h3>Mean shift per feature in its own units, and its population stability index (PSI)</h3>"
+            + html_table(shifts))
+
+
 def build_report(run: RunDir) -> str:
     """The report's HTML text."""
     from plotly.offline import get_plotlyjs  # plotly is heavy: off the CLI's start-up path
@@ -245,6 +266,8 @@ def build_report(run: RunDir) -> str:
                                                                            run.sweep_json.get("knee"))))
     if run.rules is not None:
         sections.append(rules_section(run.rules))
+    if run.migration is not None and run.drift is not None:
+        sections.append(migration_section(run, figures))
     if run.impact is not None:
         sections.append(impact_section(run, insight, figures))
     if run.describe is not None:
