@@ -125,9 +125,9 @@ def parse_pca_table(table: Any, where: str) -> PCASetting:
     if len(table) != 1:
         raise InputError(f"{where}: [pca] takes components = N or variance = 0.9 (one of them)")
     key, value = next(iter(table.items()))
-    if key == "components" and (not isinstance(value, int) or isinstance(value, bool)):
+    if key == "components" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise InputError(f"{where}: [pca] components must be a whole number (1 or more), not {value!r}")
-    if key == "variance" and (not isinstance(value, float) or isinstance(value, bool)):
+    if key == "variance" and (not isinstance(value, float) or not 0.0 < value < 1.0):
         raise InputError(f"{where}: [pca] variance must be a share between 0 and 1 (such as 0.9), not {value!r}")
     return parse_pca_option(value, f"{where}: [pca] {key}")
 
