@@ -10,6 +10,9 @@ and ``compare``:
 * Other floats print with four significant digits, or as whole numbers from 1,000 up:
   ``51.8``, ``0.1235``, ``68,117``.
 * A missing value prints as ``-``.
+* A population stability index (PSI) prints with three decimals: ``0.092``.
+* A rule's threshold (already rounded to 2-3 significant figures) prints as it is, with thousands
+  separators from 10,000 up: ``1970``, ``1180``, ``0.37``, ``69,300``.
 
 May import: polars only.
 """
@@ -53,6 +56,11 @@ def number(value: Any, *, as_id: bool = False, ratio: bool = False, digits: int 
     if abs(value) >= 1000 or (value.is_integer() and abs(value) < 1e15):
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def threshold(value: float) -> str:
+    """A rule's threshold (see the module's rules)."""
+    return f"{value:,.0f}" if abs(value) >= 10_000 and float(value).is_integer() else f"{value:g}"
 
 
 def percent(value: float | None) -> str:
@@ -110,6 +118,11 @@ def run_summary(m: dict[str, Any], out: str, written: Sequence[str]) -> str:
     lines = [f"k={m['k']}  rows={number(m['rows'])}  dropped={number(m['rows_dropped'])}  "
              f"inertia={m['inertia']:.6g}  silhouette={sil} (sample {number(m['silhouette_sample'])})  "
              f"iterations={m['n_iter']}  time={m['seconds']['total']:.2f} s"]
+    if m.get("pca"):
+        p = m["pca"]
+        lines.append(f"k-means on {p['components']} principal components of the {p['features']} features, keeping "
+                     f"{percent(p['cumulative_variance_ratio'][-1])} of their variance (per component: "
+                     + ", ".join(percent(r) for r in p["explained_variance_ratio"]) + ")")
     if m["sweep"]:
         lines.append(f"k chosen by sweep: {m['sweep']['reason']}")
     impact = m["insight"].get("impact")
@@ -193,7 +206,7 @@ def movements(summary: dict[str, Any]) -> str:
     lines = [f"{number(total)} customers in either period: {number(summary['stayed'])} stayed in their segment "
              f"({share(summary['stayed'])}), {number(summary['moved'])} moved ({share(summary['moved'])}), "
              f"{number(summary['new'])} new, {number(summary['gone'])} gone, {number(summary['unsegmented'])} "
-             "unsegmented in one period"]
+             "unsegmented (a missing value) in A or B"]
     if summary["pairing"] == "centroid distance":
         lines.append("segments paired by centroid distance: "
                      + ", ".join(f"A {i} = B {j}" for i, j in summary["pairs"]))
@@ -210,7 +223,7 @@ def drift(frame: pl.DataFrame, features: Sequence[str]) -> str:
              for label, name, a, b, c, sa, sb, sc in zip(labels, *(frame[c].to_list() for c in (
                  "name", "customers_a", "customers_b", "customers_change", "share_a", "share_b", "share_change")))]
     head = ["segment", "name", "customers A", "customers B", "change", "share A", "share B", "share change"]
-    shift_rows = [[f] + [f"{shift_text(s)} ({number(p, digits=2)})" for s, p in
+    shift_rows = [[f] + [f"{shift_text(s)} ({'-' if p is None else f'{p:.3f}'})" for s, p in
                          zip(frame[f"{f}_shift"].to_list(), frame[f"{f}_psi"].to_list())] for f in features]
     return "\n".join([grid(head, sizes, [False, True] + [False] * 6), "",
                       "mean shift in own units (PSI), per segment:",
@@ -220,4 +233,4 @@ def drift(frame: pl.DataFrame, features: Sequence[str]) -> str:
 def shift_text(value: float | None) -> str:
     if value is None:
         return "-"
-    return ("+" if value > 0 else "") + number(value)
+    return ("+" if value > 0 else "") + number(value, digits=3)

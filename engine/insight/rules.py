@@ -206,7 +206,7 @@ def condition_text(c: dict[str, Any], entries: dict[str, dict[str, Any]]) -> str
     entry = entries[c["variable"]]
     if c["op"] in ("=", "!="):
         return f"{entry['column']} {'=' if c['op'] == '=' else 'is not'} {c['value']}"
-    return f"{c['variable']} {c['op']} {present.number(float(c['value']), digits=3)}"
+    return f"{c['variable']} {c['op']} {present.threshold(float(c['value']))}"
 
 
 def leaf_text(conds: list[dict[str, Any]], entries: dict[str, dict[str, Any]]) -> str:

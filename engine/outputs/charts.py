@@ -164,7 +164,7 @@ def migration_figure(matrix: pl.DataFrame, names_a: list[str], names_b: list[str
                                hovertemplate="from %{y}<br>to %{x}: %{text} customers (%{z:.1%} of the row)"
                                              "<extra></extra>"))
     fig.update_layout(title="Migration: where each segment's customers went (row shares; counts in the cells)",
-                      xaxis={"title": "period B segment", "side": "top"}, yaxis={"title": "period A segment",
-                                                                                  "autorange": "reversed"},
-                      height=220 + 60 * len(rows), margin={"l": 20})
+                      xaxis={"title": "period B segment", "tickangle": -20, "automargin": True},
+                      yaxis={"title": "period A segment", "autorange": "reversed", "automargin": True},
+                      height=320 + 60 * len(rows), margin={"l": 20})
     return fig
