@@ -189,3 +189,13 @@ def test_compare_runs_with_different_specs_warns_and_keeps_the_common_features(
     assert len(warnings) == 1 and "different feature specs" in warnings[0]
     assert "mean shift in own units" in result.stdout
     assert "age" in result.stdout and "tenure_days" not in result.stdout  # only the marketing spec has tenure
+
+
+def test_segment_sql_queries_the_migration_and_drift(next_period: Path) -> None:
+    result = invoke(["sql", next_period, "SELECT CAST(sum(customers) AS BIGINT) AS n FROM migration WHERE to_segment = 'gone'",
+                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    gone = sum(n for (_, t), n in migration(next_period).items() if t == "gone")
+    assert json.loads(result.stdout) == [{"n": gone}]
+    drift = invoke(["sql", next_period, "SELECT count(*) AS n FROM drift", "--format", "json"])
+    assert json.loads(drift.stdout) == [{"n": pl.read_parquet(next_period / "drift.parquet").height}]

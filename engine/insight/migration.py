@@ -21,7 +21,7 @@ above 0.25 as a real shift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +286,9 @@ def write_comparison(out: rundir.RunWriter, comparison: Comparison) -> None:
 def compare(run_a: str | Path, run_b: str | Path, options: CompareOptions | None = None, log=lambda _m: None,
             **given: Any) -> Comparison:
     """``segment compare``: migration and drift from run A to run B; with ``out``, written there."""
+    unknown = sorted(set(given) - {f.name for f in fields(CompareOptions)})
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r}")
     opts = options or CompareOptions(**{k: v for k, v in given.items() if v is not None})
     check_top(opts.top)
     target = Path(opts.out) if opts.out is not None else None
