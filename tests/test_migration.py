@@ -199,3 +199,17 @@ def test_segment_sql_queries_the_migration_and_drift(next_period: Path) -> None:
     assert json.loads(result.stdout) == [{"n": gone}]
     drift = invoke(["sql", next_period, "SELECT count(*) AS n FROM drift", "--format", "json"])
     assert json.loads(drift.stdout) == [{"n": pl.read_parquet(next_period / "drift.parquet").height}]
+
+
+def test_refit_flags_the_segments_whose_centre_moved_past_the_threshold(marketing_run: Path, period2_csv: Path,
+                                                                        tmp_path: Path) -> None:
+    first = refresh(marketing_run, period2_csv, tmp_path / "a", "--refit")
+    shifts = read_json(first / "metrics.json")["refresh"]["centre_shift"]
+    threshold = sorted(shifts)[1]  # between the smallest shifts and the largest: some flagged, some not
+    result = invoke(["refresh", marketing_run, period2_csv, "--out", tmp_path / "b", "--refit",
+                     "--move-threshold", str(threshold)])
+    assert result.exit_code == 0, result.output
+    refreshed = read_json(tmp_path / "b" / "metrics.json")["refresh"]
+    assert refreshed["moved"] == [j for j, s in enumerate(shifts) if s > threshold] and refreshed["moved"]
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning: segment")]
+    assert len(warned) == len(refreshed["moved"]) and all("--move-threshold" in w for w in warned)
