@@ -149,7 +149,7 @@ def plan_run(opts: RunOptions) -> RunPlan:
 def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log) -> tuple[int, SweepOutcome | None]:
     """The run's k: the one given, or the sweep's recommendation with ``--k auto``."""
     n, d = data.X.shape[0], len(data.fitted.names)
-    reduced = f" as {data.X.shape[1]} principal components" if data.X.shape[1] != d or data.spec.pca else ""
+    reduced = f" as {data.X.shape[1]} principal components" if data.spec.pca else ""
     head = f"{n:,} rows x {d} features{reduced} ({data.rows_dropped:,} dropped for missing values)"
     if plan.k is not None:
         log(f"{head}; fitting k={plan.k}")
