@@ -15,9 +15,10 @@ import traceback
 
 import click
 
-from engine.options import (PRESETS, BusinessOptions, FeatureOptions, FitOptions, InputOptions, OutputOptions,
-                            PredictOutputOptions, RunOptions, ScoringOptions, SweepFitOptions, SweepOptions,
-                            SweepOutputOptions, SweepScoringOptions, OUTPUT_FORMATS)
+from engine.options import (PRESETS, BusinessOptions, CompareOptions, ExplainOptions, FeatureOptions, FitOptions,
+                            InputOptions, OutputOptions, PredictOutputOptions, RefreshFitOptions, RefreshOutputOptions,
+                            RunOptions, ScoringOptions, SweepFitOptions, SweepOptions, SweepOutputOptions,
+                            SweepScoringOptions, OUTPUT_FORMATS)
 
 
 class InputProblem(click.ClickException):
@@ -290,6 +291,104 @@ def predict(model, inputs, as_json, quiet, **options):
 
     result = engine.api.predict(model, inputs, log=logger(quiet), **options)
     click.echo(json.dumps(result, indent=2) if as_json else present.predict_summary(result, options["out"]))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@bind(ExplainOptions)
+@json_option
+@engine_errors
+def explain(run_dir, as_json, **options):
+    """Each segment of a run as rules a CRM can filter on: a shallow decision tree on the input
+    columns the spec uses, in their own units, read off as conditions such as
+    `income > 68,000 and spending > 1,100`, with the share of customers they put back in their
+    segment (fidelity), measured on every row.
+
+    Writes RUN_DIR/rules.json and rules.sql (one CASE WHEN ... THEN segment expression, one WHERE
+    clause per segment, over the input's own columns); `segment report` then shows the rules.
+
+    \b
+    Example:
+      segment explain run/
+      segment explain run/ --depth 4 --min-share 0.02
+    """
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.rules import explain as explain_run  # the engine loads when a command runs, not for --help
+
+    found = explain_run(run_dir, **options)
+    click.echo(json.dumps(found, indent=2) if as_json else present.rules(found))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.argument("inputs", nargs=-1)
+@bind(RefreshFitOptions)
+@bind(RefreshOutputOptions)
+@bind(InputOptions, skip=("allow_duplicate_ids",))
+@bind(BusinessOptions)
+@json_option
+@quiet_option
+@engine_errors
+def refresh(run_dir, inputs, as_json, quiet, **options):
+    """Segment a new period's customers (INPUT) against an earlier run: the same segment ids and
+    names, a migration matrix (who moved where) and the drift of every segment.
+
+    Without --refit the run's model assigns them (no new fit). With --refit the segments are fitted
+    again from the run's centres, each new segment keeps the id of the old one nearest to it, and a
+    centre that moved more than --move-threshold is flagged. OUT is a run directory (segments,
+    profiles, model, metrics...) with migration.parquet and drift.parquet.
+
+    \b
+    Example:
+      segment refresh run/ next_quarter.csv --out run_q2/
+      segment refresh run/ next_quarter.csv --out run_q2/ --refit
+    """
+    import engine.api  # the engine loads when a command runs, not for --help
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.migration import matrix  # the engine loads when a command runs, not for --help
+
+    result = engine.api.refresh(run_dir, inputs, log=logger(quiet), **options)
+    if as_json:
+        click.echo(json.dumps(result.metrics, indent=2))
+        return
+    summary = result.comparison.summary
+    click.echo(present.names(result.profiles))
+    click.echo(present.migration(matrix(result.comparison.migration)))
+    click.echo(present.movements(summary))
+    click.echo(present.drift(result.comparison.drift, summary["features"]))
+    click.echo(f"wrote {options['out']}/: {', '.join(result.written)}")
+
+
+@main.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@bind(CompareOptions)
+@json_option
+@quiet_option
+@engine_errors
+def compare(run_a, run_b, as_json, quiet, **options):
+    """Compare two runs of the same customers in two periods: the migration matrix (joined on the id
+    column, with new and gone customers), the largest movements in words, and each segment's drift
+    (size, share, mean shift per feature, PSI). Runs with different feature specs are compared on
+    the features they share, with a warning.
+
+    \b
+    Example:
+      segment compare run_q1/ run_q2/
+      segment compare run_q1/ run_q2/ --out q1_vs_q2/
+    """
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.migration import compare as compare_runs, matrix  # the engine loads when a command runs, not for --help
+
+    result = compare_runs(run_a, run_b, log=logger(quiet), **options)
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    click.echo(present.migration(matrix(result.migration)))
+    click.echo(present.movements(result.summary))
+    click.echo(present.drift(result.drift, result.summary["features"]))
+    if options["out"]:
+        click.echo(f"wrote {options['out']}/: {', '.join(result.summary['written'])}")
 
 
 @main.command("sql")

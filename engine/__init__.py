@@ -4,6 +4,8 @@
 >>> result = engine.run(["customers.parquet"], k=5, out="run/", spec="customers")
 >>> result.metrics["silhouette"], result.profiles
 >>> engine.predict("run/", ["new_customers.parquet"], out="new_segments.parquet")
+>>> engine.explain("run/", depth=3)["fidelity"]
+>>> engine.refresh("run/", ["next_quarter.csv"], out="run_q2/").comparison.summary["moves"]
 >>> engine.describe_data(["customers.parquet"])["columns"]
 >>> engine.write_report("run/", "run/report.html")
 >>> from sklearn.pipeline import make_pipeline
@@ -41,6 +43,11 @@ EXPORTS = {
     "run": ("engine.api", "run"),
     "sweep": ("engine.api", "sweep"),
     "predict": ("engine.api", "predict"),
+    "refresh": ("engine.api", "refresh"),
+    "RefreshResult": ("engine.api", "RefreshResult"),
+    "RefreshOptions": ("engine.options", "RefreshOptions"),
+    "explain": ("engine.insight.rules", "explain"),
+    "compare": ("engine.insight.migration", "compare"),
     "describe_data": ("engine.insight.describe", "describe"),
     "recompute_impact": ("engine.insight.impact", "recompute"),
     "write_report": ("engine.insight.report", "write_report"),

@@ -27,20 +27,25 @@ from engine.duck.views import write_database
 from engine.errors import InputError
 from engine.features.build import FeatureData, build_features
 from engine.features.build import resolve_spec as resolve_features
-from engine.features.spec import FeatureSpec, load_spec, spec_from_columns
+from engine.features.pca import PCA, fit_pca
+from engine.features.business import Business
+from engine.features.spec import FeatureSpec, load_spec, parse_pca_option, reload_spec, spec_from_columns
 from engine.fit.batches import ArraySource
 from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
+from engine.fit.match import match_centres, relabel
 from engine.fit.model import Model, load_model
 from engine.fit.scores import sample_indices, silhouette_score
 from engine.fit.sweep import SweepOutcome, parse_ks, sweep_matrix, write_sweep
 from engine.fit.threads import thread_limit
 from engine.input.files import Input
 from engine.input.memory import check_memory
+from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
+                                     keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
-from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RunOptions,
-                            SweepOptions, flatten, from_flat)
+from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
+                            RunOptions, SweepOptions, flatten, from_flat)
 from engine.outputs import rundir
-from engine.outputs.write import atomic_file, check_file_target, write_partitions, write_segments
+from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
 
 Log = Callable[[str], None]
 PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
@@ -101,17 +106,20 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     plan = plan_run(opts)
     with thread_limit(opts.fit.threads) as n_threads:
         inp, data = prepare_features(opts.input, plan.spec, log)
-        k, outcome = choose_k(data, plan, opts, log)
+        space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
+        k, outcome = choose_k(space, plan, opts, log)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
-        fit = fit_kmeans(ArraySource(data.X), params)  # with --k auto too: the run's own restarts
-        silhouette, t_sil = timed(score, data, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
-        insight, t_prof = timed(Insight, inp, data, fit.labels, fit.centers, k, opts.fit.seed)
+        fit = fit_kmeans(ArraySource(space.X), params)  # with --k auto too: the run's own restarts
+        silhouette, t_sil = timed(score, space, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
+        centres = fit.centers if pca is None else pca.inverse(fit.centers)  # in scaled feature units
+        insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed)
     for w in insight.warnings:
         log(f"warning: {w}")
     provenance = record(opts, plan, inp, data, outcome is not None)
     model = Model(data.spec, data.fitted, fit.centers,
-                  {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia, "params": fit_params(params, data)})
+                  {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia, "params": fit_params(params, data)}, pca)
     metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
+    metrics["pca"] = pca.summary() if pca else None
     seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
     written = write_run(plan, opts, model, data, fit, insight, outcome, metrics, seconds, t_start)
     if opts.outputs.db is not None:
@@ -140,8 +148,9 @@ def plan_run(opts: RunOptions) -> RunPlan:
 
 def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log) -> tuple[int, SweepOutcome | None]:
     """The run's k: the one given, or the sweep's recommendation with ``--k auto``."""
-    n, d = data.X.shape
-    head = f"{n:,} rows x {d} features ({data.rows_dropped:,} dropped for missing values)"
+    n, d = data.X.shape[0], len(data.fitted.names)
+    reduced = f" as {data.X.shape[1]} principal components" if data.spec.pca else ""
+    head = f"{n:,} rows x {d} features{reduced} ({data.rows_dropped:,} dropped for missing values)"
     if plan.k is not None:
         log(f"{head}; fitting k={plan.k}")
         return plan.k, None
@@ -169,6 +178,19 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
     return silhouette_score(data.X[idx], labels[idx], k), int(idx.size)
 
 
+def reduce_space(data: FeatureData, seed: int, log: Log) -> tuple[FeatureData, PCA | None]:
+    """The rows k-means runs on: the scaled features, or with ``[pca]``/``--pca`` their principal
+    components (fitted on a sample; ``engine.features.pca``). Profiles, names and rules never see
+    the components: they read the input in its own units."""
+    if data.spec.pca is None:
+        return data, None
+    pca = fit_pca(data.X, data.spec.pca, data.fitted.names, seed)
+    kept = float(pca.explained_variance_ratio.sum())
+    log(f"PCA: {pca.n_components} of {len(data.fitted.names)} components keep {kept:.1%} of the variance "
+        f"(fitted on {pca.sample:,} rows)")
+    return replace(data, X=pca.transform(data.X)), pca
+
+
 def timed(func: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     return func(*args), time.perf_counter() - t0
@@ -183,7 +205,7 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
         opts,
         input=replace(opts.input, separator=inp.separator),
         features=replace(opts.features, spec=spec.source, id_col=spec.id_col, missing=spec.missing, scale=spec.scale,
-                         exclude=tuple(spec.exclude)),
+                         exclude=tuple(spec.exclude), pca=spec.pca.text if spec.pca else None),
         fit=replace(opts.fit, k="auto" if auto else plan.k, k_range=opts.fit.k_range if auto else None,
                     repeats=opts.fit.repeats if auto else None),
     )
@@ -252,15 +274,17 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
     spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features)
     with thread_limit(opts.fit.threads):
         inp, data = prepare_features(opts.input, spec, log)
-        log(f"{data.X.shape[0]:,} rows x {data.X.shape[1]} features; fitting k={k_list[0]}..{k_list[-1]}")
+        space, pca = reduce_space(data, opts.fit.seed, log)
+        log(f"{data.X.shape[0]:,} rows x {space.X.shape[1]} {'components' if pca else 'features'}; "
+            f"fitting k={k_list[0]}..{k_list[-1]}")
         fit, scoring = opts.fit, opts.scoring
-        outcome = sweep_matrix(data.X, k_list, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats,
+        outcome = sweep_matrix(space.X, k_list, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats,
                                silhouette_sample=scoring.silhouette_sample, compare=scoring.compare,
                                compare_sample=scoring.compare_sample, log=log)
     params = {"ks": k_list, "seed": fit.seed, "repeats": fit.repeats, "n_init": fit.n_init,
               "compare": list(scoring.compare), "compare_sample": scoring.compare_sample, "rows": data.n_rows,
-              "rows_used": int(data.X.shape[0]), "features": list(data.fitted.names), "input": input_facts(inp),
-              "versions": versions()}
+              "rows_used": int(data.X.shape[0]), "features": list(data.fitted.names),
+              "pca": pca.summary() if pca else None, "input": input_facts(inp), "versions": versions()}
     with rundir.write_run_dir(target, opts.outputs.overwrite) as writer:
         write_sweep(writer, outcome, params)
         written = writer.listing()
@@ -283,7 +307,7 @@ def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: s
     model = model if isinstance(model, Model) else load_model(model)
     with thread_limit(opts.outputs.threads):
         data = model_features(model, opts.input, log)
-        labels, dist2, inertia = assign_rows(data.X, model.centers)
+        labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
     with atomic_file(target, opts.outputs.overwrite) as tmp:
         write_segments(tmp, data.ids, labels, dist2, data.kept,
                        {"k": model.k, "features": ",".join(model.fitted.names), "model_hash": model.digest()})
@@ -301,6 +325,158 @@ def model_features(model: Model, options: InputOptions, log: Log) -> FeatureData
     check_memory(inp, len(model.spec.features), one_hot, options.memory_limit)
     log(f"reading {inp.label}")
     return build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=options.allow_duplicate_ids)
+
+
+# ----------------------------------------------------------------------------- refresh
+
+@dataclass
+class RefreshResult:
+    out: Path
+    metrics: dict[str, Any]
+    profiles: pl.DataFrame
+    comparison: Comparison
+    written: list[str]
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What ``refresh`` checked before any work: the earlier run (period A, its input read again),
+    its model, the spec (the model's features, the run's business columns and names) and the output."""
+
+    base: rundir.RunDir
+    model: Model
+    period: Period
+    spec: FeatureSpec
+    out: Path
+
+
+def refresh(run_dir: str | Path, inputs: Sequence[str | Path] = (), out: str | Path | None = None, *,
+            options: RefreshOptions | None = None, log: Log = quiet, **given: Any) -> RefreshResult:
+    """Segment a new period's customers (``inputs``) against the run ``run_dir``, write the new
+    period's run directory ``out`` with ``migration.parquet`` and ``drift.parquet``.
+
+    Without ``refit`` rows are assigned with the run's model (the same ids and names); with it the
+    segments are fitted again from the run's centres and matched to them (``engine.fit.match``)."""
+    t_start = time.perf_counter()
+    opts = build_options(RefreshOptions, options, given, inputs=tuple(map(str, inputs)),
+                         out=None if out is None else str(out))
+    plan = plan_refresh(run_dir, opts)
+    with thread_limit(opts.outputs.threads) as n_threads:
+        inp = open_and_report(opts.input, plan.model.spec, log)
+        log(f"reading {inp.label}")
+        data = build_features(inp, plan.model.spec, fitted=plan.model.fitted, allow_duplicate_ids=True)
+        check_keys(data.ids, inp.label)  # present and unique, before any fit
+        space = replace(data, X=plan.model.transform(data.X))
+        fit, model, moved = refresh_fit(plan, space, opts, log)
+        silhouette = score(space, fit.labels, model.k, None, int(plan.base.metrics.get("seed") or 0), log)
+        insight = Insight(inp, replace(data, spec=plan.spec), fit.labels, model.scaled_centers(), model.k,
+                          int(plan.base.metrics.get("seed") or 0))
+    segment = scatter(fit.labels, data.kept, pl.Int32, "segment") if data.kept is not None else \
+        pl.Series("segment", fit.labels, dtype=pl.Int32)
+    period = Period("B", inp.label, data.ids.name, keyed(data.ids, segment, inp.label),
+                    insight.profiles["name"].to_list(), model.spec.features,
+                    feature_values(inp, model.spec, segment), model.k, model.digest(), plan.model.digest())
+    comparison = compare_periods(plan.period, period, opts.fit.top, [(j, j) for j in range(model.k)])
+    metrics = refresh_metrics(plan, opts, inp, space, fit, silhouette, insight, moved, comparison, n_threads)
+    written = write_refresh(plan, opts, model, data, fit, insight, comparison, metrics, t_start)
+    log(f"wrote {plan.out}")
+    return RefreshResult(plan.out, metrics, insight.profiles, comparison, written)
+
+
+def plan_refresh(run_dir: str | Path, opts: RefreshOptions) -> RefreshPlan:
+    """Every check ``refresh`` makes before any work (the earlier run's input is read again here)."""
+    check_top(opts.fit.top)
+    if opts.fit.move_threshold < 0:
+        raise InputError(f"--move-threshold must be 0 or more, not {opts.fit.move_threshold}")
+    base = rundir.read_run(run_dir, need=rundir.RUN_FILES)
+    target = required_out(opts.outputs.out)
+    rundir.check_run_target(target, opts.outputs.overwrite)
+    check_not_inside_inputs(target, opts.input.inputs)
+    if target.resolve() == base.path:
+        raise InputError(f"--out {target} is the run being refreshed; write the new period to a new directory")
+    period, model = load_period(base.path, "A")
+    spec = refresh_spec(model, base, opts)
+    return RefreshPlan(base, model, period, spec, target)
+
+
+def refresh_spec(model: Model, base: rundir.RunDir, opts: RefreshOptions) -> FeatureSpec:
+    """The model's spec with the business columns of the run's spec (``--spec``, else the one the
+    model names), the run's campaign figures and its segment names. A spec that defines other
+    features than the model is refused: a refresh keeps the run's features."""
+    source = opts.fit.spec if opts.fit.spec is not None else model.spec.source
+    loaded = load_spec(source) if opts.fit.spec is not None else reload_spec(source)
+    business = Business()
+    if loaded is not None:
+        differ = sorted({f.name for f in set(loaded.features) ^ set(model.spec.features)}
+                        | {c.column for c in set(loaded.categorical) ^ set(model.spec.categorical)})
+        if differ and not loaded.auto:
+            raise InputError(f"{loaded.source} defines other features than the run's model ({', '.join(differ)} "
+                             "differ); a refresh keeps the run's features: segment the new period with segment run, "
+                             "then segment compare the two runs")
+        business = loaded.business
+    recorded = ((base.metrics.get("options") or {}).get("business") or {})
+    business = business.with_figures(opts.business.cost_per_contact or recorded.get("cost_per_contact"),
+                                     opts.business.revenue_per_response or recorded.get("revenue_per_response"))
+    names = base.profiles["name"].to_list()
+    return replace(model.spec, business=replace(business, names=tuple(enumerate(names))))
+
+
+def refresh_fit(plan: RefreshPlan, space: FeatureData, opts: RefreshOptions, log: Log
+                ) -> tuple[FitResult, Model, dict[str, Any]]:
+    """The new period's segments: the run's model (no fit), or with ``--refit`` a fit from its
+    centres, renumbered to the nearest old segments, each centre's move measured."""
+    old = plan.model.centers
+    if not opts.fit.refit:
+        labels, dist2, inertia = assign_rows(space.X, old)
+        return FitResult(old, labels, dist2, inertia, 0, 0), plan.model, {"refit": False}
+    seed = int(plan.base.metrics.get("seed") or 0)
+    fit = fit_kmeans(ArraySource(space.X), FitParams(k=plan.model.k, seed=seed, init_centers=old))
+    pairs = match_centres(old, fit.centers)
+    labels, centers = relabel(fit.labels, fit.centers, pairs)
+    shift = np.sqrt(((centers.astype(np.float64) - old) ** 2).sum(axis=1))
+    moved = [j for j in range(plan.model.k) if shift[j] > opts.fit.move_threshold]
+    for j in moved:
+        log(f"warning: segment {j} ({plan.period.names[j]}): its centre moved {shift[j]:.2f} "
+            f"(more than --move-threshold {opts.fit.move_threshold:g})")
+    fit = replace(fit, labels=labels, centers=centers, label_sums=None, label_counts=None)
+    model = Model(plan.model.spec, plan.model.fitted, centers,
+                  {**plan.model.info, "inertia": fit.inertia, "refreshed_from": plan.model.digest()}, plan.model.pca)
+    return fit, model, {"refit": True, "pairs": [list(p) for p in pairs], "centre_shift": shift.tolist(),
+                        "move_threshold": opts.fit.move_threshold, "moved": moved}
+
+
+def refresh_metrics(plan: RefreshPlan, opts: RefreshOptions, inp: Input, space: FeatureData, fit: FitResult,
+                    silhouette: tuple[float | None, int], insight: Insight, moved: dict[str, Any],
+                    comparison: Comparison, n_threads: int) -> dict[str, Any]:
+    """``metrics.json`` of the new period's run directory, with ``refresh`` and ``migration``."""
+    options = asdict(opts)
+    for key in ("out", "overwrite"):
+        del options["outputs"][key]
+    provenance = {"options": options, "input": input_facts(inp), "versions": versions()}
+    seed = int(plan.base.metrics.get("seed") or 0)
+    params = FitParams(k=plan.model.k, seed=seed, n_init=1 if opts.fit.refit else None)
+    metrics = run_metrics(space, fit, params, silhouette, insight, None, provenance, n_threads)
+    metrics["features"] = list(plan.model.fitted.names)
+    metrics["n_init"] = 1 if opts.fit.refit else 0
+    metrics["pca"] = plan.model.pca.summary() if plan.model.pca else None
+    metrics["refresh"] = {"from": str(plan.base.path), "from_model_hash": plan.model.digest(),
+                          "spec": plan.spec.source, **moved}
+    metrics["migration"] = comparison.summary
+    return metrics
+
+
+def write_refresh(plan: RefreshPlan, opts: RefreshOptions, model: Model, data: FeatureData, fit: FitResult,
+                  insight: Insight, comparison: Comparison, metrics: dict[str, Any], t_start: float) -> list[str]:
+    """The new period's run directory, committed in one step: a run's files with the migration."""
+    meta = {"k": model.k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
+    with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out:
+        model.save(out.path(rundir.MODEL))
+        write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
+        insight.write(out)
+        write_comparison(out, comparison)
+        metrics["seconds"] = {"total": round(time.perf_counter() - t_start, 4)}
+        out.json(rundir.METRICS, metrics)
+        return out.listing()
 
 
 # ----------------------------------------------------------------------------- shared steps
@@ -346,7 +522,8 @@ def resolve_spec(features: FeatureOptions, inputs: InputOptions) -> FeatureSpec:
     if features.spec is not None and features.features is not None:
         raise InputError("give --features or --spec, not both")
     given = {"id_col": features.id_col, "missing": features.missing, "scale": features.scale,
-             "exclude": features.exclude or None}
+             "exclude": features.exclude or None,
+             "pca": None if features.pca is None else parse_pca_option(features.pca)}
     if inputs.preset is not None:
         if features.spec is not None or features.features is not None:
             raise InputError("give --preset or --spec/--features, not both")

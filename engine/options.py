@@ -34,6 +34,12 @@ RUN_KS = "2..10"  # --k auto
 SWEEP_KS = "2..12"  # segment sweep
 COMPARE_SAMPLE = 20_000  # rows the compared algorithms are fitted on (ward is O(rows^2))
 SEED = 0
+RULES_DEPTH = 3  # segment explain: deep enough for a rule per segment at k <= 8, short enough to read
+RULES_MIN_SHARE = 0.01  # no rule for fewer than 1% of the customers
+RULES_SAMPLE = 100_000  # rows the tree is fitted on (its fidelity is measured on every row)
+MAX_RULES_DEPTH = 12
+MOVE_THRESHOLD = 0.5  # refresh --refit: a centre that moved more (scaled units) is flagged
+TOP_MOVES = 5  # movements described in words
 
 
 def option(default: Any = None, help: str = "", *, flag: str | None = None, kind: type | None = None,
@@ -104,6 +110,8 @@ class FeatureOptions:
                                                    "leave out.", kind=tuple)
     missing: str | None = option(None, "Missing-value policy (default: drop).", choices=MISSING_POLICIES)
     scale: str | None = option(None, "Scaler (default: standard).", choices=SCALERS)
+    pca: str | None = option(None, "PCA before k-means: N components, or the share of variance to keep such as 0.9 "
+                                   "(default: the spec's [pca], else none).")
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,56 @@ class PredictOutputOptions:
     out: str | None = option(None, "Output Parquet file.", required=True)
     overwrite: bool = option(False, "Replace an existing output file.", is_flag=True)
     threads: int | None = option(None, "Threads to use (default: all cores).", kind=int)
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """``segment explain``: the decision tree read off as rules."""
+
+    depth: int = option(RULES_DEPTH, f"Depth of the decision tree (1 to {MAX_RULES_DEPTH}): deeper rules reproduce "
+                                     "more customers' segments but read worse.", kind=int)
+    min_share: float = option(RULES_MIN_SHARE, "Smallest share of the customers one rule may describe (0 to 0.5).",
+                              kind=float)
+    sample: int = option(RULES_SAMPLE, "Rows the tree is fitted on (fidelity is measured on all rows).", kind=int)
+
+
+@dataclass(frozen=True)
+class RefreshFitOptions:
+    """``segment refresh``: how the new period is placed in the run's segments."""
+
+    refit: bool = option(False, "Fit the segments again on the new period, warm-started from the run's centres; "
+                                "new segments keep the ids of the old ones they are nearest (Hungarian matching).",
+                         is_flag=True)
+    move_threshold: float = option(MOVE_THRESHOLD, "With --refit: flag a segment whose centre moved further than "
+                                                   "this, in the run's scaled units (standard deviations).", kind=float)
+    spec: str | None = option(None, "The run's feature spec again, for its [business] columns (default: the spec the "
+                                    "run's model names); a spec with other features is refused.")
+    top: int = option(TOP_MOVES, "Movements between segments to describe in words.", kind=int)
+
+
+@dataclass(frozen=True)
+class RefreshOutputOptions:
+    out: str | None = option(None, "Output run directory for the new period.", required=True)
+    overwrite: bool = option(False, "Replace an earlier run directory.", is_flag=True)
+    threads: int | None = option(None, "Threads to use (default: all cores).", kind=int)
+
+
+@dataclass(frozen=True)
+class RefreshOptions:
+    input: InputOptions = field(default_factory=InputOptions)
+    fit: RefreshFitOptions = field(default_factory=RefreshFitOptions)
+    outputs: RefreshOutputOptions = field(default_factory=RefreshOutputOptions)
+    business: BusinessOptions = field(default_factory=BusinessOptions)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """``segment compare``: migration and drift between two runs."""
+
+    out: str | None = option(None, "Also write migration.parquet, drift.parquet, compare.json and compare.html to "
+                                   "this directory.")
+    overwrite: bool = option(False, "Replace an earlier compare directory.", is_flag=True)
+    top: int = option(TOP_MOVES, "Movements between segments to describe in words.", kind=int)
 
 
 @dataclass(frozen=True)

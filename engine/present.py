@@ -1,6 +1,7 @@
 """Terminal tables and numbers: the one place that decides how a value looks on screen.
 
-The rules, the same in ``run``, ``sweep``, ``impact``, ``sql`` and ``describe``:
+The rules, the same in ``run``, ``sweep``, ``impact``, ``sql``, ``describe``, ``explain``, ``refresh``
+and ``compare``:
 
 * Ids print as written: ``12346``, never ``12,346`` (a column is an id when it is the run's id
   column or its name says so: ``id``, ``ID``, ``*_id``, ``*ID``).
@@ -9,6 +10,9 @@ The rules, the same in ``run``, ``sweep``, ``impact``, ``sql`` and ``describe``:
 * Other floats print with four significant digits, or as whole numbers from 1,000 up:
   ``51.8``, ``0.1235``, ``68,117``.
 * A missing value prints as ``-``.
+* A population stability index (PSI) prints with three decimals: ``0.092``.
+* A rule's threshold (already rounded to 2-3 significant figures) prints as it is, with thousands
+  separators from 10,000 up: ``1970``, ``1180``, ``0.37``, ``69,300``.
 
 May import: polars only.
 """
@@ -52,6 +56,11 @@ def number(value: Any, *, as_id: bool = False, ratio: bool = False, digits: int 
     if abs(value) >= 1000 or (value.is_integer() and abs(value) < 1e15):
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def threshold(value: float) -> str:
+    """A rule's threshold (see the module's rules)."""
+    return f"{value:,.0f}" if abs(value) >= 10_000 and float(value).is_integer() else f"{value:g}"
 
 
 def percent(value: float | None) -> str:
@@ -109,6 +118,11 @@ def run_summary(m: dict[str, Any], out: str, written: Sequence[str]) -> str:
     lines = [f"k={m['k']}  rows={number(m['rows'])}  dropped={number(m['rows_dropped'])}  "
              f"inertia={m['inertia']:.6g}  silhouette={sil} (sample {number(m['silhouette_sample'])})  "
              f"iterations={m['n_iter']}  time={m['seconds']['total']:.2f} s"]
+    if m.get("pca"):
+        p = m["pca"]
+        lines.append(f"k-means on {p['components']} principal components of the {p['features']} features, keeping "
+                     f"{percent(p['cumulative_variance_ratio'][-1])} of their variance (per component: "
+                     + ", ".join(percent(r) for r in p["explained_variance_ratio"]) + ")")
     if m["sweep"]:
         lines.append(f"k chosen by sweep: {m['sweep']['reason']}")
     impact = m["insight"].get("impact")
@@ -159,3 +173,64 @@ def predict_summary(result: dict[str, Any], out: str) -> str:
     sizes = ", ".join(f"{j}: {number(s)}" for j, s in enumerate(result["segment_sizes"]))
     return (f"assigned {number(result['rows_used'])} of {number(result['rows'])} rows to {result['k']} segments "
             f"({sizes}); wrote {out}")
+
+
+def rules(found: dict[str, Any]) -> str:
+    """``segment explain``: the overall fidelity, then one line per segment: its fidelity and rule."""
+    lines = [f"rules of a depth-{found['depth']} decision tree (fitted on {number(found['sample'])} customers) "
+             f"reproduce the segment of {percent(found['fidelity'])} of {number(found['rows'])} customers"]
+    for s in found["segments"]:
+        rule = s["rule"] or "no rule at this depth (its customers fall under other segments' rules)"
+        lines.append(f"segment {s['segment']} {s['name']}: fidelity {percent(s['fidelity'])}, precision "
+                     f"{percent(s['precision'])}: {rule}")
+    return "\n".join(lines)
+
+
+def migration(matrix: pl.DataFrame) -> str:
+    """The migration matrix: one row per period-A segment (and ``new``), one column per period-B
+    segment (and ``gone``); each cell the customers and, in brackets, their share of the row."""
+    cols = [c for c in matrix.columns if c != "from_segment"]
+    rows = []
+    for row in matrix.iter_rows():
+        counts = list(row[1:])
+        total = sum(counts)
+        rows.append([f"{row[0]}"] + [f"{number(v)} ({percent(v / total if total else None)})" for v in counts]
+                    + [number(total)])
+    return grid(["from \\ to"] + cols + ["total"], rows, [True] + [False] * (len(cols) + 1))
+
+
+def movements(summary: dict[str, Any]) -> str:
+    """How many stayed, moved, are new or gone, then the largest movements in words."""
+    total = summary["customers"]
+    share = (lambda n: percent(n / total if total else None))  # noqa: E731
+    lines = [f"{number(total)} customers in either period: {number(summary['stayed'])} stayed in their segment "
+             f"({share(summary['stayed'])}), {number(summary['moved'])} moved ({share(summary['moved'])}), "
+             f"{number(summary['new'])} new, {number(summary['gone'])} gone, {number(summary['unsegmented'])} "
+             "unsegmented (a missing value) in A or B"]
+    if summary["pairing"] == "centroid distance":
+        lines.append("segments paired by centroid distance: "
+                     + ", ".join(f"A {i} = B {j}" for i, j in summary["pairs"]))
+    lines += [m["text"] for m in summary["moves"]]
+    return "\n".join(lines)
+
+
+def drift(frame: pl.DataFrame, features: Sequence[str]) -> str:
+    """drift.parquet: sizes and shares per segment, then per feature the shift of its mean (own
+    units) and, in brackets, its PSI."""
+    labels = ["all" if s is None else str(s) for s in frame["segment"].to_list()]
+    sizes = [[label, str(name), number(a), number(b), f"{c:+,}", percent(sa), percent(sb),
+              f"{sc * 100:+.1f} pts" if sc is not None else "-"]
+             for label, name, a, b, c, sa, sb, sc in zip(labels, *(frame[c].to_list() for c in (
+                 "name", "customers_a", "customers_b", "customers_change", "share_a", "share_b", "share_change")))]
+    head = ["segment", "name", "customers A", "customers B", "change", "share A", "share B", "share change"]
+    shift_rows = [[f] + [f"{shift_text(s)} ({'-' if p is None else f'{p:.3f}'})" for s, p in
+                         zip(frame[f"{f}_shift"].to_list(), frame[f"{f}_psi"].to_list())] for f in features]
+    return "\n".join([grid(head, sizes, [False, True] + [False] * 6), "",
+                      "mean shift in own units (PSI), per segment:",
+                      grid(["feature"] + labels, shift_rows, [True] + [False] * len(labels))])
+
+
+def shift_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return ("+" if value > 0 else "") + number(value, digits=3)

@@ -111,6 +111,31 @@ def marketing_run(tmp_path_factory, data_csv: Path) -> Path:
     return out
 
 
+def perturb_period(data: Path, out: Path, seed: int = 2015) -> Path:
+    """A second period of the shared CSV, the same layout (tab-separated): 10% of the customers
+    leave, incomes rise about 5% and spending falls about 10% (each customer by a factor of his
+    own, lognormal with sigma 0.10 and 0.25), and 5% new customers join (copies of sampled ones
+    with ``ID + 100000``). Seeded: the same file every time."""
+    import numpy as np
+
+    frame = pl.read_csv(data, separator="\t", infer_schema_length=None)
+    rng = np.random.default_rng(seed)
+    n = frame.height
+    keep, income, spend = rng.random(n) >= 0.10, rng.lognormal(np.log(1.05), 0.10, n), rng.lognormal(np.log(0.90), 0.25, n)
+    amounts = [c for c in frame.columns if c.startswith("Mnt")]
+    period = frame.with_columns((pl.col("Income") * pl.Series(income)).round(0).cast(pl.Int64).alias("Income"),
+                                *[(pl.col(c) * pl.Series(spend)).round(0).cast(pl.Int64).alias(c) for c in amounts])
+    joined = frame.sample(n=n // 20, seed=seed).with_columns((pl.col("ID") + 100_000).alias("ID"))
+    pl.concat([period.filter(pl.Series(keep)), joined]).write_csv(out, separator="\t")
+    return out
+
+
+@pytest.fixture(scope="session")
+def period2_csv(tmp_path_factory, data_csv: Path) -> Path:
+    """The shared CSV one period later (see ``perturb_period``)."""
+    return perturb_period(data_csv, tmp_path_factory.mktemp("period2") / "marketing_campaign_q2.csv")
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -90,8 +90,9 @@ Models (predict)
   binary junk                 Error: <tmp>/junk.json: not a valid model file: 'utf-8' codec can't decode byte 0xcd
                               in position 0: invalid continuation byte
   format_version 99           Error: <tmp>/v99.json: model format version 99 is not supported (this engine reads
-                              version 1)
-  centroids of wrong width    Error: <tmp>/shape.json: every centroid must have 11 values (one per feature)
+                              versions 1 and 2)
+  centroids of wrong width    Error: <tmp>/shape.json: every centroid must have 11 values (one per feature or
+                              component)
   "k": true                   Error: <tmp>/ktrue.json: k=True does not match the 4 centroids
   scaler scale 0              Error: <tmp>/scale0.json: model scaler scales must be positive
   NaN literal                 Error: <tmp>/nan.json: not a valid model file: NaN is not allowed in a model file
@@ -102,6 +103,27 @@ Generate
   --rows 0                    Error: rows must be at least 1, got 0
   --segments 0                Error: segments must be at least 1, got 0
   --spread 0                  Error: spread must be a positive finite number, got 0.0
+PCA (run; sweep alike)
+  --pca 0 / --pca 1.5         Error: --pca must be a whole number of components (1 or more) or a share of variance
+                              between 0 and 1 (such as 0.9), not '0'   (resp. not '1.5')
+  --pca 11, 10 features       Error: --pca 11: more components than the 10 features (age, income, spending, ...)
+  [pca] variance = 1.5        Error: <tmp>/pca.toml: [pca] variance must be a share between 0 and 1 (such as
+                              0.9), not 1.5
+Explain, refresh, compare
+  explain --depth 0           Error: --depth must be a whole number from 1 to 12, not 0
+  explain --min-share 0.7     Error: --min-share must be a share from 0 up to 0.5, not 0.7
+  a run without a model       Error: <tmp>/nomodel is not a segment run directory (model.json is missing)
+  (explain, refresh, compare)
+  refresh --spec marketing    Error: built-in spec 'marketing' defines other features than the run's model
+  on a customers run          (catalog_purchases, deal_purchases, ... differ); a refresh keeps the run's features:
+                              segment the new period with segment run, then segment compare the two runs
+  refresh: repeated ids       Error: <tmp>/dupes.parquet: id column 'ID' has repeated values (e.g. 5524); a
+                              migration matches each customer once
+  refresh: INPUT lacks ID     Error: <tmp>/noid.parquet: id column 'ID' not found
+  compare: repeated ids       Error: run A (<tmp>/dupe-run): id column 'ID' has repeated values (e.g. 3); a
+                              migration matches each customer once
+  compare: no id column       Error: run A (<tmp>/rowid-run): the run has no id column (segments are keyed by row
+                              number); migration joins customers by id: give the runs an id column (--id-col)
 Internal error (fit_kmeans patched to raise RuntimeError("boom"))
   exit 1                      Error: internal error: boom (run `segment --debug ...` for the traceback)
   segment --debug run ...     the traceback (ending "RuntimeError: boom"), then the same Error line; exit 1
@@ -442,6 +464,77 @@ CASES += [
          ("--memory-limit", "banana")),
     Case("predict:memory-limit-1MB", lambda c: predict_args(c.csv, c, "--memory-limit", "1MB"),
          ("need about", "--memory-limit")),
+]
+
+
+def run_copy_without_model(ctx) -> Path:
+    """The shared run's files but model.json, in tmp/nomodel."""
+    target = ctx.tmp / "nomodel"
+    target.mkdir()
+    for path in ctx.run.iterdir():
+        if path.is_file() and path.name != "model.json":
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def shared_rows(ctx, name: str, change: Callable[[pl.DataFrame], pl.DataFrame]) -> Path:
+    """200 rows of the shared CSV, changed, as Parquet (a new period for a refresh of the shared run)."""
+    return write(ctx.tmp / name, change(pl.read_csv(ctx.csv, separator="\t", infer_schema_length=None).head(200)))
+
+
+def small_run(ctx, name: str, *extra) -> Path:
+    """A run of a small table, made for the case (e.g. with repeated ids, or no id column)."""
+    data = small(ctx, f"{name}.parquet", **({} if "--allow-duplicate-ids" not in extra else {"ID": [1, 2, 3, 3, 5, 6]}))
+    if "no-id" in extra:
+        data = write(data, pl.read_parquet(data).drop("ID"))
+        extra = tuple(e for e in extra if e != "no-id")
+    result = invoke(["run", data, "--features", "a,b", "--k", "2", "--out", ctx.tmp / name, "--quiet", *extra])
+    assert result.exit_code == 0, result.output
+    return ctx.tmp / name
+
+
+def explain_args(run, *extra) -> list:
+    return ["explain", run, *extra]
+
+
+def refresh_args(ctx, inp, *extra) -> list:
+    return ["refresh", ctx.run, inp, "--out", ctx.out, "--quiet", *extra]
+
+
+CASES += [
+    # --- PCA
+    Case("run:pca-0", lambda c: run_args(c.csv, c, "--spec", "marketing", "--pca", "0"), ("--pca", "'0'")),
+    Case("run:pca-1.5", lambda c: run_args(c.csv, c, "--spec", "marketing", "--pca", "1.5"), ("--pca", "'1.5'")),
+    Case("run:pca-more-components-than-features", lambda c: run_args(c.csv, c, "--spec", "marketing", "--pca", "11"),
+         ("--pca 11", "10 features")),
+    Case("sweep:pca-0", lambda c: ["sweep", c.csv, "--spec", "marketing", "--pca", "0", "--out", c.out, "--quiet"],
+         ("--pca", "'0'")),
+    Case("run:spec-pca-variance-1.5",
+         lambda c: run_args(c.csv, c, "--spec", spec_file(c, "pca.toml", '[features]\nx = "Income"\ny = "Recency"\n'
+                                                                          '[pca]\nvariance = 1.5\n')),
+         ("pca.toml", "variance", "1.5")),
+    # --- explain
+    Case("explain:depth-0", lambda c: explain_args(c.run, "--depth", "0"), ("--depth", "0")),
+    Case("explain:min-share-0.7", lambda c: explain_args(c.run, "--min-share", "0.7"), ("--min-share", "0.7")),
+    Case("explain:run-without-model", lambda c: explain_args(run_copy_without_model(c)), ("nomodel", "model.json")),
+    # --- refresh and compare
+    Case("refresh:run-without-model",
+         lambda c: ["refresh", run_copy_without_model(c), c.csv, "--out", c.out, "--quiet"], ("nomodel", "model.json")),
+    Case("refresh:spec-with-other-features", lambda c: refresh_args(c, c.csv, "--spec", "marketing"),
+         ("marketing", "other features")),
+    Case("refresh:repeated-ids",
+         lambda c: refresh_args(c, shared_rows(c, "dupes.parquet", lambda f: f.with_columns(
+             pl.when(pl.col("ID") == f["ID"][1]).then(f["ID"][0]).otherwise(pl.col("ID")).alias("ID")))),
+         ("dupes.parquet", "'ID'", "repeated")),
+    Case("refresh:input-lacks-the-id-column",
+         lambda c: refresh_args(c, shared_rows(c, "noid.parquet", lambda f: f.drop("ID"))), ("noid.parquet", "'ID'")),
+    Case("compare:run-without-model", lambda c: ["compare", run_copy_without_model(c), c.run, "--quiet"],
+         ("nomodel", "model.json")),
+    Case("compare:repeated-ids",
+         lambda c: ["compare", small_run(c, "dupe-run", "--allow-duplicate-ids"), c.run, "--quiet"],
+         ("dupe-run", "'ID'", "repeated")),
+    Case("compare:no-id-column", lambda c: ["compare", small_run(c, "rowid-run", "no-id"), c.run, "--quiet"],
+         ("rowid-run", "no id column")),
 ]
 
 

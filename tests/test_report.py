@@ -135,3 +135,20 @@ def test_report_bad_inputs(marketing_run: Path, tmp_path: Path, report_file: Pat
     exists = invoke(["report", marketing_run, "--out", report_file])
     assert exists.exit_code == 2 and "already exists" in exists.output
     assert invoke(["report", marketing_run, "--out", report_file, "--overwrite"]).exit_code == 0
+
+
+def test_report_with_pca_rules_and_migration_renders(data_csv: Path, period2_csv: Path, tmp_path: Path) -> None:
+    """A new period refreshed against a PCA run, then explained: the report's PCA, Rules and
+    Migration sections, and the migration heatmap drawn in the browser."""
+    for args in (["run", data_csv, "--spec", "marketing", "--k", "4", "--pca", "0.9", "--out", tmp_path / "q1"],
+                 ["refresh", tmp_path / "q1", period2_csv, "--out", tmp_path / "q2"],
+                 ["explain", tmp_path / "q2", "--depth", "2"], ["report", tmp_path / "q2"]):
+        result = invoke([*args, "--quiet"] if args[0] in ("run", "refresh") else args)
+        assert result.exit_code == 0, result.output
+    html = (tmp_path / "q2" / "report.html").read_text(encoding="utf-8")
+    for text in ("PCA before k-means", "Loadings", "<h2>Rules</h2>", "Migration from the earlier period", "PSI"):
+        assert text in html, text
+    assert set(figures(html)) == {*CHARTS, "chart-migration"}
+    dom = browse(tmp_path / "q2" / "report.html", tmp_path, "--virtual-time-budget=20000", "--dump-dom")
+    assert f'data-charts-rendered="{len(CHARTS) + 1}"' in dom.stdout
+    assert '<ul id="report-errors" hidden=""></ul>' in dom.stdout

@@ -89,15 +89,18 @@ def check_read_only(query: str, where: str) -> None:
 CSV_NULLS = ("", "NA", "N/A", "null", "NULL", "NaN", "nan")  # as engine/input/files.py reads CSV
 
 
-def scan_sql(files: Sequence[Path], fmt: str, separator: str | None = None, hive: bool = False) -> str:
-    """``read_parquet([...])`` or ``read_csv([...], ...)`` over ``files``."""
+def scan_sql(files: Sequence[Path], fmt: str, separator: str | None = None, hive: bool = False,
+             text_columns: Sequence[str] = ()) -> str:
+    """``read_parquet([...])`` or ``read_csv([...], ...)`` over ``files``; a CSV's ``text_columns``
+    are read as VARCHAR (DuckDB would type ``04-09-2012`` as a DATE, where Polars keeps text)."""
     paths = "[" + ", ".join(literal(Path(f).resolve()) for f in files) + "]"
     if fmt == "parquet":
         return f"read_parquet({paths}, hive_partitioning = {'true' if hive else 'false'})"
     if fmt == "csv":
         sep = f", delim = {literal(separator)}" if separator else ""
         nulls = "[" + ", ".join(literal(v) for v in CSV_NULLS) + "]"
-        return f"read_csv({paths}, header = true{sep}, nullstr = {nulls})"
+        types = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in text_columns)
+        return f"read_csv({paths}, header = true{sep}, nullstr = {nulls}{f', types = {{{types}}}' if types else ''})"
     raise InputError(f"cannot scan {fmt} input in SQL")
 
 

@@ -51,3 +51,23 @@ def source_facts(inp: Input) -> dict[str, Any]:
     if inp.info:
         facts.update(inp.info)
     return facts
+
+
+def reopen_source(facts: Any, spec: FeatureSpec, where: str) -> Input:
+    """A run's input opened again from what ``metrics.json`` recorded under ``"input"`` (``source_facts``):
+    its files (Parquet or CSV), or the recorded query over them. A ``--sql`` query without INPUT
+    files is not re-run (it may read any file), as in ``segment sql``."""
+    facts = facts if isinstance(facts, dict) else {}
+    files = [Path(f) for f in facts.get("files", []) if isinstance(f, str)]
+    fmt = facts.get("format")
+    if not files:
+        raise InputError(f"{where}: the run's input was a --sql query without INPUT files, which is not re-run")
+    gone = [f for f in files if not f.is_file()]
+    if gone:
+        raise InputError(f"{where}: the run's input file {gone[0]} is gone")
+    if fmt in ("parquet", "csv"):
+        return open_input(files, facts.get("separator"))
+    if fmt != "sql" or not isinstance(facts.get("query"), str):
+        raise InputError(f"{where}: metrics.json records no readable input (format {fmt!r})")
+    query = None if (spec.sql or spec.preset) else facts["query"]
+    return open_source(files, facts.get("separator"), spec, query, facts.get("as_of"))

@@ -7,6 +7,7 @@ The relations, the same in both:
 * ``profiles``: ``profiles.parquet``;
 * ``centroids``: one row per segment, ``segment`` then every feature in its own units;
 * ``metrics``: ``metrics.json`` as one row (nested objects as JSON text);
+* ``migration`` and ``drift``: in a ``segment refresh`` directory, its two files;
 * ``customers``: the input joined with its segment, a view over the original input files (nothing
   copied). For a run fed by SQL over files (``[source] sql``, ``--preset rfm``, ``--sql`` with
   INPUT) it is the recorded query's result joined with its segment. A run fed by ``--sql`` alone
@@ -38,6 +39,7 @@ from engine.outputs.write import atomic_file
 from engine.duck.source import INPUT_VIEW, PARAMS_TABLE, input_view_sql, params_table, parse_as_of
 
 RELATIONS = ("segments", "profiles", "centroids", "metrics", "customers")
+OPTIONAL_RELATIONS = {"migration": rundir.MIGRATION, "drift": rundir.DRIFT}  # in a segment refresh directory
 FEATURES_VIEW = "features"
 
 
@@ -131,6 +133,9 @@ def build(con: duckdb.DuckDBPyConnection, run_dir: Path, metrics: dict[str, Any]
     select, _ = segments_sql(run_dir)
     con.execute(f"CREATE {kind} segments AS {select}")
     con.execute(f"CREATE {kind} profiles AS SELECT * FROM read_parquet({duck.literal(run_dir / rundir.PROFILES)})")
+    for name, file in OPTIONAL_RELATIONS.items():  # a refresh's migration and drift, when there
+        if (run_dir / file).is_file():
+            con.execute(f"CREATE {kind} {name} AS SELECT * FROM read_parquet({duck.literal(run_dir / file)})")
     for name, table in (("centroids", centroids_table(run_dir)), ("metrics", metrics_table(metrics))):
         if tables:
             con.register(f"_{name}", table)
@@ -157,6 +162,7 @@ def build(con: duckdb.DuckDBPyConnection, run_dir: Path, metrics: dict[str, Any]
 def readable_files(run_dir: Path, metrics: dict[str, Any]) -> tuple[list[Path], list[Path]]:
     """The files (and directories) a ``segment sql`` query may read."""
     files = [run_dir / rundir.SEGMENTS, run_dir / rundir.PROFILES]
+    files += [run_dir / f for f in OPTIONAL_RELATIONS.values() if (run_dir / f).is_file()]
     files += [Path(f) for f in input_of(metrics).get("files", []) if isinstance(f, str)]
     dirs = [run_dir / rundir.PARTITIONS] if (run_dir / rundir.PARTITIONS).is_dir() else []
     return files, dirs

@@ -14,6 +14,9 @@ spending = { expr = "MntWines + MntFruits", log1p = true }
 [categorical]                   # one-hot, keeping the most frequent levels
 Education = { max_levels = 4 }
 
+[pca]                           # optional: k-means on principal components of the scaled features
+variance = 0.9                  # the fewest components that keep 90% of the variance (or components = 4)
+
 [source]                        # optional: features come from a DuckDB query over the inputs
 sql = "SELECT customer_id, count(*) AS orders FROM input GROUP BY 1"
 # or: preset = "rfm", customer = "customer_id", date = "ts", amount = "amount", order = "order_id"
@@ -25,8 +28,10 @@ readable (see engine/duck/source.py).
 
 from __future__ import annotations
 
+import math
+import re
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +45,8 @@ else:  # pragma: no cover
 
 MISSING_POLICIES = ("drop", "median", "error")
 SCALERS = ("standard", "robust", "none")
-TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "source", "business")
+TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "source", "business", "pca")
+PCA_KEYS = ("components", "variance")
 SOURCE_KEYS = ("sql", "preset", "customer", "date", "amount", "order")
 PRESETS = ("rfm",)
 PRESET_COLUMNS = ("customer", "date", "amount", "order")  # order is optional
@@ -70,6 +76,63 @@ class Categorical:
 
 
 @dataclass(frozen=True)
+class PCASetting:
+    """PCA before k-means: ``components`` principal components, or the fewest that keep a share
+    ``variance`` of the scaled features' variance. ``where`` names the origin in error messages."""
+
+    components: int | None = None
+    variance: float | None = None
+    where: str = field(default="--pca", compare=False)
+
+    @property
+    def text(self) -> str:
+        """As ``--pca`` takes it: ``4`` or ``0.9``."""
+        return str(self.components) if self.components is not None else f"{self.variance:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"components": self.components} if self.components is not None else {"variance": self.variance}
+
+
+def parse_pca_option(value: Any, where: str = "--pca") -> PCASetting:
+    """``--pca N`` (a whole number of components, 1 or more) or ``--pca 0.9`` (a share of variance
+    strictly between 0 and 1); anything else is a one-line error naming the value."""
+    problem = (f"{where} must be a whole number of components (1 or more) or a share of variance between 0 and 1 "
+               f"(such as 0.9), not {value!r}")
+    if isinstance(value, bool):
+        raise InputError(problem)
+    if isinstance(value, int):
+        number: float = value
+    else:
+        text = str(value).strip()
+        try:
+            number = int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+        except ValueError:
+            raise InputError(problem) from None
+    if isinstance(number, int):
+        if number < 1:
+            raise InputError(problem)
+        return PCASetting(components=number, where=where)
+    if not (math.isfinite(number) and 0.0 < number < 1.0):
+        raise InputError(problem)
+    return PCASetting(variance=float(number), where=where)
+
+
+def parse_pca_table(table: Any, where: str) -> PCASetting:
+    """A spec's ``[pca]``: ``components = N`` or ``variance = 0.9``, exactly one of them."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [pca] must be a table such as {{ variance = 0.9 }}")
+    check_keys(f"{where}: [pca]", table, PCA_KEYS)
+    if len(table) != 1:
+        raise InputError(f"{where}: [pca] takes components = N or variance = 0.9 (one of them)")
+    key, value = next(iter(table.items()))
+    if key == "components" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InputError(f"{where}: [pca] components must be a whole number (1 or more), not {value!r}")
+    if key == "variance" and (not isinstance(value, float) or not 0.0 < value < 1.0):
+        raise InputError(f"{where}: [pca] variance must be a share between 0 and 1 (such as 0.9), not {value!r}")
+    return parse_pca_option(value, f"{where}: [pca] {key}")
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """Everything that turns input columns into the feature matrix (before fitting statistics)."""
 
@@ -85,6 +148,7 @@ class FeatureSpec:
     sql: str | None = None  # [source] sql: a DuckDB query over the inputs (view ``input``)
     preset: dict[str, str] | None = None  # [source] preset: {"preset": "rfm", "customer": ..., ...}
     business: Business = Business()  # [business]: profiles, names, actions, impact (not saved in the model)
+    pca: PCASetting | None = None  # [pca] or --pca: k-means on principal components (saved only when set)
 
     @property
     def auto(self) -> bool:
@@ -104,6 +168,9 @@ class FeatureSpec:
         data = asdict(self)
         data.pop("skipped")
         data.pop("business")
+        data.pop("pca")
+        if self.pca is not None:  # only when set: a spec without PCA saves what it always saved
+            data["pca"] = self.pca.to_dict()
         return data
 
     @classmethod
@@ -137,8 +204,9 @@ class FeatureSpec:
             preset = parse_source({"sql": None, **preset}, "model feature spec")[1] if isinstance(preset, dict) else None
             if preset is None:
                 raise InputError("model feature spec: preset must be an object")
+        pca = parse_pca_table(data["pca"], "model feature spec") if data.get("pca") is not None else None
         return cls(features, categorical, names["numeric"], names["exclude"], id_col, missing, scale,
-                   source if isinstance(source, str) else "model", sql=sql, preset=preset)
+                   source if isinstance(source, str) else "model", sql=sql, preset=preset, pca=pca)
 
 
 def list_field(data: dict, key: str) -> list:
@@ -288,6 +356,7 @@ def spec_from_toml(data: dict[str, Any], where: str) -> FeatureSpec:
         scale=scale,
         source=where,
         business=parse_business(data.get("business", {}), where),
+        pca=parse_pca_table(data["pca"], where) if "pca" in data else None,
     )
 
 
@@ -322,3 +391,14 @@ def spec_from_columns(columns: str, **options: Any) -> FeatureSpec:
     return FeatureSpec(features=features, source="--features").with_options(**options)
 
 
+
+
+def reload_spec(source: str) -> FeatureSpec | None:
+    """The spec a model names as its ``source`` (``built-in spec 'marketing'`` or a TOML file),
+    read again; None when it was none (auto, ``--features``, a preset) or its file is gone."""
+    builtin = re.fullmatch(r"built-in spec '([^']+)'", source)
+    if builtin and builtin.group(1) in BUILTIN_SPECS:
+        return load_spec(builtin.group(1))
+    if source not in ("auto", "--features", "model") and Path(source).is_file():
+        return load_spec(source)
+    return None

@@ -51,8 +51,13 @@ class FitParams:
     # Full-data Lloyd passes after the subsample converged (None: until convergence). A sweep
     # uses 0: one assignment pass of every row to the subsample's centres.
     refine_passes: int | None = None
+    # A warm start (``segment refresh --refit``): one restart from these (k, d) centres instead of
+    # k-means++ seeds; the rest of the fit is the same.
+    init_centers: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def restarts(self, n_rows: int) -> int:
+        if self.init_centers is not None:
+            return 1
         if self.n_init is not None:
             return self.n_init
         return 10 if n_rows <= self.init_sample else self.large_restarts
@@ -83,7 +88,7 @@ class LloydState:
     counts: np.ndarray | None = None  # ...and their counts (from the last pass, reduced in chunk order)
 
 
-def validate(params: FitParams, n_rows: int) -> None:
+def validate(params: FitParams, n_rows: int, n_features: int | None = None) -> None:
     if params.k < 1:
         raise InputError(f"k must be at least 1, not {params.k}")
     if params.k > n_rows:
@@ -92,6 +97,13 @@ def validate(params: FitParams, n_rows: int) -> None:
         raise InputError(f"n_init must be at least 1, not {params.n_init}")
     if params.batch_size < 1 or params.init_sample < 1:
         raise InputError("batch_size and init_sample must be positive")
+    if params.init_centers is not None:
+        shape = np.shape(params.init_centers)
+        width = shape[1] if len(shape) == 2 else None
+        if width is None or shape[0] != params.k or width != (n_features or width) or \
+                not np.isfinite(params.init_centers).all():
+            raise InputError(f"init_centers must be {params.k} rows of {n_features} finite numbers, not an array of "
+                             f"shape {shape}")
 
 
 def kmeanspp(S: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -240,7 +252,7 @@ def minibatch(
 
 def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     """Fit k-means on every row of ``source``."""
-    validate(params, source.n_rows)
+    validate(params, source.n_rows, source.n_features)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     root = np.random.SeedSequence(params.seed)
@@ -254,7 +266,8 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     t_init = t_polish = 0.0
     for r, rng in enumerate(rng_restarts):
         ta = time.perf_counter()
-        centers = kmeanspp(S, params.k, rng)
+        centers = kmeanspp(S, params.k, rng) if params.init_centers is None else \
+            np.array(params.init_centers, dtype=np.float64)
         if centers is None and not whole:  # the sample missed some distinct rows: seed from all rows
             centers = kmeanspp(source.sample(source.n_rows, rng)[0], params.k, rng)
         if centers is None:

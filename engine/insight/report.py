@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from engine.insight.migration import matrix
 from engine.outputs import charts
 from engine.outputs.write import atomic_file
 from engine.outputs.rundir import RunDir, read_run, recorded_option
@@ -187,6 +188,61 @@ def eda_section(describe: dict[str, Any], figures: Figures) -> str:
             + (figures.chart("chart-correlation", charts.correlation_figure(corr)) if len(corr.get("columns", [])) > 1 else ""))
 
 
+def pca_section(pca: dict[str, Any]) -> str:
+    """PCA before k-means: the variance each component explains and its loadings on the features."""
+    ratio, cumulative = pca["explained_variance_ratio"], pca["cumulative_variance_ratio"]
+    variance = pl.DataFrame({"component": [f"pc{j + 1}" for j in range(len(ratio))], "variance_share": ratio,
+                             "cumulative_share": cumulative})
+    loadings = pl.DataFrame(pca["loadings"])
+    setting = ", ".join(f"{k} {v:g}" for k, v in pca["setting"].items())
+    return ("<h2>PCA before k-means</h2>"
+            + f'<p class="note">k-means ran on {pca["components"]} principal components of the {pca["features"]} '
+            f'scaled features ({esc(setting)}; fitted on {pca["sample"]:,} rows), keeping {cumulative[-1]:.1%} '
+            "of their variance. Profiles, names and rules are in the features' own units.</p>"
+            + html_table(variance, percent=("variance_share", "cumulative_share"))
+            + "<h3>Loadings (each component's weight on each scaled feature)</h3>" + html_table(loadings))
+
+
+def rules_section(rules: dict[str, Any]) -> str:
+    """``segment explain``'s rules: per segment its rule, fidelity and precision; per leaf its support
+    and purity."""
+    segments = pl.DataFrame([{"segment": s["segment"], "name": s["name"], "rule": s["rule"] or "(none at this depth)",
+                              "customers": s["customers"], "fidelity": s["fidelity"], "precision": s["precision"]}
+                             for s in rules["segments"]], infer_schema_length=None)
+    leaves = pl.DataFrame([{"leaf": leaf["leaf"], "segment": leaf["segment"], "rule": leaf["rule"],
+                            "customers": leaf["customers"], "support": leaf["support"], "purity": leaf["purity"]}
+                           for leaf in rules["leaves"]], infer_schema_length=None)
+    fidelity = rules["fidelity"] or 0.0
+    return ("<h2>Rules</h2>"
+            + f'<p class="note">A depth-{rules["depth"]} decision tree on the input columns the spec uses, fitted on '
+            f'{rules["sample"]:,} customers, read off as rules; they put {fidelity:.1%} of the {rules["rows"]:,} '
+            "segmented customers back in their segment (fidelity, measured on every row). rules.sql has them as "
+            "one CASE expression and one WHERE clause per segment.</p>"
+            + html_table(segments, percent=("fidelity", "precision"))
+            + "<h3>Leaves: support (share of customers) and purity (share in the leaf's segment)</h3>"
+            + html_table(leaves, percent=("support", "purity")))
+
+
+def migration_section(run: RunDir, figures: Figures) -> str:
+    """A refresh's migration (heatmap of where each earlier segment's customers went) and drift."""
+    summary = run.metrics.get("migration") or {}
+    names_b = run.profiles["name"].to_list()
+    earlier = (run.metrics.get("refresh") or {}).get("from", "the earlier run")
+    moves = "".join(f"<li>{esc(m['text'])}</li>" for m in summary.get("moves", []))
+    sizes = run.drift.select("segment", "name", "customers_a", "customers_b", "customers_change", "share_a", "share_b",
+                             "share_change")
+    shifts = run.drift.select("segment", *[c for c in run.drift.columns if c.endswith(("_shift", "_psi"))])
+    return ("<h2>Migration from the earlier period</h2>"
+            + f'<p class="note">Period A is {esc(earlier)}; period B this run. {summary.get("stayed", 0):,} customers '
+            f'stayed in their segment, {summary.get("moved", 0):,} moved, {summary.get("new", 0):,} are new and '
+            f'{summary.get("gone", 0):,} gone.</p>' + (f"<ul>{moves}</ul>" if moves else "")
+            + figures.chart("chart-migration", charts.migration_figure(matrix(run.migration), names_b, names_b))
+            + "<h3>Drift per segment (the last row: all customers)</h3>"
+            + html_table(sizes, percent=("share_a", "share_b", "share_change"))
+            + "<h3>Mean shift per feature in its own units, and its population stability index (PSI)</h3>"
+            + html_table(shifts))
+
+
 def build_report(run: RunDir) -> str:
     """The report's HTML text."""
     from plotly.offline import get_plotlyjs  # plotly is heavy: off the CLI's start-up path
@@ -201,10 +257,16 @@ def build_report(run: RunDir) -> str:
         sections.append("<h2>PCA projection</h2>"
                         + figures.chart("chart-projection", charts.projection_figure(run.projection, profiles,
                                                                                      insight.get("projection") or {})))
+    if m.get("pca"):
+        sections.append(pca_section(m["pca"]))
     if run.sweep is not None and run.sweep_json is not None:
         sections.append("<h2>Choosing k</h2>" + f'<p class="note">{esc(run.sweep_json.get("reason", ""))}</p>'
                         + figures.chart("chart-sweep", charts.sweep_figure(run.sweep, run.sweep_json["recommended_k"],
                                                                            run.sweep_json.get("knee"))))
+    if run.rules is not None:
+        sections.append(rules_section(run.rules))
+    if run.migration is not None and run.drift is not None:
+        sections.append(migration_section(run, figures))
     if run.impact is not None:
         sections.append(impact_section(run, insight, figures))
     if run.describe is not None:

@@ -144,3 +144,27 @@ def correlation_figure(correlation: dict):
     fig.update_layout(title="Correlation of the numeric input columns", height=260 + 22 * len(cols),
                       yaxis={"autorange": "reversed"})
     return fig
+
+
+def migration_figure(matrix: pl.DataFrame, names_a: list[str], names_b: list[str]):
+    """The migration matrix as a heatmap of row shares (where each period-A segment's customers
+    went), the customer counts written in the cells."""
+    import plotly.graph_objects as go  # plotly: off the start-up path
+
+    rows, cols = matrix["from_segment"].to_list(), [c for c in matrix.columns if c != "from_segment"]
+    counts = [[int(v) for v in row[1:]] for row in matrix.iter_rows()]
+    shares = [[v / sum(r) if sum(r) else 0.0 for v in r] for r in counts]
+
+    def label(segment: str, names: list[str]) -> str:
+        return f"{segment}: {names[int(segment)]}" if segment.isdigit() and int(segment) < len(names) else segment
+
+    fig = go.Figure(go.Heatmap(z=shares, x=[label(c, names_b) for c in cols], y=[label(r, names_a) for r in rows],
+                               colorscale="Blues", zmin=0, zmax=1, text=[[f"{v:,}" for v in r] for r in counts],
+                               texttemplate="%{text}", colorbar={"title": "row share", "tickformat": ".0%"},
+                               hovertemplate="from %{y}<br>to %{x}: %{text} customers (%{z:.1%} of the row)"
+                                             "<extra></extra>"))
+    fig.update_layout(title="Migration: where each segment's customers went (row shares; counts in the cells)",
+                      xaxis={"title": "period B segment", "tickangle": -20, "automargin": True},
+                      yaxis={"title": "period A segment", "autorange": "reversed", "automargin": True},
+                      height=320 + 60 * len(rows), margin={"l": 20})
+    return fig

@@ -40,13 +40,18 @@ SWEEP_HTML = "sweep.html"
 SWEEP_CHART = "sweep_chart.json"
 PARTITIONS = "segments"  # --partition-by-segment: segments/segment=K/part-0.parquet
 REPORT = "report.html"
-MIGRATION = "migration.parquet"  # `segment refresh` / `segment compare`, read by the dashboard
+RULES_JSON = "rules.json"  # segment explain: the rules, their leaves and fidelity
+RULES_SQL = "rules.sql"  # ...and the same rules as SQL
+MIGRATION = "migration.parquet"  # segment refresh / compare: customers per (from, to) segment (the dashboard reads it)
+DRIFT = "drift.parquet"  # ...and per segment: size, share, centroid shift and PSI per feature
+COMPARE_JSON = "compare.json"  # segment compare --out: the comparison's summary
+COMPARE_HTML = "compare.html"  # ...and its migration heatmap
 
-#: Everything a run or a sweep may write, in the order it is listed to the user.
-FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, SWEEP_TABLE, SWEEP_JSON, SWEEP_HTML,
-         SWEEP_CHART, PARTITIONS, REPORT, MIGRATION)
-#: Files that mark a directory as ours: a run or a sweep (safe to replace with --overwrite).
-MARKERS = (MODEL, METRICS, SWEEP_JSON)
+#: Everything a run, a sweep or a comparison may write, in the order it is listed to the user.
+FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, MIGRATION, DRIFT, SWEEP_TABLE, SWEEP_JSON,
+         SWEEP_HTML, SWEEP_CHART, PARTITIONS, RULES_JSON, RULES_SQL, COMPARE_JSON, COMPARE_HTML, REPORT)
+#: Files that mark a directory as ours: a run, a sweep or a comparison (safe to replace with --overwrite).
+MARKERS = (MODEL, METRICS, SWEEP_JSON, COMPARE_JSON)
 #: What ``segment run`` always writes; a directory without one of them is not a complete run.
 RUN_FILES = (SEGMENTS, PROFILES, MODEL, METRICS)
 
@@ -148,6 +153,9 @@ class RunDir:
     describe: dict[str, Any] | None
     sweep: pl.DataFrame | None
     sweep_json: dict[str, Any] | None
+    rules: dict[str, Any] | None = None  # rules.json, after segment explain
+    migration: pl.DataFrame | None = None  # migration.parquet and drift.parquet, in a refresh's run
+    drift: pl.DataFrame | None = None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -202,7 +210,9 @@ def read_run(directory: str | Path, need: Sequence[str] = (METRICS, PROFILES)) -
             raise InputError(f"{path} is not a segment run directory ({name} is missing)")
     metrics = read_json_file(path / METRICS)
     check_version(path / METRICS, metrics.get("format_version"))
-    optional = {name: read_json_file(path / name) if (path / name).is_file() else None for name in (DESCRIBE, SWEEP_JSON)}
+    optional = {name: read_json_file(path / name) if (path / name).is_file() else None
+                for name in (DESCRIBE, SWEEP_JSON, RULES_JSON)}
     return RunDir(path=path.resolve(), metrics=metrics, profiles=read_parquet(path / PROFILES),
                   impact=read_parquet(path / IMPACT), projection=read_parquet(path / PROJECTION),
-                  describe=optional[DESCRIBE], sweep=read_parquet(path / SWEEP_TABLE), sweep_json=optional[SWEEP_JSON])
+                  describe=optional[DESCRIBE], sweep=read_parquet(path / SWEEP_TABLE), sweep_json=optional[SWEEP_JSON],
+                  rules=optional[RULES_JSON], migration=read_parquet(path / MIGRATION), drift=read_parquet(path / DRIFT))
