@@ -17,7 +17,7 @@ import click
 
 from engine.options import (PRESETS, BusinessOptions, FeatureOptions, FitOptions, InputOptions, OutputOptions,
                             PredictOutputOptions, RunOptions, ScoringOptions, SweepFitOptions, SweepOptions,
-                            SweepOutputOptions, SweepScoringOptions, OUTPUT_FORMATS)
+                            SweepOutputOptions, SweepScoringOptions, TransactionOptions, OUTPUT_FORMATS)
 
 
 class InputProblem(click.ClickException):
@@ -93,9 +93,11 @@ def preset_options(func):
     options = [
         click.option("--preset", type=click.Choice(PRESETS),
                      help="Features from transactions: rfm = recency, frequency, monetary, tenure, basket."),
-        click.option("--customer-col", help="--preset rfm: the customer id column."),
+        click.option("--customer-col", help="--preset rfm: the customer id column (each column option: a name or "
+                                            "an SQL expression over the input columns)."),
         click.option("--date-col", help="--preset rfm: the date or timestamp column (text dates are parsed)."),
-        click.option("--amount-col", help="--preset rfm: the amount column (negative = refund)."),
+        click.option("--amount-col", help="--preset rfm: the amount column (negative = refund), or an expression "
+                                          "such as \"Quantity * UnitPrice\"."),
         click.option("--order-col", help="--preset rfm: the order id column (default: every row is an order)."),
     ]
     for option in reversed(options):
@@ -200,6 +202,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
 @bind(FeatureOptions)
 @bind(InputOptions)
 @preset_options
+@bind(TransactionOptions)
 @bind(ScoringOptions)
 @bind(BusinessOptions)
 @json_option
@@ -240,6 +243,7 @@ def run(inputs, as_json, quiet, **options):
 @bind(FeatureOptions)
 @bind(InputOptions)
 @preset_options
+@bind(TransactionOptions)
 @bind(SweepScoringOptions)
 @json_option
 @quiet_option

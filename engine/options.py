@@ -94,6 +94,18 @@ class InputOptions:
 
 
 @dataclass(frozen=True)
+class TransactionOptions:
+    """What a transaction table adds to the RFM preset (``--preset rfm`` or a spec's ``[source]``
+    preset): products for offers, and a response for impact and campaign plans."""
+
+    product_col: str | None = option(None, "Transactions: the product column or SQL expression (the spec's "
+                                           "product); each segment's top products by lift become its offer.")
+    response_window: int | None = option(None, "Transactions: response = a purchase within DAYS after --as-of "
+                                               "(those transactions become the outcome, not dropped); makes "
+                                               "segment impact and plan work.", kind=int)
+
+
+@dataclass(frozen=True)
 class FeatureOptions:
     """Which columns become features and how they are cleaned (None: the spec's)."""
 
@@ -193,6 +205,7 @@ class PredictOptions:
 @dataclass(frozen=True)
 class RunOptions:
     input: InputOptions = field(default_factory=InputOptions)
+    transactions: TransactionOptions = field(default_factory=TransactionOptions)
     features: FeatureOptions = field(default_factory=FeatureOptions)
     fit: FitOptions = field(default_factory=FitOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
@@ -203,6 +216,7 @@ class RunOptions:
 @dataclass(frozen=True)
 class SweepOptions:
     input: InputOptions = field(default_factory=InputOptions)
+    transactions: TransactionOptions = field(default_factory=TransactionOptions)
     features: FeatureOptions = field(default_factory=FeatureOptions)
     fit: SweepFitOptions = field(default_factory=SweepFitOptions)
     scoring: SweepScoringOptions = field(default_factory=SweepScoringOptions)

@@ -94,12 +94,14 @@ def profiles(frame: pl.DataFrame, stat: str = "mean") -> str:
 
 
 def names(frame: pl.DataFrame) -> str:
-    """One line per segment: its name and recommended action (and revenue share when declared)."""
+    """One line per segment: its name and recommended action (and revenue share when declared), and
+    beside the action its next best offer when the run has one."""
     lines = []
     for row in frame.iter_rows(named=True):
         extra = f", {percent(row['revenue_share'])} of revenue" if row.get("revenue_share") is not None else ""
+        offer = f"; offer: {row['offer']}" if row.get("offer") else ""
         lines.append(f"segment {row['segment']}: {row['name']} ({percent(row['share'])} of customers{extra}) "
-                     f"-> {row['action']}")
+                     f"-> {row['action']}{offer}")
     return "\n".join(lines)
 
 

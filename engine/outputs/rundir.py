@@ -34,6 +34,8 @@ METRICS = "metrics.json"
 DESCRIBE = "describe.json"
 PROJECTION = "projection.parquet"
 IMPACT = "impact.parquet"
+OFFERS = "offers.parquet"
+MEASURE = "measure.parquet"  # segment measure: the campaign test's results, when measured
 SWEEP_TABLE = "sweep.parquet"
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
@@ -42,7 +44,7 @@ PARTITIONS = "segments"  # --partition-by-segment: segments/segment=K/part-0.par
 REPORT = "report.html"
 
 #: Everything a run or a sweep may write, in the order it is listed to the user.
-FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, SWEEP_TABLE, SWEEP_JSON, SWEEP_HTML,
+FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, OFFERS, MEASURE, SWEEP_TABLE, SWEEP_JSON, SWEEP_HTML,
          SWEEP_CHART, PARTITIONS, REPORT)
 #: Files that mark a directory as ours: a run or a sweep (safe to replace with --overwrite).
 MARKERS = (MODEL, METRICS, SWEEP_JSON)
@@ -143,6 +145,8 @@ class RunDir:
     metrics: dict[str, Any]
     profiles: pl.DataFrame | None
     impact: pl.DataFrame | None
+    offers: pl.DataFrame | None
+    measure: pl.DataFrame | None
     projection: pl.DataFrame | None
     describe: dict[str, Any] | None
     sweep: pl.DataFrame | None
@@ -193,5 +197,6 @@ def read_run(directory: str | Path, need: Sequence[str] = (METRICS, PROFILES)) -
     check_version(path / METRICS, metrics.get("format_version"))
     optional = {name: read_json_file(path / name) if (path / name).is_file() else None for name in (DESCRIBE, SWEEP_JSON)}
     return RunDir(path=path.resolve(), metrics=metrics, profiles=read_parquet(path / PROFILES),
-                  impact=read_parquet(path / IMPACT), projection=read_parquet(path / PROJECTION),
+                  impact=read_parquet(path / IMPACT), offers=read_parquet(path / OFFERS),
+                  measure=read_parquet(path / MEASURE), projection=read_parquet(path / PROJECTION),
                   describe=optional[DESCRIBE], sweep=read_parquet(path / SWEEP_TABLE), sweep_json=optional[SWEEP_JSON])
