@@ -15,7 +15,8 @@ import traceback
 
 import click
 
-from engine.options import (PRESETS, BusinessOptions, FeatureOptions, FitOptions, InputOptions, OutputOptions,
+from engine.options import (PRESETS, BusinessOptions, FeatureOptions, FitOptions, InputOptions, MeasureOptions,
+                            OutputOptions, PlanOptions,
                             PredictOutputOptions, RunOptions, ScoringOptions, SweepFitOptions, SweepOptions,
                             SweepOutputOptions, SweepScoringOptions, TransactionOptions, OUTPUT_FORMATS)
 
@@ -147,40 +148,46 @@ def main(debug: bool) -> None:
 
 @main.command()
 @click.option("--rows", type=int, help="Number of customers (--kind customers).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file (or .csv for "
+              "--kind retail and outcome).")
 @click.option("--segments", type=int, default=5, show_default=True, help="Planted ground-truth segments.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--spread", type=float, default=1.0, show_default=True,
               help="Noise within segments: 1 is realistic overlap, 0.25 well separated.")
-@click.option("--kind", type=click.Choice(["customers", "transactions"]), default="customers", show_default=True)
-@click.option("--customers", type=int, help="--kind transactions: number of customers (about 22 rows each).")
+@click.option("--kind", type=click.Choice(["customers", "transactions", "retail", "outcome"]), default="customers",
+              show_default=True)
+@click.option("--customers", type=int, help="--kind transactions or retail: number of customers.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="--kind outcome: the plan (segment plan).")
+@click.option("--true-lift", help="--kind outcome: the planted lift, one value or one per segment (0.01,0.03).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @engine_errors
-def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_json, quiet):
+def generate(rows, out, segments, seed, spread, kind, customers, plan_file, true_lift, overwrite, as_json, quiet):
     """Write synthetic customers shaped like the marketing_campaign dataset, with planted
     segments in a `true_segment` column. Streams in chunks: 100,000,000 rows fit in bounded memory.
 
     With --kind transactions: orders of --customers customers in planted behaviour groups
-    (`true_group`), with refunds and some null customer ids, for --preset rfm.
+    (`true_group`), with refunds and some null customer ids, for --preset rfm. With --kind
+    retail: invoice lines in the public online-retail format (InvoiceNo, StockCode, Description,
+    Quantity, InvoiceDate, UnitPrice, CustomerID, Country). With --kind outcome: a simulated
+    campaign outcome for a --plan, with a known --true-lift per segment, for segment measure.
 
     \b
     Example:
       segment generate --rows 1000000 --segments 5 --out customers.parquet
       segment generate --kind transactions --customers 50000 --out tx.parquet
+      segment generate --kind retail --customers 4000 --out tx.csv
+      segment generate --kind outcome --plan plan.parquet --true-lift 0.03 --out outcomes.parquet
     """
     log = logger(quiet)
-    if kind == "transactions":
-        from engine.synth.transactions import generate_transactions  # the engine loads when a command runs, not for --help
-
-        if customers is None or rows is not None:
-            raise InputProblem("--kind transactions takes --customers N (not --rows)")
-        summary = generate_transactions(out, customers, seed=seed, overwrite=overwrite,
-                                        progress=lambda done, total: log(f"generated {done:,} / {total:,} customers"))
+    if kind != "customers":
+        if rows is not None:
+            raise InputProblem(f"--kind {kind} does not take --rows" + (" (it takes --customers N)"
+                                                                         if kind != "outcome" else ""))
+        summary = generate_other(kind, out, customers, seed, plan_file, true_lift, overwrite, log)
         click.echo(json.dumps(summary, indent=2) if as_json else
-                   f"wrote {summary['rows']:,} transactions of {customers:,} customers to {out} "
-                   f"({summary['seconds']:.2f} s)")
+                   f"wrote {summary['rows']:,} {GENERATED[kind]} to {out} ({summary['seconds']:.2f} s)")
         return
     if rows is None or customers is not None:
         raise InputProblem("--kind customers takes --rows N (not --customers)")
@@ -193,6 +200,31 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
     else:
         click.echo(f"wrote {summary['rows']:,} customers in {summary['segments']} segments to {out} "
                    f"({summary['seconds']:.2f} s)")
+
+
+GENERATED = {"transactions": "transactions", "retail": "invoice lines", "outcome": "simulated outcomes"}
+
+
+def generate_other(kind, out, customers, seed, plan_file, true_lift, overwrite, log) -> dict:
+    """``segment generate --kind transactions | retail | outcome``."""
+    if kind == "outcome":
+        from engine.synth.campaign import generate_outcome  # the engine loads when a command runs, not for --help
+
+        if customers is not None:
+            raise InputProblem("--kind outcome takes --plan and --true-lift (not --customers)")
+        return generate_outcome(plan_file, out, true_lift, seed=seed, overwrite=overwrite)
+    if customers is None:
+        raise InputProblem(f"--kind {kind} takes --customers N (not --rows)")
+    if plan_file is not None or true_lift is not None:
+        raise InputProblem("--plan and --true-lift go with --kind outcome")
+    if kind == "retail":
+        from engine.synth.retail import generate_retail  # the engine loads when a command runs, not for --help
+
+        return generate_retail(out, customers, seed=seed, overwrite=overwrite)
+    from engine.synth.transactions import generate_transactions  # the engine loads when a command runs, not for --help
+
+    return generate_transactions(out, customers, seed=seed, overwrite=overwrite,
+                                 progress=lambda done, total: log(f"generated {done:,} / {total:,} customers"))
 
 
 @main.command()
@@ -367,6 +399,64 @@ def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_j
         click.echo(json.dumps({**summary, "table": table.to_dicts()}, indent=2))
     else:
         click.echo(present.impact(table, summary))
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR")
+@bind(PlanOptions)
+@json_option
+@engine_errors
+def plan(run_dir, as_json, **options):
+    """Plan a campaign test with a holdout: per segment its base response rate, the holdout needed
+    to detect --lift (a two-proportion test at --alpha with --power) and whether the segment is
+    large enough; then a seeded random assignment of every segmented customer to treat or
+    holdout, stratified by segment, written to --out with the id column.
+
+    \b
+    Example:
+      segment plan run/ --lift 0.02 --out plan.parquet
+      segment plan run/ --lift 0.03 --holdout-share 0.1 --power 0.9 --seed 7 --out plan.parquet
+    """
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.campaign import check_test, plan_campaign  # the engine loads when a command runs, not for --help
+
+    test = check_test(options["lift"], options["alpha"], options["power"], options["holdout_share"], options["seed"])
+    table, summary = plan_campaign(run_dir, options["out"], test, options["overwrite"])
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(present.plan(table, summary, options["out"]))
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN")
+@click.argument("outcomes", nargs=-1)
+@bind(MeasureOptions)
+@bind(BusinessOptions)
+@json_option
+@engine_errors
+def measure(plan_file, outcomes, as_json, **options):
+    """Measure a planned campaign: per segment the treated and holdout response rates, the lift with
+    a 95% confidence interval, the p-value, the incremental revenue and ROI at the cost and revenue
+    per response (the run's unless given); segments whose holdout is too small are flagged.
+    Writes measure.parquet into the plan's run directory (or --out), where report and the
+    dashboard find it.
+
+    \b
+    Example:
+      segment measure plan.parquet outcomes.csv --response-col responded
+    """
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.campaign import measure_campaign, write_measure  # the engine loads when a command runs, not for --help
+
+    table, summary = measure_campaign(plan_file, list(outcomes), options["response_col"], options["id_col"],
+                                      options["cost_per_contact"], options["revenue_per_response"],
+                                      options["separator"])
+    path = write_measure(table, summary, options["out"], options["overwrite"])
+    if as_json:
+        click.echo(json.dumps({**summary, "out": str(path), "table": table.to_dicts()}, indent=2))
+    else:
+        click.echo(present.measure(table, summary, str(path)))
 
 
 @main.command()

@@ -34,6 +34,8 @@ RUN_KS = "2..10"  # --k auto
 SWEEP_KS = "2..12"  # segment sweep
 COMPARE_SAMPLE = 20_000  # rows the compared algorithms are fitted on (ward is O(rows^2))
 SEED = 0
+ALPHA = 0.05  # segment plan: significance level
+POWER = 0.8  # segment plan: power to detect the lift
 
 
 def option(default: Any = None, help: str = "", *, flag: str | None = None, kind: type | None = None,
@@ -156,6 +158,32 @@ class BusinessOptions:
 
     cost_per_contact: float | None = option(None, "Cost of contacting one customer (default: the spec's).", kind=float)
     revenue_per_response: float | None = option(None, "Revenue from one response (default: the spec's).", kind=float)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """``segment plan``: the campaign test to size and assign (see ``engine.insight.campaign``)."""
+
+    lift: float | None = option(None, "Absolute lift in response rate to detect (0.02 = 2 points).", kind=float,
+                                required=True)
+    alpha: float = option(ALPHA, "Significance level of the two-sided test.", kind=float)
+    power: float = option(POWER, "Power to detect --lift.", kind=float)
+    holdout_share: float | None = option(None, "Hold out this share of every segment (default: the smallest "
+                                               "holdout that reaches the power).", kind=float)
+    seed: int = option(SEED, "Random seed of the assignment.", kind=int)
+    out: str | None = option(None, "Output plan file (Parquet).", required=True)
+    overwrite: bool = option(False, "Replace an existing plan file.", is_flag=True)
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """``segment measure``: how to read the outcomes of a planned campaign."""
+
+    response_col: str | None = option(None, "The 0/1 outcome column.", required=True)
+    id_col: str | None = option(None, "The outcomes' id column (default: the plan's).")
+    separator: str | None = option(None, "CSV separator (default: sniffed from the file).")
+    out: str | None = option(None, "Output Parquet file (default: measure.parquet in the plan's run directory).")
+    overwrite: bool = option(False, "Replace an existing --out file.", is_flag=True)
 
 
 @dataclass(frozen=True)

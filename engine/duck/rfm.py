@@ -211,16 +211,18 @@ def input_columns(con, relation: Relation) -> list[str]:
     return [d[0] for d in con.sql(query).description]
 
 
-def column_sql(con, relation: Relation, columns: list[str], text: str, label: str) -> str:
-    """A preset option as SQL: the quoted column of that name, or the checked expression. A bare
-    name that is no column is reported as such, with the nearest column names."""
+def column_sql(con, relation: Relation, columns: list[str], key: str, text: str, label: str) -> str:
+    """A preset option as SQL: the quoted column of that name, or the checked expression, bound
+    against the input as the query will use it (a date parsed, an amount cast). A bare name that
+    is no column is reported as such, with the nearest column names."""
     if text in columns:
         return duck.ident(text)
     if NAME.fullmatch(text.strip()):
         raise InputError(f"{label} {text!r} not found{did_you_mean(text, columns)}")
     checked = duck.expression(text, f"{label} {text!r} is neither a column of the input nor an SQL expression")
+    used = {"date": timestamp_sql(checked), "amount": f"TRY_CAST({checked} AS DOUBLE)"}.get(key, checked)
     probe = (f"WITH {relation.with_sql} t AS (SELECT * FROM {relation.name}) "
-             f"SELECT {checked} AS \"@probe\", * FROM t LIMIT 0")
+             f"SELECT {used} AS \"@probe\", * FROM t LIMIT 0")
     with duck.duck_errors(f"{label} {text!r}"):
         width = len(con.sql(probe).description)
     if width != len(columns) + 1:
@@ -231,7 +233,7 @@ def column_sql(con, relation: Relation, columns: list[str], text: str, label: st
 def resolve_columns(con, relation: Relation, preset: dict[str, Any], labels: dict[str, str]) -> dict[str, str]:
     """Every column option of ``preset`` as SQL text (see ``column_sql``)."""
     columns = input_columns(con, relation)
-    return {key: column_sql(con, relation, columns, str(preset[key]), labels[key])
+    return {key: column_sql(con, relation, columns, key, str(preset[key]), labels[key])
             for key in COLUMN_KEYS if preset.get(key) is not None}
 
 
