@@ -223,8 +223,12 @@ def column_sql(con, relation: Relation, columns: list[str], key: str, text: str,
     used = {"date": timestamp_sql(checked), "amount": f"TRY_CAST({checked} AS DOUBLE)"}.get(key, checked)
     probe = (f"WITH {relation.with_sql} t AS (SELECT * FROM {relation.name}) "
              f"SELECT {used} AS \"@probe\", * FROM t LIMIT 0")
-    with duck.duck_errors(f"{label} {text!r}"):
-        width = len(con.sql(probe).description)
+    try:
+        with duck.duck_errors(f"{label} {text!r}"):
+            width = len(con.sql(probe).description)
+    except InputError as exc:  # name the column it misses the nearest columns, as for a bare name
+        missing = re.search(r'column "([^"]+)" not found', str(exc))
+        raise InputError(f"{exc}{did_you_mean(missing.group(1), columns) if missing else ''}") from None
     if width != len(columns) + 1:
         raise InputError(f"{label} {text!r} must give one value per row, not {width - len(columns)} columns")
     return checked
