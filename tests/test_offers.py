@@ -162,9 +162,12 @@ def test_one_hot_levels_name_the_segments_they_separate(tmp_path: Path) -> None:
                     encoding="utf-8")
     out = tmp_path / "run"
     assert invoke(["run", path, "--spec", spec, "--k", "2", "--out", out, "--quiet"]).exit_code == 0
-    names = pl.read_parquet(out / "profiles.parquet").sort("income_mean")["name"].to_list()
-    # income separates the segments more (|z| about 1) than gender (about 0.8): it comes first
-    assert names == ["Low income · Mostly female", "High income · Mostly male"], names
+    profiles = pl.read_parquet(out / "profiles.parquet").sort("income_mean")
+    for row, income, level in zip(profiles.iter_rows(named=True), ("Low income", "High income"), ("female", "male")):
+        assert row[f"gender={level}_mean"] > 0.5  # the level is most of the segment: "Mostly"
+        words = sorted([(abs(row["income_z"]), income), (row[f"gender={level}_z"], f"Mostly {level}")], reverse=True)
+        assert row["name"] == " · ".join(w for _, w in words), row["name"]
+    assert profiles["name"].to_list() == ["Mostly female · Low income", "Mostly male · High income"]
 
 
 @pytest.mark.parametrize("toml, message", [
