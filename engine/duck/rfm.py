@@ -33,7 +33,7 @@ Policies (also in the README):
 * ``--response-window DAYS``: ``response`` is 1 for a customer with a purchase in the DAYS days
   after the as-of date (as-of < day <= as-of + DAYS), else 0. Those transactions are the outcome,
   not dropped; the features still use only the days up to as-of. The as-of date then defaults to
-  DAYS days before the day after the latest transaction, so the window ends with the data.
+  DAYS days before the latest transaction's day, so the window ends with the data.
   ``revenue_per_response`` (in ``input.rfm``) is the mean purchase amount in the window per
   responding customer.
 * ``--product-col``: ``products``, the distinct products of each customer's purchases up to as-of
@@ -123,9 +123,9 @@ def window_of(preset: dict[str, Any]) -> int | None:
 
 def clean_sql(cols: dict[str, str], relation: Relation, window: int | None) -> str:
     """Rows with a customer, a date and an amount, up to the as-of date (default: the day after
-    the last, less the response window); with a window, ``outcome``: each customer's purchases in it."""
+    the last; with a response window, the last day less the window); with a window, ``outcome``: each customer's purchases in it."""
     extra = "".join(f", {cols[k]} AS {alias}" for k, alias in (("order", "ord"), ("product", "prod")) if k in cols)
-    back = f" - {window}" if window else ""
+    default = f"CAST(max(ts) AS DATE) - {window}" if window else "CAST(max(ts) AS DATE) + 1"
     valid = "cust IS NOT NULL AND ts IS NOT NULL AND amount IS NOT NULL"
     outcome = f""",
     outcome AS (
@@ -143,7 +143,7 @@ def clean_sql(cols: dict[str, str], relation: Relation, window: int | None) -> s
     ),
     bounds AS (
         SELECT COALESCE((SELECT as_of FROM {duck.ident(PARAMS_TABLE)}),
-                        (SELECT CAST(max(ts) AS DATE) + 1{back} FROM typed WHERE cust IS NOT NULL)) AS as_of,
+                        (SELECT {default} FROM typed WHERE cust IS NOT NULL)) AS as_of,
                (SELECT CAST(max(ts) AS DATE) FROM typed WHERE cust IS NOT NULL) AS last_day
     ),
     clean AS (

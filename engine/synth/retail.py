@@ -19,8 +19,8 @@ and units), and every group leans towards some product categories (``PREFERENCE`
 product comes from the customer's group-preferred categories with probability ``LOYALTY``,
 else from the whole catalogue; within a category, products are Zipf-popular. So segments found
 by the RFM preset differ in what they buy, and their top products by lift are meaningful. About
-2% of invoices are cancelled in part, 0 to 20 days later (a ``C`` invoice with negative
-quantities). The period is 2010-12-01 08:00 to 2011-12-09 20:00, as in the public file.
+2% of invoices are cancelled in part, 0 to 20 days later but within the period (a ``C``
+invoice with negative quantities). The period is 2010-12-01 08:00 to 2011-12-09 20:00, as in the public file.
 
 Customers come in blocks of ``BLOCK_CUSTOMERS``, each from ``default_rng([seed, STREAM, block])``;
 the catalogue from ``default_rng([seed, STREAM, CATALOGUE])``. The whole file is built in memory
@@ -142,7 +142,7 @@ def invoice_lines(inv: dict[str, np.ndarray], products: pl.DataFrame, seed: int)
         "country": inv["country"][line_of]})
     back = lines.filter(pl.Series(cancelled)).with_columns(
         pl.lit(True).alias("cancel"), -pl.col("Quantity"),
-        pl.col("seconds") + pl.Series(inv["delay"][line_of][cancelled]))
+        (pl.col("seconds") + pl.Series(inv["delay"][line_of][cancelled])).clip(upper_bound=PERIOD_SECONDS))
     return pl.concat([lines, back]).sort("seconds", "invoice", "cancel", maintain_order=True)
 
 
