@@ -26,7 +26,7 @@ TRUE_LIFTS = (0.04, 0.08, 0.0, 0.1)  # per segment of the k=4 run
 def coverage(run_dir: Path, seeds: int, lift: float, holdout_share: float | None,
              true_lifts: tuple[float, ...]) -> pl.DataFrame:
     """One row per (seed, segment): the true lift, the measured one and its interval."""
-    from engine.insight.campaign import Test, build_plan, join_outcomes, measure_table, run_figures
+    from engine.insight.campaign import CampaignTest, build_plan, join_outcomes, measure_table, run_figures
     from engine.outputs import rundir
     from engine.synth.campaign import simulate
 
@@ -34,7 +34,7 @@ def coverage(run_dir: Path, seeds: int, lift: float, holdout_share: float | None
     segments = pl.read_parquet(run.file(rundir.SEGMENTS))
     rows = []
     for seed in range(seeds):
-        assignment, plan, _ = build_plan(segments, run.profiles, Test(lift, 0.05, 0.8, holdout_share, seed),
+        assignment, plan, _ = build_plan(segments, run.profiles, CampaignTest(lift, 0.05, 0.8, holdout_share, seed),
                                          str(run.path), run_figures(run))
         truth = dict(zip([r["segment"] for r in plan["segments"]], true_lifts))
         outcome = simulate(assignment, plan, truth, seed).rename({plan["id_col"]: "id"})

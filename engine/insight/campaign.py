@@ -67,7 +67,7 @@ MEASURE_COLUMNS = ("scope", "segment", "name", "treated", "treated_responses", "
 
 
 @dataclass(frozen=True)
-class Test:
+class CampaignTest:
     """What the plan detects: an absolute ``lift`` at level ``alpha`` with ``power``."""
 
     lift: float
@@ -77,7 +77,7 @@ class Test:
     seed: int = 0
 
 
-def check_test(lift: Any, alpha: Any, power: Any, holdout_share: Any, seed: Any) -> Test:
+def check_test(lift: Any, alpha: Any, power: Any, holdout_share: Any, seed: Any) -> CampaignTest:
     """The plan's parameters, or a one-line error naming the flag."""
     def fraction(flag: str, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -87,7 +87,7 @@ def check_test(lift: Any, alpha: Any, power: Any, holdout_share: Any, seed: Any)
 
     if lift is None:
         raise InputError("--lift is required: the absolute lift in response rate to detect (0.02 = 2 points)")
-    test = Test(fraction("--lift", lift, "an absolute lift in response rate (0.02 = 2 points)"),
+    test = CampaignTest(fraction("--lift", lift, "an absolute lift in response rate (0.02 = 2 points)"),
                 fraction("--alpha", alpha, "a significance level"), fraction("--power", power, "a power"),
                 None if holdout_share is None else fraction("--holdout-share", holdout_share, "a share"),
                 seed)
@@ -110,7 +110,7 @@ def power_of(p0: float, lift: float, n_t: float, n_h: float, alpha: float) -> fl
     return NORMAL.cdf((abs(lift) - z * null_se) / alt_se)
 
 
-def holdout_needed(p0: float, size: int, test: Test) -> int | None:
+def holdout_needed(p0: float, size: int, test: CampaignTest) -> int | None:
     """The smallest holdout that reaches the power (None: none does, within the segment for a
     free split; the ratio's formula has no bound with a share)."""
     if not 0 <= p0 + test.lift <= 1:
@@ -149,7 +149,7 @@ def min_detectable_lift(p0: float, n_t: int, n_h: int, alpha: float, power: floa
     return hi
 
 
-def plan_row(segment: int, name: str, size: int, p0: float | None, test: Test) -> dict[str, Any]:
+def plan_row(segment: int, name: str, size: int, p0: float | None, test: CampaignTest) -> dict[str, Any]:
     """One segment of the plan (``PLAN_COLUMNS``)."""
     row = {"segment": segment, "name": name, "customers": size, "base_rate": p0,
            "target_rate": None if p0 is None else p0 + test.lift}
@@ -191,7 +191,7 @@ def run_figures(run: rundir.RunDir) -> tuple[float | None, float | None]:
     return source.get("cost_per_contact"), source.get("revenue_per_response")
 
 
-def make_plan(run_dir: str | Path, test: Test) -> tuple[pl.DataFrame, dict[str, Any], pl.DataFrame]:
+def make_plan(run_dir: str | Path, test: CampaignTest) -> tuple[pl.DataFrame, dict[str, Any], pl.DataFrame]:
     """The assignment, the plan (for the file's metadata) and the per-segment table of a run."""
     run = rundir.read_run(run_dir, need=rundir.RUN_FILES)
     profiles = run.profiles
@@ -202,7 +202,7 @@ def make_plan(run_dir: str | Path, test: Test) -> tuple[pl.DataFrame, dict[str, 
     return build_plan(segments, profiles, test, str(run.path), run_figures(run))
 
 
-def build_plan(segments: pl.DataFrame, profiles: pl.DataFrame, test: Test, run_path: str,
+def build_plan(segments: pl.DataFrame, profiles: pl.DataFrame, test: CampaignTest, run_path: str,
                figures: tuple[float | None, float | None]) -> tuple[pl.DataFrame, dict[str, Any], pl.DataFrame]:
     """``make_plan`` from a run's segments.parquet and profiles.parquet, read."""
     id_col = segments.columns[0]
@@ -224,7 +224,7 @@ PLAN_SCHEMA = {"segment": pl.Int32, "name": pl.String, "customers": pl.Int64, "b
                "large_enough": pl.Boolean}
 
 
-def plan_campaign(run_dir: str | Path, out: str | Path | None, test: Test, overwrite: bool = False
+def plan_campaign(run_dir: str | Path, out: str | Path | None, test: CampaignTest, overwrite: bool = False
                   ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """``segment plan``: check everything, then write the plan file; the table and the plan."""
     if out is None:
