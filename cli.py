@@ -245,13 +245,17 @@ def run(inputs, as_json, quiet, **options):
     or --sql "SELECT ..." (DuckDB); with --preset rfm, INPUT is transactions.
 
     Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json (and sweep.*
-    with --k auto; segments/ with --partition-by-segment; a DuckDB file with --db).
+    with --k auto; segments/ with --partition-by-segment; a DuckDB file with --db; offers.parquet
+    with [business.offers] or --product-col). Each --preset column may be an SQL expression
+    over the input columns; --sql with --preset rfm is the transaction table.
 
     \b
     Example:
       segment run customers.parquet --spec customers --k 5 --out run/
       segment run --sql "SELECT * FROM read_parquet('c/*.parquet')" --id-col ID --k 5 --out run/
       segment run tx.parquet --preset rfm --customer-col customer_id --date-col ts --amount-col amount --k 5 --out run/
+      segment run tx.csv --preset rfm --customer-col CustomerID --date-col InvoiceDate --amount-col "Quantity * UnitPrice"
+          --order-col InvoiceNo --response-window 30 --as-of 2011-11-08 --k 4 --out r/
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
@@ -467,7 +471,8 @@ def measure(plan_file, outcomes, as_json, **options):
 def report(run_dir, out, overwrite):
     """Write one self-contained HTML report of a run (works offline: Plotly's JavaScript is
     embedded once): summary and metrics, EDA, segment sizes, profile heatmap, PCA projection,
-    the sweep chart when there is one, names and actions, the impact table and gains curve.
+    the sweep chart when there is one, names and actions, the impact table and gains curve,
+    the offers, and the campaign test's measured lifts when segment measure wrote them.
 
     \b
     Example:

@@ -6,7 +6,8 @@ One run of the shared marketing data (built-in ``customers`` spec, k=4). For eve
 (``--lift``, seeded stratified assignment), a simulated outcome with known true lifts per segment
 (``engine.synth.campaign.simulate``: the plan's base rates, plus the true lift when treated), and
 the measure table. Reports, per segment and overall, how often the 95% interval holds the true
-lift, the mean measured lift against the true one, and how often the lift is significant.
+lift, the mean measured lift against the true one, and how often the lift is significant; and
+for the all-segments row, whose target is the treated-weighted mean of the true lifts.
 """
 
 from __future__ import annotations
@@ -40,9 +41,15 @@ def coverage(run_dir: Path, seeds: int, lift: float, holdout_share: float | None
         outcome = simulate(assignment, plan, truth, seed).rename({plan["id_col"]: "id"})
         joined = join_outcomes(assignment, plan["id_col"], outcome.with_columns(pl.col("response").cast(pl.Int64)))
         table = measure_table(joined, plan, plan["cost_per_contact"], plan["revenue_per_response"])
-        for r in table.filter(pl.col("scope") == "segment").iter_rows(named=True):
+        segs = table.filter(pl.col("scope") == "segment")
+        for r in segs.iter_rows(named=True):
             rows.append({"seed": seed, "segment": r["segment"], "true_lift": truth[r["segment"]], "lift": r["lift"],
                          "low": r["lift_low"], "high": r["lift_high"], "significant": r["significant"]})
+        # the all row estimates the treated-weighted mean of the true lifts
+        weighted = sum(r["treated"] * truth[r["segment"]] for r in segs.iter_rows(named=True)) / segs["treated"].sum()
+        r = table.filter(pl.col("scope") == "all").row(0, named=True)
+        rows.append({"seed": seed, "segment": -1, "true_lift": weighted, "lift": r["lift"], "low": r["lift_low"],
+                     "high": r["lift_high"], "significant": r["significant"]})
     return pl.DataFrame(rows).with_columns(
         ((pl.col("low") <= pl.col("true_lift")) & (pl.col("true_lift") <= pl.col("high"))).alias("covered"))
 
@@ -61,6 +68,8 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
         engine.run([args.shared], 4, run_dir, spec="customers")
         found = coverage(run_dir, args.seeds, args.lift, args.holdout_share, TRUE_LIFTS)
+    overall = found.filter(pl.col("segment") == -1)
+    found = found.filter(pl.col("segment") >= 0)
     n = found.height
     covered = found["covered"].mean()
     se = math.sqrt(0.95 * 0.05 / n)
@@ -69,7 +78,8 @@ def main() -> None:
                                         pl.col("significant").mean().alias("significant_share")).sort("segment")
     print(per)
     print(f"coverage of the 95% intervals: {covered:.4f} over {n:,} intervals ({args.seeds} seeds x "
-          f"{per.height} segments; binomial standard error at 95%: {se:.4f}); {time.perf_counter() - started:.1f} s")
+          f"{per.height} segments; binomial standard error at 95%: {se:.4f}); the all-segments row's: "
+          f"{overall['covered'].mean():.4f} over {overall.height:,}; {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ def test_the_95_intervals_cover_the_planted_lifts(campaign_run: Path) -> None:
     """150 seeds x 4 segments = 600 intervals: 95% coverage gives 0.95 +- 0.009 (one standard error);
     the bounds are about three standard errors, so 90% intervals would fail it."""
     found = coverage(campaign_run, 150, 0.05, 0.3, TRUE_LIFTS)
+    found = found.filter(pl.col("segment") >= 0)  # -1: the all-segments row
     assert found.height == 600
     assert 0.925 <= found["covered"].mean() <= 0.975
     by_segment = found.group_by("segment").agg(pl.col("lift").mean(), pl.col("true_lift").first())
@@ -201,3 +202,29 @@ def test_unknown_outcome_ids_are_counted_not_an_error(planned: Path, tmp_path: P
     table = pl.read_parquet(out)
     assert table.filter(pl.col("scope") == "all")["treated"][0] + table.filter(pl.col("scope") == "all")["holdout"][0] \
         == len(ids) - 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--true-lift", "0.05"], "--kind outcome needs --plan"),
+    (["--plan", "PLAN"], "--kind outcome needs --true-lift"),
+    (["--plan", "PLAN", "--true-lift", "0.01,0.02"], "gives 2 lifts for 4 segments"),
+    (["--plan", "PLAN", "--true-lift", "0.9"], "outside 0..1"),
+    (["--plan", "PLAN", "--true-lift", "lots"], "--true-lift must be a number"),
+    (["--plan", "PLAN", "--true-lift", "0.05", "--customers", "10"], "not --customers"),
+])
+def test_bad_simulated_outcomes(planned: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "outcomes.csv"
+    args = [str(planned) if a == "PLAN" else a for a in args]
+    result = invoke(["generate", "--kind", "outcome", *args, "--out", out])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_simulated_outcome_is_seeded(planned: Path, tmp_path: Path) -> None:
+    a, b, c = (tmp_path / f"{n}.parquet" for n in "abc")
+    for path, seed in ((a, 1), (b, 1), (c, 2)):
+        assert invoke(["generate", "--kind", "outcome", "--plan", planned, "--true-lift", "0.05", "--seed", seed,
+                       "--out", path]).exit_code == 0
+    assert pl.read_parquet(a).equals(pl.read_parquet(b)) and not pl.read_parquet(a).equals(pl.read_parquet(c))
+    assert pl.read_parquet(a).columns == ["ID", "response"]
