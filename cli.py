@@ -16,9 +16,10 @@ import traceback
 import click
 
 from engine.options import (PRESETS, BusinessOptions, CompareOptions, ExplainOptions, FeatureOptions, FitOptions,
-                            InputOptions, OutputOptions, PredictOutputOptions, RefreshFitOptions, RefreshOutputOptions,
-                            RunOptions, ScoringOptions, SweepFitOptions, SweepOptions, SweepOutputOptions,
-                            SweepScoringOptions, OUTPUT_FORMATS)
+                            InputOptions, MeasureOptions, OUTPUT_FORMATS, OutputOptions, PlanOptions,
+                            PredictOutputOptions, RefreshFitOptions, RefreshOutputOptions, RunOptions,
+                            ScoringOptions, SweepFitOptions, SweepOptions, SweepOutputOptions,
+                            SweepScoringOptions, TransactionOptions)
 
 
 class InputProblem(click.ClickException):
@@ -94,9 +95,11 @@ def preset_options(func):
     options = [
         click.option("--preset", type=click.Choice(PRESETS),
                      help="Features from transactions: rfm = recency, frequency, monetary, tenure, basket."),
-        click.option("--customer-col", help="--preset rfm: the customer id column."),
+        click.option("--customer-col", help="--preset rfm: the customer id column (each column option: a name or "
+                                            "an SQL expression over the input columns)."),
         click.option("--date-col", help="--preset rfm: the date or timestamp column (text dates are parsed)."),
-        click.option("--amount-col", help="--preset rfm: the amount column (negative = refund)."),
+        click.option("--amount-col", help="--preset rfm: the amount column (negative = refund), or an expression "
+                                          "such as \"Quantity * UnitPrice\"."),
         click.option("--order-col", help="--preset rfm: the order id column (default: every row is an order)."),
     ]
     for option in reversed(options):
@@ -146,40 +149,46 @@ def main(debug: bool) -> None:
 
 @main.command()
 @click.option("--rows", type=int, help="Number of customers (--kind customers).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file (or .csv for "
+              "--kind retail and outcome).")
 @click.option("--segments", type=int, default=5, show_default=True, help="Planted ground-truth segments.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--spread", type=float, default=1.0, show_default=True,
               help="Noise within segments: 1 is realistic overlap, 0.25 well separated.")
-@click.option("--kind", type=click.Choice(["customers", "transactions"]), default="customers", show_default=True)
-@click.option("--customers", type=int, help="--kind transactions: number of customers (about 22 rows each).")
+@click.option("--kind", type=click.Choice(["customers", "transactions", "retail", "outcome"]), default="customers",
+              show_default=True)
+@click.option("--customers", type=int, help="--kind transactions or retail: number of customers.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="--kind outcome: the plan (segment plan).")
+@click.option("--true-lift", help="--kind outcome: the planted lift, one value or one per segment (0.01,0.03).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @engine_errors
-def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_json, quiet):
+def generate(rows, out, segments, seed, spread, kind, customers, plan_file, true_lift, overwrite, as_json, quiet):
     """Write synthetic customers shaped like the marketing_campaign dataset, with planted
     segments in a `true_segment` column. Streams in chunks: 100,000,000 rows fit in bounded memory.
 
     With --kind transactions: orders of --customers customers in planted behaviour groups
-    (`true_group`), with refunds and some null customer ids, for --preset rfm.
+    (`true_group`), with refunds and some null customer ids, for --preset rfm. With --kind
+    retail: invoice lines in the public online-retail format (InvoiceNo, StockCode, Description,
+    Quantity, InvoiceDate, UnitPrice, CustomerID, Country). With --kind outcome: a simulated
+    campaign outcome for a --plan, with a known --true-lift per segment, for segment measure.
 
     \b
     Example:
       segment generate --rows 1000000 --segments 5 --out customers.parquet
       segment generate --kind transactions --customers 50000 --out tx.parquet
+      segment generate --kind retail --customers 4000 --out tx.csv
+      segment generate --kind outcome --plan plan.parquet --true-lift 0.03 --out outcomes.parquet
     """
     log = logger(quiet)
-    if kind == "transactions":
-        from engine.synth.transactions import generate_transactions  # the engine loads when a command runs, not for --help
-
-        if customers is None or rows is not None:
-            raise InputProblem("--kind transactions takes --customers N (not --rows)")
-        summary = generate_transactions(out, customers, seed=seed, overwrite=overwrite,
-                                        progress=lambda done, total: log(f"generated {done:,} / {total:,} customers"))
+    if kind != "customers":
+        if rows is not None:
+            raise InputProblem(f"--kind {kind} does not take --rows" + (" (it takes --customers N)"
+                                                                         if kind != "outcome" else ""))
+        summary = generate_other(kind, out, customers, seed, plan_file, true_lift, overwrite, log)
         click.echo(json.dumps(summary, indent=2) if as_json else
-                   f"wrote {summary['rows']:,} transactions of {customers:,} customers to {out} "
-                   f"({summary['seconds']:.2f} s)")
+                   f"wrote {summary['rows']:,} {GENERATED[kind]} to {out} ({summary['seconds']:.2f} s)")
         return
     if rows is None or customers is not None:
         raise InputProblem("--kind customers takes --rows N (not --customers)")
@@ -194,6 +203,31 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
                    f"({summary['seconds']:.2f} s)")
 
 
+GENERATED = {"transactions": "transactions", "retail": "invoice lines", "outcome": "simulated outcomes"}
+
+
+def generate_other(kind, out, customers, seed, plan_file, true_lift, overwrite, log) -> dict:
+    """``segment generate --kind transactions | retail | outcome``."""
+    if kind == "outcome":
+        from engine.synth.campaign import generate_outcome  # the engine loads when a command runs, not for --help
+
+        if customers is not None:
+            raise InputProblem("--kind outcome takes --plan and --true-lift (not --customers)")
+        return generate_outcome(plan_file, out, true_lift, seed=seed, overwrite=overwrite)
+    if customers is None:
+        raise InputProblem(f"--kind {kind} takes --customers N (not --rows)")
+    if plan_file is not None or true_lift is not None:
+        raise InputProblem("--plan and --true-lift go with --kind outcome")
+    if kind == "retail":
+        from engine.synth.retail import generate_retail  # the engine loads when a command runs, not for --help
+
+        return generate_retail(out, customers, seed=seed, overwrite=overwrite)
+    from engine.synth.transactions import generate_transactions  # the engine loads when a command runs, not for --help
+
+    return generate_transactions(out, customers, seed=seed, overwrite=overwrite,
+                                 progress=lambda done, total: log(f"generated {done:,} / {total:,} customers"))
+
+
 @main.command()
 @click.argument("inputs", nargs=-1)
 @bind(FitOptions)
@@ -201,6 +235,7 @@ def generate(rows, out, segments, seed, spread, kind, customers, overwrite, as_j
 @bind(FeatureOptions)
 @bind(InputOptions)
 @preset_options
+@bind(TransactionOptions)
 @bind(ScoringOptions)
 @bind(BusinessOptions)
 @json_option
@@ -211,13 +246,17 @@ def run(inputs, as_json, quiet, **options):
     or --sql "SELECT ..." (DuckDB); with --preset rfm, INPUT is transactions.
 
     Writes OUT/segments.parquet, profiles.parquet, model.json and metrics.json (and sweep.*
-    with --k auto; segments/ with --partition-by-segment; a DuckDB file with --db).
+    with --k auto; segments/ with --partition-by-segment; a DuckDB file with --db; offers.parquet
+    with [business.offers] or --product-col). Each --preset column may be an SQL expression
+    over the input columns; --sql with --preset rfm is the transaction table.
 
     \b
     Example:
       segment run customers.parquet --spec customers --k 5 --out run/
       segment run --sql "SELECT * FROM read_parquet('c/*.parquet')" --id-col ID --k 5 --out run/
       segment run tx.parquet --preset rfm --customer-col customer_id --date-col ts --amount-col amount --k 5 --out run/
+      segment run tx.csv --preset rfm --customer-col CustomerID --date-col InvoiceDate --amount-col "Quantity * UnitPrice"
+          --order-col InvoiceNo --response-window 30 --as-of 2011-11-08 --k 4 --out r/
       segment run data.csv --features Income,Recency,MntWines --k 4 --out run/
       segment run customers.parquet --spec customers --k auto --k-range 2..8 --out run/
     """
@@ -241,6 +280,7 @@ def run(inputs, as_json, quiet, **options):
 @bind(FeatureOptions)
 @bind(InputOptions)
 @preset_options
+@bind(TransactionOptions)
 @bind(SweepScoringOptions)
 @json_option
 @quiet_option
@@ -466,13 +506,72 @@ def impact(run_dir, cost_per_contact, revenue_per_response, out, overwrite, as_j
 
 @main.command()
 @click.argument("run_dir", metavar="DIR")
+@bind(PlanOptions)
+@json_option
+@engine_errors
+def plan(run_dir, as_json, **options):
+    """Plan a campaign test with a holdout: per segment its base response rate, the holdout needed
+    to detect --lift (a two-proportion test at --alpha with --power) and whether the segment is
+    large enough; then a seeded random assignment of every segmented customer to treat or
+    holdout, stratified by segment, written to --out with the id column.
+
+    \b
+    Example:
+      segment plan run/ --lift 0.02 --out plan.parquet
+      segment plan run/ --lift 0.03 --holdout-share 0.1 --power 0.9 --seed 7 --out plan.parquet
+    """
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.campaign import check_test, plan_campaign  # the engine loads when a command runs, not for --help
+
+    test = check_test(options["lift"], options["alpha"], options["power"], options["holdout_share"], options["seed"])
+    table, summary = plan_campaign(run_dir, options["out"], test, options["overwrite"])
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(present.plan(table, summary, options["out"]))
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN")
+@click.argument("outcomes", nargs=-1)
+@bind(MeasureOptions)
+@bind(BusinessOptions)
+@json_option
+@engine_errors
+def measure(plan_file, outcomes, as_json, **options):
+    """Measure a planned campaign: per segment the treated and holdout response rates, the lift with
+    a 95% confidence interval, the p-value, the incremental revenue and ROI at the cost and revenue
+    per response (the run's unless given); segments whose holdout is too small are flagged.
+    Writes measure.parquet into the plan's run directory (or --out), where report and the
+    dashboard find it.
+
+    \b
+    Example:
+      segment measure plan.parquet outcomes.csv --response-col responded
+    """
+    from engine import present  # the engine loads when a command runs, not for --help
+    from engine.insight.campaign import measure_campaign, write_measure  # the engine loads when a command runs, not for --help
+
+    table, summary = measure_campaign(plan_file, list(outcomes), options["response_col"], options["id_col"],
+                                      options["cost_per_contact"], options["revenue_per_response"],
+                                      options["separator"])
+    path = write_measure(table, summary, options["out"], options["overwrite"])
+    if as_json:
+        click.echo(json.dumps({**summary, "out": str(path), "table": table.to_dicts()}, indent=2))
+    else:
+        click.echo(present.measure(table, summary, str(path)))
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output HTML file (default: DIR/report.html).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report file.")
 @engine_errors
 def report(run_dir, out, overwrite):
     """Write one self-contained HTML report of a run (works offline: Plotly's JavaScript is
     embedded once): summary and metrics, EDA, segment sizes, profile heatmap, PCA projection,
-    the sweep chart when there is one, names and actions, the impact table and gains curve.
+    the sweep chart when there is one, names and actions, the impact table and gains curve,
+    the offers, and the campaign test's measured lifts when segment measure wrote them.
 
     \b
     Example:

@@ -43,7 +43,7 @@ from engine.insight.migration import (Comparison, Period, check_keys, check_top,
                                      keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
 from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
-                            RunOptions, SweepOptions, flatten, from_flat)
+                            RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
 from engine.outputs import rundir
 from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
 
@@ -139,7 +139,7 @@ def plan_run(opts: RunOptions) -> RunPlan:
     if sample is not None and sample < 0:
         raise InputError(f"--silhouette-sample must be 0 or more, not {sample}")
     out = required_out(opts.outputs.out)
-    spec = plan_directory_output(out, opts.outputs.overwrite, opts.input, opts.features)
+    spec = plan_directory_output(out, opts.outputs.overwrite, opts.input, opts.features, opts.transactions)
     business = spec.business.with_figures(opts.business.cost_per_contact, opts.business.revenue_per_response)
     if opts.outputs.db is not None:
         check_file_target(Path(opts.outputs.db), opts.outputs.overwrite)
@@ -271,7 +271,7 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
     check_seed(opts.fit.seed)
     k_list = parse_ks(opts.fit.ks)
     target = required_out(opts.outputs.out)
-    spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features)
+    spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features, opts.transactions)
     with thread_limit(opts.fit.threads):
         inp, data = prepare_features(opts.input, spec, log)
         space, pca = reduce_space(data, opts.fit.seed, log)
@@ -517,8 +517,32 @@ def check_not_inside_inputs(out: Path, inputs: Sequence[str | Path]) -> None:
             raise InputError(f"output {out} is inside input directory {source}; write it somewhere else")
 
 
-def resolve_spec(features: FeatureOptions, inputs: InputOptions) -> FeatureSpec:
-    """The feature spec the options describe: --features, --spec, --preset, or the default."""
+def resolve_spec(features: FeatureOptions, inputs: InputOptions,
+                 transactions: TransactionOptions | None = None) -> FeatureSpec:
+    """The feature spec the options describe: --features, --spec, --preset, or the default; then the
+    transaction options (``with_transactions``)."""
+    return with_transactions(spec_of_options(features, inputs), transactions or TransactionOptions())
+
+
+def with_transactions(spec: FeatureSpec, transactions: TransactionOptions) -> FeatureSpec:
+    """``--product-col`` and ``--response-window`` folded into the spec's preset (over its
+    ``[source]`` keys; errors then name the flag)."""
+    given = {key: value for key, value in (("product", transactions.product_col),
+                                           ("response_window", transactions.response_window)) if value is not None}
+    if not given:
+        return spec
+    if not spec.preset:
+        flag = "--product-col" if "product" in given else "--response-window"
+        raise InputError(f"{flag} needs transactions: --preset rfm, or a spec with [source] preset = \"rfm\"")
+    window = given.get("response_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise InputError(f"--response-window must be a whole number of days, 1 or more, not {window!r}")
+    preset = {**spec.preset, **given}
+    return complete(replace(spec, preset=preset, flagged=tuple(sorted({*spec.flagged, *given}))))
+
+
+def spec_of_options(features: FeatureOptions, inputs: InputOptions) -> FeatureSpec:
+    """The feature spec of --features, --spec, --preset, or the default."""
     if features.spec is not None and features.features is not None:
         raise InputError("give --features or --spec, not both")
     given = {"id_col": features.id_col, "missing": features.missing, "scale": features.scale,
@@ -537,12 +561,13 @@ def resolve_spec(features: FeatureOptions, inputs: InputOptions) -> FeatureSpec:
     return complete(base.with_options(**given))
 
 
-def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, features: FeatureOptions) -> FeatureSpec:
+def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, features: FeatureOptions,
+                          transactions: TransactionOptions | None = None) -> FeatureSpec:
     """The checks ``run`` and ``sweep`` make before any work: the output directory can be written and
     is not an input, and the feature options resolve to a spec."""
     rundir.check_run_target(out, overwrite)
     check_not_inside_inputs(out, inputs.inputs)
-    return resolve_spec(features, inputs)
+    return resolve_spec(features, inputs, transactions)
 
 
 def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log) -> tuple[Input, FeatureData]:

@@ -40,6 +40,8 @@ RULES_SAMPLE = 100_000  # rows the tree is fitted on (its fidelity is measured o
 MAX_RULES_DEPTH = 12
 MOVE_THRESHOLD = 0.5  # refresh --refit: a centre that moved more (scaled units) is flagged
 TOP_MOVES = 5  # movements described in words
+ALPHA = 0.05  # segment plan: significance level
+POWER = 0.8  # segment plan: power to detect the lift
 
 
 def option(default: Any = None, help: str = "", *, flag: str | None = None, kind: type | None = None,
@@ -100,6 +102,18 @@ class InputOptions:
 
 
 @dataclass(frozen=True)
+class TransactionOptions:
+    """What a transaction table adds to the RFM preset (``--preset rfm`` or a spec's ``[source]``
+    preset): products for offers, and a response for impact and campaign plans."""
+
+    product_col: str | None = option(None, "Transactions: the product column or SQL expression (the spec's "
+                                           "product); each segment's top products by lift become its offer.")
+    response_window: int | None = option(None, "Transactions: response = a purchase within DAYS after --as-of "
+                                               "(those transactions become the outcome, not dropped); makes "
+                                               "segment impact and plan work.", kind=int)
+
+
+@dataclass(frozen=True)
 class FeatureOptions:
     """Which columns become features and how they are cleaned (None: the spec's)."""
 
@@ -152,6 +166,32 @@ class BusinessOptions:
 
     cost_per_contact: float | None = option(None, "Cost of contacting one customer (default: the spec's).", kind=float)
     revenue_per_response: float | None = option(None, "Revenue from one response (default: the spec's).", kind=float)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """``segment plan``: the campaign test to size and assign (see ``engine.insight.campaign``)."""
+
+    lift: float | None = option(None, "Absolute lift in response rate to detect (0.02 = 2 points).", kind=float,
+                                required=True)
+    alpha: float = option(ALPHA, "Significance level of the two-sided test.", kind=float)
+    power: float = option(POWER, "Power to detect --lift.", kind=float)
+    holdout_share: float | None = option(None, "Hold out this share of every segment (default: the smallest "
+                                               "holdout that reaches the power).", kind=float)
+    seed: int = option(SEED, "Random seed of the assignment.", kind=int)
+    out: str | None = option(None, "Output plan file (Parquet).", required=True)
+    overwrite: bool = option(False, "Replace an existing plan file.", is_flag=True)
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """``segment measure``: how to read the outcomes of a planned campaign."""
+
+    response_col: str | None = option(None, "The 0/1 outcome column.", required=True)
+    id_col: str | None = option(None, "The outcomes' id column (default: the plan's).")
+    separator: str | None = option(None, "CSV separator (default: sniffed from the file).")
+    out: str | None = option(None, "Output Parquet file (default: measure.parquet in the plan's run directory).")
+    overwrite: bool = option(False, "Replace an existing --out file.", is_flag=True)
 
 
 @dataclass(frozen=True)
@@ -251,6 +291,7 @@ class PredictOptions:
 @dataclass(frozen=True)
 class RunOptions:
     input: InputOptions = field(default_factory=InputOptions)
+    transactions: TransactionOptions = field(default_factory=TransactionOptions)
     features: FeatureOptions = field(default_factory=FeatureOptions)
     fit: FitOptions = field(default_factory=FitOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
@@ -261,6 +302,7 @@ class RunOptions:
 @dataclass(frozen=True)
 class SweepOptions:
     input: InputOptions = field(default_factory=InputOptions)
+    transactions: TransactionOptions = field(default_factory=TransactionOptions)
     features: FeatureOptions = field(default_factory=FeatureOptions)
     fit: SweepFitOptions = field(default_factory=SweepFitOptions)
     scoring: SweepScoringOptions = field(default_factory=SweepScoringOptions)

@@ -6,7 +6,7 @@ and ``compare``:
 * Ids print as written: ``12346``, never ``12,346`` (a column is an id when it is the run's id
   column or its name says so: ``id``, ``ID``, ``*_id``, ``*ID``).
 * Other integers, and whole floats, print with thousands separators: ``1,204``; ``258``.
-* Ratios (shares, rates, ROI) print as percentages: ``448.8%``.
+* Ratios (shares, rates, ROI, power) print as percentages: ``448.8%``.
 * Other floats print with four significant digits, or as whole numbers from 1,000 up:
   ``51.8``, ``0.1235``, ``68,117``.
 * A missing value prints as ``-``.
@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 ID_NAME = re.compile(r"^(id|ID|Id|row_id|.*_id|.*ID|.*_Id)$")
-RATIO_NAME = re.compile(r"^(share|rate|roi|top10|top20|top25)$|.*_(share|rate|roi)$")
+RATIO_NAME = re.compile(r"^(share|rate|roi|power|top10|top20|top25)$|.*_(share|rate|roi)$")
 DIGITS = 4
 
 
@@ -103,12 +103,14 @@ def profiles(frame: pl.DataFrame, stat: str = "mean") -> str:
 
 
 def names(frame: pl.DataFrame) -> str:
-    """One line per segment: its name and recommended action (and revenue share when declared)."""
+    """One line per segment: its name and recommended action (and revenue share when declared), and
+    beside the action its next best offer when the run has one."""
     lines = []
     for row in frame.iter_rows(named=True):
         extra = f", {percent(row['revenue_share'])} of revenue" if row.get("revenue_share") is not None else ""
+        offer = f"; offer: {row['offer']}" if row.get("offer") else ""
         lines.append(f"segment {row['segment']}: {row['name']} ({percent(row['share'])} of customers{extra}) "
-                     f"-> {row['action']}")
+                     f"-> {row['action']}{offer}")
     return "\n".join(lines)
 
 
@@ -234,3 +236,41 @@ def shift_text(value: float | None) -> str:
     if value is None:
         return "-"
     return ("+" if value > 0 else "") + number(value, digits=3)
+
+
+def plan(frame: pl.DataFrame, summary: dict[str, Any], out: str) -> str:
+    """``segment plan``: the per-segment table, then the test and what was written."""
+    shown = frame.select("segment", "name", "customers", "base_rate", "target_rate", "holdout_needed", "holdout",
+                         "treated", "holdout_share", "power", "min_detectable_lift", "large_enough")
+    small = frame.filter(~pl.col("large_enough"))["segment"].to_list()
+    share = "the smallest holdout that reaches the power" if summary["holdout_share"] is None else \
+        f"a {percent(summary['holdout_share'])} holdout in every segment"
+    lines = [table(shown),
+             f"test: detect a lift of {number(summary['lift'])} in response rate (two-sided, alpha "
+             f"{number(summary['alpha'])}, power {percent(summary['power'])}), {share}; seed {summary['seed']}"]
+    if small:
+        lines.append(f"too small to detect the lift: segment(s) {', '.join(map(str, small))} (split anyway; "
+                     "their results will be flagged)")
+    held = int(frame["holdout"].sum())
+    lines.append(f"wrote {out}: {number(int(frame['customers'].sum()))} customers, {number(held)} in holdout")
+    return "\n".join(lines)
+
+
+def measure(frame: pl.DataFrame, summary: dict[str, Any], out: str) -> str:
+    """``segment measure``: lifts with their intervals per segment, then what was matched."""
+    shown = frame.select("segment", "name", "treated", "treated_rate", "holdout", "holdout_rate", "lift",
+                         "lift_low", "lift_high", "p_value", "incremental_revenue", "roi", "conclusive")
+    lines = [table(shown)]
+    for row in frame.iter_rows(named=True):
+        if row["note"]:
+            where = "all segments" if row["segment"] is None else f"segment {row['segment']}"
+            lines.append(f"{where}: {row['note']}")
+    lines.append(f"lift: treated rate - holdout rate, with its {percent(summary['confidence'])} interval; "
+                 f"cost per contact {number(summary['cost_per_contact'])}, revenue per response "
+                 f"{number(summary['revenue_per_response'])}")
+    lines.append(f"matched {number(summary['matched'])} of {number(summary['outcome_rows'])} outcome rows to the "
+                 f"plan; {number(summary['unknown_ids'])} ids not in the plan; {number(summary['without_outcome'])} "
+                 f"planned customers without an outcome" + (f"; {number(summary['missing_response'])} with no "
+                                                            "response value" if summary["missing_response"] else ""))
+    lines.append(f"wrote {out}")
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "marketing_campaign.csv"
 # a run with the built-in customers spec (it declares [business], so impact.parquet is written)
 RUN_FILES = ("segments.parquet", "profiles.parquet", "model.json", "metrics.json", "describe.json", "projection.parquet",
-             "impact.parquet")
+             "impact.parquet", "offers.parquet")
 
 
 @pytest.fixture(scope="session")

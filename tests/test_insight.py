@@ -32,7 +32,7 @@ def joined(marketing_run: Path, data_frame: pl.DataFrame) -> pl.DataFrame:
 
 def test_profiles_have_names_actions_and_business_columns(marketing_run: Path) -> None:
     p = pl.read_parquet(marketing_run / "profiles.parquet")
-    assert p.height == 4 and p.columns[:5] == ["segment", "name", "action", "size", "share"]
+    assert p.height == 4 and p.columns[:6] == ["segment", "name", "action", "offer", "size", "share"]
     for feature in ("age", "income", "spending", "purchases", "children", "tenure_days", "web_share", "deal_share",
                     "recency", "campaigns_accepted"):
         assert {f"{feature}_mean", f"{feature}_median", f"{feature}_z"} <= set(p.columns)

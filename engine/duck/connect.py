@@ -11,6 +11,11 @@ Rules kept here so the rest of the engine cannot get them wrong:
   ``allowed_paths`` / ``allowed_directories``, then ``enable_external_access`` is switched off and
   the configuration locked (``sandbox``). ``read_csv('/etc/passwd')``, ``COPY ... TO``,
   ``ATTACH`` and ``INSTALL``/``LOAD`` then fail with a permission error.
+* A column option that is not a column name is an SQL *expression* (``--amount-col "Quantity *
+  UnitPrice"``): ``expression`` parses it with DuckDB's own parser as exactly one expression, and
+  what is written into a query is that checked text in parentheses, closed on a new line, so a
+  trailing ``--`` comment cannot swallow the rest of the query. It then runs on the sandboxed
+  connection like any other part of the query.
 * Results reach Polars as Arrow record batches (``relation.to_arrow_reader``): no pandas, and
   ``pl.from_arrow`` wraps the batches without copying them.
 """
@@ -18,6 +23,7 @@ Rules kept here so the rest of the engine cannot get them wrong:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -84,6 +90,25 @@ def check_read_only(query: str, where: str) -> None:
     kind = statements[0].type.name
     if kind not in READ_STATEMENTS:
         raise InputError(f"{where}: only a SELECT query is allowed here, not a {kind} statement")
+
+
+def expression(text: str, where: str) -> str:
+    """``text`` as one parenthesised SQL expression; an ``InputError`` starting with ``where`` if it is
+    not exactly one (two expressions, a FROM clause, a second statement, an alias, an open comment
+    or string)."""
+    checked = f"({text}\n)"
+    try:
+        duckdb.SQLExpression(checked)
+    except duckdb.Error as exc:
+        raise InputError(f"{where}: {first_line(exc)}") from None
+    return checked
+
+
+def statement_text(query: str) -> str:
+    """The one SELECT of ``query`` (checked with ``check_read_only``) without trailing semicolons,
+    for use as a sub-query: ``(`` + text + newline + ``)``."""
+    text = duckdb.extract_statements(query)[0].query
+    return re.sub(r"[\s;]+$", "", text)
 
 
 CSV_NULLS = ("", "NA", "N/A", "null", "NULL", "NaN", "nan")  # as engine/input/files.py reads CSV

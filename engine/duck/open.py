@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.duck.rfm import open_rfm
+from engine.duck.rfm import open_rfm, preset_labels
 from engine.duck.source import parse_as_of, run_query
 from engine.errors import InputError
 from engine.features.spec import FeatureSpec
@@ -20,18 +20,17 @@ from engine.input.files import Input, open_input
 
 def open_source(inputs: Sequence[str | Path], separator: str | None, spec: FeatureSpec,
                 sql: str | None = None, as_of: str | dt.date | None = None, threads: int | None = None) -> Input:
-    """The INPUT of every command: files, a ``--sql`` query, or the spec's ``[source]``."""
+    """The INPUT of every command: files, a ``--sql`` query, or the spec's ``[source]``. With the RFM
+    preset, ``--sql`` is the transaction table the preset reads."""
     as_of = parse_as_of(as_of)
-    given = [name for name, v in (("--sql", sql), ("the spec's [source] sql", spec.sql),
-                                  ("the spec's [source] preset", spec.preset)) if v]
+    given = [name for name, v in (("--sql", sql), ("the spec's [source] sql", spec.sql)) if v]
     if len(given) > 1:
         raise InputError(f"give one source of features: {' and '.join(given)} both define one")
     if as_of is not None and not (spec.preset or spec.sql or sql):
         raise InputError("--as-of applies only to SQL sources and --preset rfm")
     if spec.preset:
-        if not inputs:
-            raise InputError("--preset rfm needs transaction files as INPUT")
-        return open_rfm(inputs, separator, spec.preset, as_of, threads)
+        return open_rfm(inputs, separator, spec.preset, as_of, threads, sql=sql,
+                        labels=preset_labels(spec.source, spec.flagged))
     query = sql or spec.sql
     if query is None:
         if not inputs:

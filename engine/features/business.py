@@ -21,6 +21,16 @@ recency = ["Recent buyers", "Lapsed buyers"]
 [[business.actions]]                  # first rule whose condition holds wins; replaces the defaults
 action = "VIP / loyalty programme"
 when = "revenue_index >= 1.5"         # SQL over profiles.parquet's columns
+
+[business.offers]                     # what to offer each segment: its over-indexed categories and channels
+top = 2                               # how many to name (default 2)
+min_support = 10                      # transactions: a product needs this many buyers in the segment
+[business.offers.categories]          # label = spend (or count) column or SQL expression
+Wines = "MntWines"
+Meat = "MntMeatProducts"
+[business.offers.channels]
+Web = "NumWebPurchases"
+Store = "NumStorePurchases"
 ```
 """
 
@@ -35,8 +45,27 @@ from engine.errors import InputError, did_you_mean
 #: Declared columns (SQL expressions), in the order they appear in profiles.parquet.
 MEASURES = ("revenue", "response", "recency", "frequency", "deals", "tenure")
 FIGURES = ("cost_per_contact", "revenue_per_response")
-KEYS = (*MEASURES, *FIGURES, "names", "wording", "actions")
+KEYS = (*MEASURES, *FIGURES, "names", "wording", "actions", "offers")
 ACTION_KEYS = ("action", "when")
+OFFER_GROUPS = ("categories", "channels")  # in the order an offer line names them
+OFFER_KEYS = (*OFFER_GROUPS, "top", "min_support")
+OFFER_TOP = 2  # over-indexed categories (and channels) an offer names
+MIN_SUPPORT = 10  # transactions: buyers of a product in a segment before its lift counts
+
+
+@dataclass(frozen=True)
+class Offers:
+    """``[business.offers]``: spend or count columns by category and by channel (label, SQL
+    expression), how many to name, and the minimum support of a product's lift."""
+
+    categories: tuple[tuple[str, str], ...] = ()
+    channels: tuple[tuple[str, str], ...] = ()
+    top: int = OFFER_TOP
+    min_support: int = MIN_SUPPORT
+
+    def items(self) -> list[tuple[str, str, str]]:
+        """(group, label, expression) of every declared column, categories first."""
+        return [(g, label, expr) for g in OFFER_GROUPS for label, expr in getattr(self, g)]
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,11 @@ DEFAULT_ACTIONS = (
 #: How some usual features read in names: (low, high).
 DEFAULT_WORDING = {
     "recency": ("Recent buyers", "Lapsed buyers"),
+    "recency_days": ("Recent buyers", "Lapsed buyers"),  # the RFM preset's features
+    "frequency": ("Infrequent buyers", "Frequent buyers"),
+    "monetary": ("Low value", "High value"),
+    "tenure_days": ("New customers", "Long-standing customers"),
+    "avg_basket": ("Small baskets", "Big baskets"),
     "children": ("No children", "With children"),
     "age": ("Younger", "Older"),
 }
@@ -82,6 +116,7 @@ class Business:
     names: tuple[tuple[int, str], ...] = ()
     wording: tuple[tuple[str, str, str], ...] = ()  # (feature, low, high)
     actions: tuple[ActionRule, ...] | None = None  # None: DEFAULT_ACTIONS
+    offers: Offers = Offers()
 
     def measures(self) -> dict[str, str]:
         """The declared measures: name -> SQL expression."""
@@ -112,6 +147,8 @@ class Business:
             "names": {str(k): v for k, v in self.names},
             "wording": {f: [lo, hi] for f, lo, hi in self.wording},
             "actions": [{"action": r.action, "when": r.when} for r in self.rules()],
+            "offers": {"categories": dict(self.offers.categories), "channels": dict(self.offers.channels),
+                       "top": self.offers.top, "min_support": self.offers.min_support},
         }
 
     def rules(self) -> tuple[ActionRule, ...]:
@@ -163,6 +200,7 @@ def parse_business(table: Any, where: str) -> Business:
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) and v.strip() for v in value)):
             raise InputError(f"{where} wording.{feature} must be two phrases [low, high], not {value!r}")
         parsed_wording.append((feature, value[0], value[1]))
+    offers = parse_offers(table.get("offers", {}), where)
     actions = None
     if "actions" in table:
         rules = table["actions"]
@@ -176,4 +214,31 @@ def parse_business(table: Any, where: str) -> Business:
             actions.append(ActionRule(text(f"{where} actions rule {i} action", rule.get("action")),
                                       text(f"{where} actions rule {i} when", rule.get("when"))))
         actions = tuple(actions)
-    return Business(**values, names=tuple(sorted(parsed_names)), wording=tuple(parsed_wording), actions=actions)
+    return Business(**values, names=tuple(sorted(parsed_names)), wording=tuple(parsed_wording), actions=actions,
+                    offers=offers)
+
+
+def parse_offers(table: Any, where: str) -> Offers:
+    """``[business.offers]``: ``categories`` and ``channels`` tables of label = expression, ``top``
+    and ``min_support`` positive whole numbers."""
+    where = f"{where} offers"
+    if not isinstance(table, dict):
+        raise InputError(f"{where} must be a table")
+    for key in table:
+        if key not in OFFER_KEYS:
+            raise InputError(f"{where}: unknown key {key!r}{did_you_mean(key, OFFER_KEYS)}")
+    groups: dict[str, tuple[tuple[str, str], ...]] = {}
+    for group in OFFER_GROUPS:
+        columns = table.get(group, {})
+        if not isinstance(columns, dict):
+            raise InputError(f"{where}.{group} must be a table of label = column or SQL expression")
+        groups[group] = tuple((str(label), text(f"{where}.{group}.{label}", expr)) for label, expr in columns.items())
+        if len(groups[group]) == 1:
+            raise InputError(f"{where}.{group} needs two or more columns to compare, not one")
+    numbers = {}
+    for key, default in (("top", OFFER_TOP), ("min_support", MIN_SUPPORT)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{where}.{key} must be a whole number, 1 or more, not {value!r}")
+        numbers[key] = value
+    return Offers(**groups, **numbers)

@@ -19,7 +19,8 @@ variance = 0.9                  # the fewest components that keep 90% of the var
 
 [source]                        # optional: features come from a DuckDB query over the inputs
 sql = "SELECT customer_id, count(*) AS orders FROM input GROUP BY 1"
-# or: preset = "rfm", customer = "customer_id", date = "ts", amount = "amount", order = "order_id"
+# or: preset = "rfm", customer = "customer_id", date = "ts", amount = "Quantity * UnitPrice", order = "order_id",
+#     product = "StockCode", response_window = 30     (each column: a name or an SQL expression)
 ```
 Expressions are SQL (Polars' SQL dialect): arithmetic, CASE WHEN, GREATEST, LN, COALESCE, ...
 A ``[source]`` query runs in DuckDB with the inputs as the view ``input`` and no other file
@@ -47,9 +48,9 @@ MISSING_POLICIES = ("drop", "median", "error")
 SCALERS = ("standard", "robust", "none")
 TOP_KEYS = ("id", "missing", "scale", "numeric", "exclude", "features", "categorical", "source", "business", "pca")
 PCA_KEYS = ("components", "variance")
-SOURCE_KEYS = ("sql", "preset", "customer", "date", "amount", "order")
+SOURCE_KEYS = ("sql", "preset", "customer", "date", "amount", "order", "product", "response_window")
 PRESETS = ("rfm",)
-PRESET_COLUMNS = ("customer", "date", "amount", "order")  # order is optional
+PRESET_COLUMNS = ("customer", "date", "amount", "order", "product")  # order and product are optional
 FEATURE_KEYS = ("expr", "clip", "log1p")
 CATEGORICAL_KEYS = ("max_levels",)
 DEFAULT_MAX_LEVELS = 8
@@ -149,6 +150,7 @@ class FeatureSpec:
     preset: dict[str, str] | None = None  # [source] preset: {"preset": "rfm", "customer": ..., ...}
     business: Business = Business()  # [business]: profiles, names, actions, impact (not saved in the model)
     pca: PCASetting | None = None  # [pca] or --pca: k-means on principal components (saved only when set)
+    flagged: tuple[str, ...] = ()  # preset keys given by a flag over a spec's [source] (for errors; not saved)
 
     @property
     def auto(self) -> bool:
@@ -168,6 +170,7 @@ class FeatureSpec:
         data = asdict(self)
         data.pop("skipped")
         data.pop("business")
+        data.pop("flagged")
         data.pop("pca")
         if self.pca is not None:  # only when set: a spec without PCA saves what it always saved
             data["pca"] = self.pca.to_dict()
@@ -310,10 +313,14 @@ def parse_source(table: Any, where: str) -> tuple[str | None, dict[str, str] | N
     check_keys(f"{where}: [source]", table, SOURCE_KEYS)
     table = {k: v for k, v in table.items() if v is not None}
     for key, value in table.items():
-        if not isinstance(value, str) or not value.strip():
+        if key == "response_window":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{where}: [source] response_window must be a whole number of days, 1 or more, "
+                                 f"not {value!r}")
+        elif not isinstance(value, str) or not value.strip():
             raise InputError(f"{where}: [source] {key} must be a non-empty string")
     sql, preset = table.get("sql"), table.get("preset")
-    columns = {k: table[k] for k in PRESET_COLUMNS if k in table}
+    columns = {k: table[k] for k in (*PRESET_COLUMNS, "response_window") if k in table}
     if sql is not None and (preset is not None or columns):
         raise InputError(f"{where}: [source] takes sql, or preset with its columns, not both")
     if sql is not None:

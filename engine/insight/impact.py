@@ -46,8 +46,8 @@ def impact_table(profiles: pl.DataFrame, overall: dict[str, Any], cost_per_conta
         rows.append(pl.DataFrame({"scope": ["unsegmented"], "segment": [None], "name": ["Unsegmented (missing values)"],
                                   "action": [None], **{k: [v] for k, v in rest.items()}}, schema=segs.schema))
     targeted = figures(pl.concat(rows), cost_per_contact, revenue_per_response)
-    targeted = targeted.sort([pl.col("scope") != "segment", pl.col("roi").is_null(), "roi", "segment"],
-                             descending=[False, False, True, False], nulls_last=True)
+    targeted = targeted.sort([pl.col("scope") != "segment", pl.col("roi").is_null(), "roi", "response_rate", "segment"],
+                             descending=[False, False, True, True, False], nulls_last=True)
     total_customers, total_responses = overall["rows"], overall["responses"]
     targeted = targeted.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank")).with_columns(
         pl.col("customers").cum_sum().alias("cum_customers"),
@@ -69,6 +69,22 @@ def impact_table(profiles: pl.DataFrame, overall: dict[str, Any], cost_per_conta
         pl.col("cost").alias("cum_cost"), pl.col("revenue").alias("cum_revenue"), pl.col("profit").alias("cum_profit"),
         pl.col("roi").alias("cum_roi"))
     return pl.concat([targeted.select(COLUMNS), everyone.select(COLUMNS)])
+
+
+def transaction_figures(overall: dict[str, Any], info: dict[str, Any] | None) -> list[str]:
+    """The campaign figures of a run on transactions with a response window, where the spec and the
+    flags give none: the revenue per response measured in the window (``input.rfm``), and a cost
+    per contact of 0, said in a warning (ROI is then undefined). ``overall`` is updated in place."""
+    rfm = (info or {}).get("rfm") or {}
+    if "response_window" not in rfm or rfm.get("revenue_per_response") is None:
+        return []
+    if overall.get("revenue_per_response") is None:
+        overall["revenue_per_response"] = rfm["revenue_per_response"]
+    if overall.get("cost_per_contact") is not None:
+        return []
+    overall["cost_per_contact"] = 0.0
+    return ["cost per contact not declared: 0 used, so ROI is undefined and segments rank by response rate; "
+            "give --cost-per-contact (segment impact DIR --cost-per-contact X recomputes the table)"]
 
 
 def figures(frame: pl.DataFrame, cost_per_contact: float, revenue_per_response: float) -> pl.DataFrame:

@@ -43,10 +43,16 @@ class Profiles:
     table: pl.DataFrame
     overall: dict[str, Any]  # population (segmented rows) and everyone (all input rows)
     warnings: list[str]
+    offer_sums: pl.DataFrame | None = None  # [business.offers]: segment, group, item, sum (engine.insight.offers)
 
 
 def measure_name(m: str) -> str:
     return f"@{m}"
+
+
+def offer_name(group: str, label: str) -> str:
+    """The column of a ``[business.offers]`` item in the profile frame."""
+    return f"@offer\0{group}\0{label}"
 
 
 def check_measures(spec: FeatureSpec, where: str) -> None:
@@ -77,6 +83,8 @@ def profile_frame(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
         if isinstance(column, str):
             figures.append(parse_expr(Feature(f"business.{key}", column), schema, numeric, where)
                            .alias(measure_name(key)))
+    figures += [parse_expr(Feature(f"business.offers.{g}.{label}", e), schema, numeric, where).alias(offer_name(g, label))
+                for g, label, e in business.offers.items()]
     finite = [pl.when(e.is_finite()).then(e).alias(e.meta.output_name()) for e in exprs + figures]
     cats = [pl.col(c.column).cast(pl.String) for c in spec.categorical]
     frame = cleaned_frame(inp.frame, schema, numeric, exprs + figures).select([*finite, *cats])
@@ -136,6 +144,8 @@ def aggregates(cols: list[str], out_names: list[str], measures: dict[str, str], 
     if "response" in measures:
         exact.append([pl.col(resp).sum().alias("responses"), pl.col(resp).mean().alias("response_rate"),
                       pl.col(resp).count().alias("response\0count")])
+    for g, label, _ in business.offers.items():  # offers: per-segment sums of each category / channel column
+        exact.append([pl.col(offer_name(g, label)).sum().alias(f"{offer_name(g, label)}\0sum")])
     everyone = [pl.len().alias("rows")]
     if "response" in measures:
         everyone += [pl.col(resp).fill_null(0).sum().alias("responses"), pl.col(resp).null_count().alias("response_missing"),
@@ -263,7 +273,23 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
     population.update(combine(grouped, out_names, measures))
     warnings = check_business(business, total, inp.label)
     table = segment_table(grouped, population, out_names, measures, k)
-    return Profiles(table, overall_figures(total, population, n_seg, measures, business), warnings)
+    return Profiles(table, overall_figures(total, population, n_seg, measures, business), warnings,
+                    offer_sums(grouped, business))
+
+
+def offer_sums(grouped: pl.DataFrame, business: Business) -> pl.DataFrame | None:
+    """The per-segment sums of the ``[business.offers]`` columns, long: segment, group, item, sum."""
+    items = business.offers.items()
+    if not items:
+        return None
+    g = grouped.sort(SEGMENT)
+    return pl.DataFrame({
+        "segment": np.concatenate([g[SEGMENT].to_numpy()] * len(items)).astype(np.int32),
+        "group": [grp for grp, _, _ in items for _ in range(g.height)],
+        "item": [label for _, label, _ in items for _ in range(g.height)],
+        "sum": np.concatenate([g[f"{offer_name(grp, label)}\0sum"].fill_null(0).to_numpy().astype(np.float64)
+                               for grp, label, _ in items]),
+    })
 
 
 def combine(grouped: pl.DataFrame, names: list[str], measures: dict[str, str]) -> dict[str, Any]:

@@ -173,6 +173,40 @@ def impact_section(run: RunDir, insight: dict[str, Any], figures: Figures) -> st
             + figures.chart("chart-gains", charts.gains_figure(run.impact)))
 
 
+def offers_section(run: RunDir) -> str:
+    """Each segment's next best offer, then its affinity index (or lift) per item."""
+    text = "<h2>Offers: what each segment over-indexes on</h2>"
+    if "offer" in run.profiles.columns:
+        text += html_table(run.profiles.select("segment", "name", "action", "offer"))
+    for kind, title in (("category", "Affinity index by category"), ("channel", "Affinity index by channel"),
+                        ("product", "Top products by lift")):
+        part = run.offers.filter(pl.col("kind") == kind)
+        if kind == "product":
+            part = part.filter(pl.col("rank").is_not_null())
+        if not part.height:
+            continue
+        text += f"<h3>{esc(title)}</h3>"
+        if kind == "product":
+            text += html_table(part.select("segment", "rank", "item", pl.col("value").alias("buyers"), "index"))
+        else:
+            wide = part.select("segment", "item", "index").pivot(on="item", index="segment", values="index")
+            text += html_table(wide.sort("segment"))
+    return text + ('<p class="note">index: the segment\'s share of spend (or purchases) on an item over the '
+                   "population's; above 1, it buys more of it than the average customer. Products: the share of the "
+                   "segment's purchases, with a minimum number of buyers.</p>")
+
+
+def measure_section(run: RunDir) -> str:
+    """The campaign test's results: lifts with their 95% intervals, flags for small holdouts."""
+    shown = run.measure.select("segment", "name", "treated", "treated_rate", "holdout", "holdout_rate", "lift",
+                               "lift_low", "lift_high", "p_value", "incremental_revenue", "roi", "conclusive", "note")
+    return ("<h2>Campaign test: measured lift against the holdout</h2>"
+            '<p class="note">lift = treated response rate - holdout response rate, with its 95% confidence interval '
+            "(lift_low..lift_high); a segment with conclusive = false had too small a holdout to detect the "
+            "planned lift.</p>"
+            + html_table(shown, percent=("treated_rate", "holdout_rate", "roi")))
+
+
 def eda_section(describe: dict[str, Any], figures: Figures) -> str:
     """The summary of the input columns the spec reads, and their correlations."""
     eda = pl.DataFrame([{k: (None if c.get(k) is None else str(c.get(k)) if k in ("min", "max") else c.get(k))
@@ -269,6 +303,10 @@ def build_report(run: RunDir) -> str:
         sections.append(migration_section(run, figures))
     if run.impact is not None:
         sections.append(impact_section(run, insight, figures))
+    if run.offers is not None:
+        sections.append(offers_section(run))
+    if run.measure is not None:
+        sections.append(measure_section(run))
     if run.describe is not None:
         sections.append(eda_section(run.describe, figures))
     data = json.dumps(figures.json, allow_nan=False).replace("</", "<\\/")

@@ -3,7 +3,8 @@
 **Names.** Each segment is named after its most distinctive features: those whose segment mean
 lies furthest from the population's, in z-scores (at least ``NAME_MIN_Z`` away), at most
 ``NAME_WORDS`` of them, worded "High income" / "Low income" or as the spec's
-``[business.wording]`` says. Where two segments would get the same name, both take more
+``[business.wording]`` says; a one-hot column counts with its most over-represented level
+("Mostly female · Low income"). Where two segments would get the same name, both take more
 features until the names differ (then the segment number). Names depend only on the profile
 table, so the same seed gives the same names; ``[business.names]`` overrides them.
 
@@ -23,7 +24,8 @@ from engine.errors import InputError, did_you_mean, first_line
 from engine.features.business import Business
 from engine.fit.scores import sample_indices
 from engine.insight import describe as eda
-from engine.insight.impact import impact_summary, impact_table
+from engine.insight.impact import impact_summary, impact_table, transaction_figures
+from engine.insight.offers import run_offers, with_offer
 from engine.insight.profiles import profile_table
 from engine.outputs import rundir
 from engine.outputs.rundir import RunWriter
@@ -33,15 +35,11 @@ NAME_MIN_Z = 0.25
 SEPARATOR = " · "
 
 
-def segment_names(table: pl.DataFrame, features: list[str], business: Business) -> list[str]:
+def segment_names(table: pl.DataFrame, features: list[str], business: Business,
+                  levels: dict[str, tuple[str, ...]] | None = None) -> list[str]:
     """A unique, descriptive name per row of the profile table."""
     k = table.height
-    z = np.nan_to_num(np.column_stack([table[f"{f}_z"].to_numpy().astype(float) for f in features])
-                      if features else np.zeros((k, 0)))
-    words = []
-    for j in range(k):
-        order = sorted(range(len(features)), key=lambda i: (-abs(z[j, i]), i))
-        words.append([business.word(features[i], bool(z[j, i] > 0)) for i in order if abs(z[j, i]) >= NAME_MIN_Z])
+    words = name_words(table, features, business, levels or {})
     counts = [min(NAME_WORDS, len(w)) for w in words]
     names = [name_of(w, n) for w, n in zip(words, counts)]
     while True:
@@ -63,6 +61,30 @@ def segment_names(table: pl.DataFrame, features: list[str], business: Business) 
     if dupes:
         raise InputError(f"[business.names]: the name {dupes[0]!r} is given to two segments; names must be unique")
     return names
+
+
+def name_words(table: pl.DataFrame, features: list[str], business: Business,
+               levels: dict[str, tuple[str, ...]]) -> list[list[str]]:
+    """Per segment, the words that may name it, most distinctive first: each feature at least
+    ``NAME_MIN_Z`` from the population ("High income"), and each one-hot column's most
+    over-represented level ("Mostly Married" where it is at least half the segment, else "More
+    Married")."""
+    words: list[list[str]] = []
+    for j in range(table.height):
+        found = []  # (-|z|, order, word)
+        for i, f in enumerate(features):
+            z = table[f"{f}_z"][j]
+            if z is not None and np.isfinite(z) and abs(z) >= NAME_MIN_Z:
+                found.append((-abs(z), i, business.word(f, bool(z > 0))))
+        for c, column in enumerate(levels):
+            options = [(table[f"{column}={lvl}_z"][j], lvl) for lvl in levels[column]]
+            options = [(z, lvl) for z, lvl in options if z is not None and np.isfinite(z) and z >= NAME_MIN_Z]
+            if options:
+                z, lvl = max(options, key=lambda o: o[0])
+                share = table[f"{column}={lvl}_mean"][j]
+                found.append((-z, len(features) + c, f"{'Mostly' if share >= 0.5 else 'More'} {lvl}"))
+        words.append([w for _, _, w in sorted(found)])
+    return words
 
 
 def name_of(words: list[str], n: int) -> str:
@@ -92,9 +114,10 @@ def recommend_actions(table: pl.DataFrame, business: Business) -> list[str | Non
         raise InputError(f"[[business.actions]]: a condition cannot be evaluated: {first_line(exc)}") from exc
 
 
-def add_names_and_actions(table: pl.DataFrame, features: list[str], business: Business) -> pl.DataFrame:
+def add_names_and_actions(table: pl.DataFrame, features: list[str], business: Business,
+                          levels: dict[str, tuple[str, ...]] | None = None) -> pl.DataFrame:
     """The profile table with ``name`` and ``action`` after ``segment``."""
-    named = table.with_columns(pl.Series("name", segment_names(table, features, business), pl.String),
+    named = table.with_columns(pl.Series("name", segment_names(table, features, business, levels), pl.String),
                                pl.Series("action", recommend_actions(table, business), pl.String))
     return named.select(["segment", "name", "action", *[c for c in table.columns if c != "segment"]])
 
@@ -151,9 +174,16 @@ class Insight:
             segments = pl.from_arrow(pa.array(values, type=pa.int32(), mask=~data.kept))
         profiles = profile_table(inp, spec, data.fitted.levels, segments, k, seed)
         self.warnings = list(profiles.warnings)
-        self.profiles = add_names_and_actions(profiles.table, [f.name for f in spec.features], business)
+        self.profiles = add_names_and_actions(profiles.table, [f.name for f in spec.features], business,
+                                              data.fitted.levels)
+        self.offers = run_offers(inp, spec, profiles.offer_sums, segments, k)
+        if self.offers is not None:
+            self.profiles = with_offer(self.profiles, self.offers.lines)
         self.summary: dict = {"overall": profiles.overall, "business": business.to_dict()}
+        if self.offers is not None:
+            self.summary["offers"] = self.offers.lines
         self.impact = None
+        self.warnings += transaction_figures(profiles.overall, inp.info)
         cost, revenue = profiles.overall["cost_per_contact"], profiles.overall["revenue_per_response"]
         if business.response is not None and cost is not None and revenue is not None:
             self.impact = impact_table(self.profiles, profiles.overall, cost, revenue)
@@ -166,10 +196,12 @@ class Insight:
         self.describe = eda.describe_input(inp, used_columns(spec, data.fitted.levels), every, eda.RUN_CORRELATION_ROWS)
 
     def write(self, out: RunWriter) -> None:
-        """profiles.parquet, impact.parquet and projection.parquet (with the outputs' key-value
+        """profiles.parquet, impact.parquet, offers.parquet and projection.parquet (with the outputs' key-value
         metadata) and describe.json into the run directory ``out``."""
         out.parquet(rundir.PROFILES, self.profiles)
         if self.impact is not None:
             out.parquet(rundir.IMPACT, self.impact)
+        if self.offers is not None:
+            out.parquet(rundir.OFFERS, self.offers.table)
         out.parquet(rundir.PROJECTION, self.projection, metadata=False)
         out.json(rundir.DESCRIBE, self.describe)

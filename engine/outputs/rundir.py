@@ -34,6 +34,8 @@ METRICS = "metrics.json"
 DESCRIBE = "describe.json"
 PROJECTION = "projection.parquet"
 IMPACT = "impact.parquet"
+OFFERS = "offers.parquet"
+MEASURE = "measure.parquet"  # segment measure: the campaign test's results, when measured
 SWEEP_TABLE = "sweep.parquet"
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
@@ -48,8 +50,9 @@ COMPARE_JSON = "compare.json"  # segment compare --out: the comparison's summary
 COMPARE_HTML = "compare.html"  # ...and its migration heatmap
 
 #: Everything a run, a sweep or a comparison may write, in the order it is listed to the user.
-FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, MIGRATION, DRIFT, SWEEP_TABLE, SWEEP_JSON,
-         SWEEP_HTML, SWEEP_CHART, PARTITIONS, RULES_JSON, RULES_SQL, COMPARE_JSON, COMPARE_HTML, REPORT)
+FILES = (SEGMENTS, PROFILES, MODEL, METRICS, DESCRIBE, PROJECTION, IMPACT, OFFERS, MEASURE, MIGRATION, DRIFT,
+         SWEEP_TABLE, SWEEP_JSON, SWEEP_HTML, SWEEP_CHART, PARTITIONS, RULES_JSON, RULES_SQL, COMPARE_JSON,
+         COMPARE_HTML, REPORT)
 #: Files that mark a directory as ours: a run, a sweep or a comparison (safe to replace with --overwrite).
 MARKERS = (MODEL, METRICS, SWEEP_JSON, COMPARE_JSON)
 #: What ``segment run`` always writes; a directory without one of them is not a complete run.
@@ -149,6 +152,8 @@ class RunDir:
     metrics: dict[str, Any]
     profiles: pl.DataFrame | None
     impact: pl.DataFrame | None
+    offers: pl.DataFrame | None
+    measure: pl.DataFrame | None
     projection: pl.DataFrame | None
     describe: dict[str, Any] | None
     sweep: pl.DataFrame | None
@@ -213,6 +218,7 @@ def read_run(directory: str | Path, need: Sequence[str] = (METRICS, PROFILES)) -
     optional = {name: read_json_file(path / name) if (path / name).is_file() else None
                 for name in (DESCRIBE, SWEEP_JSON, RULES_JSON)}
     return RunDir(path=path.resolve(), metrics=metrics, profiles=read_parquet(path / PROFILES),
-                  impact=read_parquet(path / IMPACT), projection=read_parquet(path / PROJECTION),
+                  impact=read_parquet(path / IMPACT), offers=read_parquet(path / OFFERS),
+                  measure=read_parquet(path / MEASURE), projection=read_parquet(path / PROJECTION),
                   describe=optional[DESCRIBE], sweep=read_parquet(path / SWEEP_TABLE), sweep_json=optional[SWEEP_JSON],
                   rules=optional[RULES_JSON], migration=read_parquet(path / MIGRATION), drift=read_parquet(path / DRIFT))
