@@ -17,6 +17,7 @@ queries of the Explore, Export and Compare views.
 from __future__ import annotations
 
 import atexit
+import functools
 import shutil
 import tempfile
 import threading
@@ -159,15 +160,28 @@ def where_sql(rows: RowFilter, source: RowSource, known: Sequence[str]) -> tuple
     return " AND ".join(parts), params
 
 
+def locked(method):
+    """Run ``method`` holding the connection's lock: a session's script runs can overlap (a widget
+    changed while the last run still queries), and a DuckDB connection refuses a second call
+    while one is in progress instead of waiting."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 @dataclass
 class DashboardDB:
-    """One session's read-only connection over a run's rows (not thread-safe: one per session)."""
+    """One session's read-only connection over a run's rows: one per session, its calls one at a
+    time (``locked``)."""
 
     source: RowSource
     extra_readable: Sequence[Path] = ()
     con: duckdb.DuckDBPyConnection = field(init=False)
     database: Path = field(init=False)
     columns: tuple[str, ...] = field(init=False, default=())
+    lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         self.con, self.database = read_only_connection([*self.source.readable(), *self.extra_readable])
@@ -178,6 +192,7 @@ class DashboardDB:
     def close(self) -> None:
         self._closer()
 
+    @locked
     def set_columns(self, table: pa.Table | None) -> None:
         """The filter columns (one row per input row), replacing the earlier ones."""
         if self.columns:
@@ -198,6 +213,7 @@ class DashboardDB:
         where, params = where_sql(rows, self.source, self.columns)
         return f"FROM {sql} WHERE {where}", params
 
+    @locked
     def input_count(self) -> int:
         """Rows of the input as DuckDB reads it (must equal the run's, for rows to match by position)."""
         if self.source.fmt == "parquet":
@@ -205,6 +221,7 @@ class DashboardDB:
         with duck.duck_errors("dashboard input"):
             return int(self.con.execute(f"SELECT count(*) FROM {input_scan(self.source)}").fetchone()[0])
 
+    @locked
     def segment_counts(self, rows: RowFilter) -> dict[int | None, int]:
         """Matching rows per segment (None: rows without a segment)."""
         body, params = self.relation(rows)
@@ -212,6 +229,7 @@ class DashboardDB:
             found = self.con.execute(f"SELECT s.segment, count(*) {body} GROUP BY s.segment", params).fetchall()
         return {seg: int(n) for seg, n in found}
 
+    @locked
     def page_rows(self, rows: RowFilter, offset: int, limit: int) -> pa.Table:
         """Input row number, segment and distance of one page of matching rows, in input order
         (DuckDB keeps the scan's order: ``preserve_insertion_order`` is on by default)."""
@@ -220,6 +238,7 @@ class DashboardDB:
         with duck.duck_errors("dashboard page"):
             return self.con.sql(query, params=[*params, int(limit), int(offset)]).to_arrow_table()
 
+    @locked
     def input_rows(self, rows: Sequence[int]) -> pa.Table:
         """The input's rows at positions ``rows`` (ascending), every column as in the input."""
         source = self.source
@@ -242,6 +261,7 @@ class DashboardDB:
                 parts.append(self.con.sql(query, params=[local]).to_arrow_table())
         return pa.concat_tables(parts) if parts else pa.table({})
 
+    @locked
     def export_reader(self, rows: RowFilter, batch_rows: int = BATCH_ROWS) -> pa.RecordBatchReader:
         """Every matching row: the input's columns, then ``@segment`` and ``@distance``, as a stream
         of record batches (read while it is consumed; the connection must stay open until then)."""
