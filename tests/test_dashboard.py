@@ -673,3 +673,55 @@ def test_the_distribution_sample_is_the_one_the_profiles_drew(monkeypatch) -> No
     drawn = data.run_sample(1000, 900, seed=3)
     assert drawn.tolist() == sample_indices(1000, 50, np.random.default_rng(3)).tolist()
     assert drawn.tolist() != data.run_sample(1000, 900, seed=4).tolist()
+
+
+@pytest.fixture(scope="module")
+def acted_run(tmp_path_factory, data_csv: Path) -> Path:
+    """A run of the shared data explained (rules.json) and measured (plan -> simulated outcomes ->
+    measure.parquet): what the dashboard shows beside the profiles."""
+    base = tmp_path_factory.mktemp("acted")
+    out, plan, outcomes = base / "run", base / "plan.parquet", base / "outcomes.csv"
+    steps = [["run", data_csv, "--spec", "customers", "--k", "4", "--out", out, "--quiet"],
+             ["explain", out],
+             ["plan", out, "--lift", "0.1", "--holdout-share", "0.3", "--seed", "1", "--out", plan],
+             ["generate", "--kind", "outcome", "--plan", plan, "--true-lift", "0.04,0.08,0,0.1", "--seed", "1",
+              "--out", outcomes],
+             ["measure", plan, outcomes, "--response-col", "response"]]
+    for args in steps:
+        result = invoke(args)
+        assert result.exit_code == 0, (args[0], result.output)
+    return out
+
+
+def test_overview_shows_offers_and_rules(monkeypatch, acted_run: Path) -> None:
+    at = app_test(monkeypatch, acted_run)
+    profiles = pl.read_parquet(acted_run / "profiles.parquet")
+    captions = [c.value for c in at.caption]
+    for offer in profiles["offer"].drop_nulls().to_list():
+        assert f"Offer: {offer}" in captions
+    rules = json.loads((acted_run / "rules.json").read_text())
+    text = " ".join(m.value for m in at.markdown)
+    assert "Segment rules" in [h.value for h in at.subheader]
+    for s in rules["segments"]:
+        assert f"(fidelity {s['fidelity']:.1%})" in text and (s["rule"] or "no rule") in text
+
+
+def test_campaign_tab_shows_the_measured_test(monkeypatch, acted_run: Path) -> None:
+    at = app_test(monkeypatch, acted_run, view="Campaign what-if")
+    assert "Campaign test against the holdout" in [h.value for h in at.subheader]
+    shown = at.dataframe[-1].value  # the last table on the tab, after the what-if's
+    measured = pl.read_parquet(acted_run / "measure.parquet")
+    assert len(shown) == measured.height
+    assert list(shown["lift"]) == pytest.approx(measured["lift"].to_list(), nan_ok=True)
+
+
+def test_compare_shows_a_refresh_migration(monkeypatch, marketing_run: Path, period2_csv: Path, tmp_path: Path) -> None:
+    """`segment refresh` writes migration.parquet; the compare view shows exactly its counts."""
+    q2 = tmp_path / "q2"
+    result = invoke(["refresh", marketing_run, period2_csv, "--out", q2])
+    assert result.exit_code == 0, result.output
+    at = app_test(monkeypatch, marketing_run, compare=q2, view="Compare")
+    matrix = pl.from_pandas(at.dataframe[1].value)
+    written = pl.read_parquet(q2 / "migration.parquet")
+    assert matrix.select(pl.exclude("from")).sum_horizontal().sum() == written["customers"].sum()
+    assert matrix["from"].to_list()[-1] == "new" and "gone" in matrix.columns

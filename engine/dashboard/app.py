@@ -119,6 +119,8 @@ def segment_cards(run: Run) -> None:
             with column.container(border=True):
                 st.markdown(f"**{row['segment']}: {row['name']}**")
                 st.caption(row.get("action") or "no action")
+                if row.get("offer"):
+                    st.caption(f"Offer: {row['offer']}")
                 st.markdown(f"{row['size']:,} customers · {row['share']:.1%} of customers  \n"
                             f"revenue share {fmt(row.get('revenue_share'), '{:.1%}')} · "
                             f"response lift {fmt(row.get('response_lift'), '{:.2f}')}")
@@ -132,6 +134,19 @@ def overview(run: Run) -> None:
     features = [f for f in run.metrics.get("features", []) if f"{f}_z" in run.profiles.columns]
     st.plotly_chart(charts.heatmap_figure(run.profiles, features), key="heatmap")
     st.plotly_chart(charts.sizes_figure(run.profiles), key="sizes")
+    if run.outputs.rules:
+        rules(run.outputs.rules)
+
+
+def rules(found: dict) -> None:
+    """``segment explain``'s rules (rules.json), one per segment with its fidelity."""
+    st.subheader("Segment rules")
+    st.caption(f"A depth-{found['depth']} decision tree's rules reproduce the segment of "
+               f"{found['fidelity']:.1%} of {found['rows']:,} customers (measured on every row). "
+               "The same rules as SQL are in rules.sql.")
+    for s in found["segments"]:
+        st.markdown(f"**{s['segment']}: {s['name']}** (fidelity {s['fidelity']:.1%})  \n"
+                    f"`{s['rule'] or 'no rule at this depth'}`")
 
 
 def sidebar_filters(key: tuple, run: Run, source: RowSource | str) -> RowFilter:
@@ -241,6 +256,21 @@ def campaign(key: tuple, run: Run) -> None:
     if cut:
         cut_share = cut["customers"] / e["customers"] if e["customers"] else None
     st.plotly_chart(gains_with_cutoff(charts.gains_figure(result.table), cut_share), key="gains")
+    if run.outputs.measure is not None:
+        campaign_test(run.outputs.measure)
+
+
+MEASURE_COLUMNS = ("segment", "name", "treated", "treated_rate", "holdout", "holdout_rate", "lift", "lift_low",
+                   "lift_high", "p_value", "incremental_revenue", "roi", "conclusive", "note")
+
+
+def campaign_test(measured: pl.DataFrame) -> None:
+    """``segment measure``'s results (measure.parquet): the lift per segment with its interval."""
+    st.subheader("Campaign test against the holdout")
+    st.caption("Lift = treated response rate - holdout response rate, with its 95% interval; a segment whose "
+               "holdout is too small to conclude is flagged.")
+    shown = measured.select([c for c in MEASURE_COLUMNS if c in measured.columns])
+    st.dataframe(shown, hide_index=True, key="measure")
 
 
 IMPACT_FORMATS = {"customers": "{:,}", "responses": "{:,}", "response_rate": "{:.1%}", "cost": "{:,.0f}",
