@@ -20,6 +20,7 @@ from kernels.transform import (
     transformed,
     write_matrix,
 )
+from kernels.weighted import kmeanspp_weighted, lloyd_pass_weighted, minibatch_update_weighted, reduce_weighted
 
 __all__ = [
     "CLIP",
@@ -34,10 +35,14 @@ __all__ = [
     "chunk_count",
     "dispersion",
     "kmeanspp",
+    "kmeanspp_weighted",
     "label_sums",
     "lloyd_pass",
+    "lloyd_pass_weighted",
     "minibatch_update",
+    "minibatch_update_weighted",
     "reduce_chunks",
+    "reduce_weighted",
     "silhouette_sorted",
     "take_rows",
 ]
