@@ -10,7 +10,6 @@
 
 from engine.insight.describe import describe as describe_data
 from engine.errors import InputError, InternalError, SegmentError
-from engine.fit.estimator import KMeans
 from engine.synth.customers import generate_customers
 from engine.fit.model import Model, load_model
 from engine.insight.impact import recompute as recompute_impact
@@ -37,3 +36,16 @@ __all__ = [
     "sweep",
     "write_report",
 ]
+
+
+def __getattr__(name: str):
+    """``engine.KMeans`` on first use: the estimator imports scikit-learn, which the CLI never needs."""
+    if name == "KMeans":
+        from engine.fit.estimator import KMeans  # scikit-learn stays off the CLI's start-up path
+
+        return KMeans
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"KMeans"})
