@@ -67,9 +67,9 @@ def bench_fit(X: np.ndarray, k: int, repeat: int) -> dict:
 
     runs = {"engine": [], "sklearn_minibatch": [], "sklearn_kmeans": []}
     sse = {}
-    engine.KMeans(k, seed=0).fit(X[:5000])  # load the numba cache outside the timing
+    engine.KMeans(k, random_state=0).fit(X[:5000])  # load the numba cache outside the timing
     for r in range(repeat):
-        t, km = timed(lambda: engine.KMeans(k, seed=r).fit(X))
+        t, km = timed(lambda: engine.KMeans(k, random_state=r).fit(X))
         runs["engine"].append(t)
         sse.setdefault("engine", []).append(km.inertia_)
         t, mb = timed(lambda: MiniBatchKMeans(k, n_init=1, random_state=r).fit(X))
@@ -88,7 +88,7 @@ def bench_silhouette(X: np.ndarray, k: int, sample: int, repeat: int) -> dict:
     import engine
     from engine.fit.scores import silhouette_score
 
-    labels = engine.KMeans(k, seed=0).fit(X).labels_
+    labels = engine.KMeans(k, random_state=0).fit(X).labels_
     idx = np.sort(np.random.default_rng(0).choice(X.shape[0], size=sample, replace=False))
     Xs, ls = X[idx], labels[idx]
     silhouette_score(Xs[:500], ls[:500], k)  # cache load
@@ -109,7 +109,7 @@ def bench_sweep(X: np.ndarray, repeat: int) -> dict:
 
     fits, sweeps = [], []
     for r in range(repeat):
-        t, _ = timed(lambda: engine.KMeans(8, seed=r).fit(X))
+        t, _ = timed(lambda: engine.KMeans(8, random_state=r).fit(X))
         fits.append(t)
         t, outcome = timed(lambda: sweep_matrix(X, parse_ks("2..12"), seed=r))
         sweeps.append(t)

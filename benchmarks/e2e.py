@@ -148,12 +148,12 @@ def bench_threads(X: np.ndarray, repeat: int, log) -> dict:
 
     counts = [t for t in (1, 2, 4, 8, 16) if t <= numba.config.NUMBA_NUM_THREADS]
     times: dict[int, list[float]] = {t: [] for t in counts}
-    engine.KMeans(K, seed=0).fit(X[:5000])
+    engine.KMeans(K, random_state=0).fit(X[:5000])
     for r in range(repeat):
         for t in counts:
             log(f"fit on {t} thread(s), round {r + 1}/{repeat}")
             start = time.perf_counter()
-            engine.KMeans(K, seed=0, threads=t).fit(X)
+            engine.KMeans(K, random_state=0, threads=t).fit(X)
             times[t].append(time.perf_counter() - start)
     med = {str(t): statistics.median(v) for t, v in times.items()}
     return {"rows": X.shape[0], "seconds": med,

@@ -31,7 +31,7 @@ def sse_ratio(csv: Path, seeds: range) -> list[tuple[int, float, float]]:
     X = build_features(open_input([csv]), engine.load_spec("customers")).X.astype(np.float64)
     rows = []
     for seed in seeds:
-        ours = engine.KMeans(4, seed=seed).fit(X).inertia_
+        ours = engine.KMeans(4, random_state=seed).fit(X).inertia_
         theirs = SkKMeans(4, n_init=10, random_state=seed).fit(X).inertia_
         rows.append((seed, ours, float(theirs)))
     return rows
@@ -62,7 +62,7 @@ def silhouette_diff(csv: Path) -> tuple[float, float]:
     from engine.input.files import open_input
 
     X = build_features(open_input([csv]), engine.load_spec("customers")).X
-    labels = engine.KMeans(4, seed=0).fit(X).labels_
+    labels = engine.KMeans(4, random_state=0).fit(X).labels_
     return silhouette_score(X, labels, 4), float(sk_silhouette(X, labels))
 
 

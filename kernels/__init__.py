@@ -17,6 +17,7 @@ from kernels.minibatch import minibatch_update
 from kernels.moments import ColumnMoments, column_stats
 from kernels.silhouette import silhouette_sorted
 from kernels.transform import CLIP, FILL, HI, LO, LOG1P, N_PARAMS, transformed
+from kernels.weighted import kmeanspp_weighted, lloyd_pass_weighted, minibatch_update_weighted, reduce_weighted
 
 __all__ = [
     "CLIP",
@@ -35,10 +36,14 @@ __all__ = [
     "chunk_count",
     "dispersion",
     "kmeanspp",
+    "kmeanspp_weighted",
     "label_sums",
     "lloyd_pass",
+    "lloyd_pass_weighted",
     "minibatch_update",
+    "minibatch_update_weighted",
     "reduce_chunks",
+    "reduce_weighted",
     "silhouette_sorted",
     "take_rows",
 ]

@@ -47,12 +47,28 @@ def lloyd_sums(X, labels, k):
     return sums, counts
 
 
-def sse(X, labels, C):
-    """Sum of squared distances of every row to its labelled centre (float64)."""
+def sse(X, labels, C, weights=None):
+    """Sum of squared distances of every row to its labelled centre (float64), each times its
+    weight when ``weights`` are given."""
     X = np.asarray(X, dtype=np.float64)
     C = np.asarray(C, dtype=np.float64)
     diff = X - C[np.asarray(labels)]
-    return float((diff * diff).sum())
+    per_row = (diff * diff).sum(axis=1)
+    if weights is not None:
+        per_row = per_row * np.asarray(weights, dtype=np.float64)
+    return float(per_row.sum())
+
+
+def weighted_sums(X, weights, labels, k):
+    """Per-cluster weighted coordinate sums (k, d) and weight totals (k,), float64, row by row."""
+    X = np.asarray(X, dtype=np.float64)
+    sums = np.zeros((k, X.shape[1]))
+    totals = np.zeros(k)
+    for i in range(X.shape[0]):
+        j = int(labels[i])
+        sums[j] += weights[i] * X[i]
+        totals[j] += weights[i]
+    return sums, totals
 
 
 def lloyd_step(X, C):
@@ -69,19 +85,23 @@ def lloyd_step(X, C):
     return new, labels, sse(X, labels, C)
 
 
-def minibatch_update(Xb, labels, centers, weight_sums):
-    """Running-mean rule: c_j <- (c_j * w_j + sum of batch members) / (w_j + n_j)."""
+def minibatch_update(Xb, labels, centers, weight_sums, batch_weights=None):
+    """Running-mean rule: c_j <- (c_j * w_j + sum of batch members) / (w_j + n_j).
+
+    With ``batch_weights`` a member counts its weight: n_j is the members' total weight and the
+    sum is weighted; a centre whose members weigh nothing stays put."""
     Xb = np.asarray(Xb, dtype=np.float64)
     centers = np.array(centers, dtype=np.float64)
     weight_sums = np.array(weight_sums, dtype=np.float64)
+    bw = np.ones(Xb.shape[0]) if batch_weights is None else np.asarray(batch_weights, dtype=np.float64)
     k = centers.shape[0]
     for j in range(k):
-        members = Xb[np.asarray(labels) == j]
-        n_j = members.shape[0]
+        mine = np.asarray(labels) == j
+        n_j = bw[mine].sum()
         if n_j == 0:
             continue
         w = weight_sums[j]
-        centers[j] = (centers[j] * w + members.sum(axis=0)) / (w + n_j)
+        centers[j] = (centers[j] * w + (bw[mine, None] * Xb[mine]).sum(axis=0)) / (w + n_j)
         weight_sums[j] = w + n_j
     return centers, weight_sums
 
@@ -120,26 +140,28 @@ def silhouette_samples(X, labels):
     return s
 
 
-def kmeanspp(X, first, uniforms, k):
+def kmeanspp(X, first, uniforms, k, weights=None):
     """Greedy k-means++ with the caller's uniforms, as ``kernels.kmeanspp`` documents it.
 
     Step c draws ``uniforms.shape[1]`` candidates with probability proportional to D(x)^2
     (the first row whose running sum of D^2 exceeds u * total) and keeps the candidate that
     lowers the potential most (the first such on ties; potentials within 1e-9 relative count as
     ties, since the kernel's float32 distances cannot separate them). Stops early when every row coincides
-    with a chosen centre. Returns the chosen row indices.
+    with a chosen centre. Returns the chosen row indices. With ``weights`` (``kernels.kmeanspp_weighted``)
+    every D^2 is multiplied by the row's weight, in the draws and in the potentials.
     """
     X = np.asarray(X, dtype=np.float64)
     n = X.shape[0]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     chosen = [int(first)]
     closest = ((X - X[first]) ** 2).sum(axis=1)
     for c in range(1, k):
-        cum = np.cumsum(closest)
+        cum = np.cumsum(w * closest)
         total = cum[-1]
         if total <= 0.0:
             break
         cands = [min(int(np.searchsorted(cum, u * total, side="right")), n - 1) for u in uniforms[c - 1]]
-        pots = [np.minimum(closest, ((X - X[t]) ** 2).sum(axis=1)).sum() for t in cands]
+        pots = [(w * np.minimum(closest, ((X - X[t]) ** 2).sum(axis=1))).sum() for t in cands]
         lowest = min(pots)
         best = next(t for t, p in zip(cands, pots) if p <= lowest * (1 + 1e-9))
         chosen.append(best)

@@ -96,7 +96,7 @@ def test_in_process_estimator_is_identical_on_one_and_two_threads(blobs_large: n
     fits = []
     for t in (1, 2):
         with num_threads(t):
-            fits.append(KMeans(n_clusters=5, seed=11).fit(blobs_large))
+            fits.append(KMeans(n_clusters=5, random_state=11).fit(blobs_large))
     one, two = fits
     assert one.result_.n_steps > 0  # 50,000 rows > init sample: mini-batch path
     np.testing.assert_array_equal(one.labels_, two.labels_)
@@ -107,8 +107,8 @@ def test_in_process_estimator_is_identical_on_one_and_two_threads(blobs_large: n
 
 
 def test_estimator_threads_option_is_identical_to_the_default(blobs_large: np.ndarray) -> None:
-    a = KMeans(n_clusters=5, seed=11, threads=1).fit(blobs_large)
-    b = KMeans(n_clusters=5, seed=11).fit(blobs_large)
+    a = KMeans(n_clusters=5, random_state=11, threads=1).fit(blobs_large)
+    b = KMeans(n_clusters=5, random_state=11).fit(blobs_large)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
     assert a.inertia_ == b.inertia_
@@ -119,7 +119,7 @@ def test_estimator_threads_option_is_identical_to_the_default(blobs_large: np.nd
 def test_another_seed_gives_another_model_of_the_same_quality() -> None:
     X, _ = make_blobs(n_samples=6_000, n_features=4, centers=6, cluster_std=0.5, random_state=2)
     X = np.ascontiguousarray(X, dtype=np.float32)
-    fits = [KMeans(n_clusters=6, seed=s).fit(X) for s in (0, 1, 2)]
+    fits = [KMeans(n_clusters=6, random_state=s).fit(X) for s in (0, 1, 2)]
     centres = [f.cluster_centers_ for f in fits]
     assert any(not np.array_equal(centres[0], c) for c in centres[1:])
     inertia = [f.inertia_ for f in fits]

@@ -322,11 +322,11 @@ def test_sweep_chart(shared_sweep):
 
 
 def test_sweep_matches_independent_fits(table, matrix):
-    """Every k's row equals a fresh engine.KMeans(k, seed=0) fit scored by scikit-learn (the
+    """Every k's row equals a fresh engine.KMeans(k, random_state=0) fit scored by scikit-learn (the
     silhouette sample is every row: 2,216 rows < 20,000)."""
     X64 = matrix.astype(np.float64)
     for r in table.iter_rows(named=True):
-        km = engine.KMeans(r["k"], seed=0).fit(matrix)
+        km = engine.KMeans(r["k"], random_state=0).fit(matrix)
         assert r["inertia"] == km.inertia_, r["k"]
         labels = km.labels_
         npt.assert_allclose(r["calinski_harabasz"], calinski_harabasz_score(X64, labels), rtol=1e-6)

@@ -17,6 +17,10 @@
 
 Every full pass is a map over the source's blocks (``kernels.lloyd_pass``) and a reduction in
 fixed order, so results are bitwise identical for any thread count.
+
+Optional row weights (``fit_kmeans(..., weights=)``, used by the estimator's ``sample_weight``)
+run the same steps with the weighted kernels of ``kernels.weighted``: weighted k-means++ draws,
+weighted means and SSE in every Lloyd pass and mini-batch step.
 """
 
 from __future__ import annotations
@@ -106,13 +110,24 @@ def validate(params: FitParams, n_rows: int, n_features: int | None = None) -> N
                              f"shape {shape}")
 
 
-def kmeanspp(S: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray | None:
-    """Greedy k-means++ centres (float64) from rows of S; None if S has fewer than k distinct rows."""
+def draw_weighted(weights: np.ndarray, rng: np.random.Generator) -> int:
+    """One row number drawn with probability proportional to ``weights`` (never a zero-weight row)."""
+    cum = np.cumsum(weights)
+    row = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+    return min(row, int(np.flatnonzero(weights > 0)[-1]))
+
+
+def kmeanspp(S: np.ndarray, k: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> np.ndarray | None:
+    """Greedy k-means++ centres (float64) from rows of S; None if S has fewer than k distinct rows
+    (of positive weight, with ``weights``: then every draw is proportional to the row's weight)."""
     n_trials = 2 + int(math.log(k))
-    first = int(rng.integers(S.shape[0]))
+    first = int(rng.integers(S.shape[0])) if weights is None else draw_weighted(weights, rng)
     uniforms = rng.random((max(k - 1, 0), n_trials))
     idx = np.empty(k, dtype=np.int64)
-    found = kernels.kmeanspp(S, first, uniforms, idx, kernels.chunk_count(S.shape[0]))
+    if weights is None:
+        found = kernels.kmeanspp(S, first, uniforms, idx, kernels.chunk_count(S.shape[0]))
+    else:
+        found = kernels.kmeanspp_weighted(S, weights, first, uniforms, idx, kernels.chunk_count(S.shape[0]))
     if found < k:
         return None
     return S[idx].astype(np.float64)
@@ -143,16 +158,53 @@ def relocate_empty(centers: np.ndarray, counts: np.ndarray, X: np.ndarray, dist2
 MAX_RELOCATIONS = 100  # passes that move empty centres, on top of max_iter
 
 
-def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: float) -> LloydState:
+def full_pass(
+    source: BatchSource, c32: np.ndarray, labels: np.ndarray, dist2: np.ndarray, buffers: dict,
+    weights: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """One Lloyd map over every block of ``source`` and its reduction in block order: per-cluster
+    sums, member counts (weight totals with ``weights``), SSE (weighted) and rows relabelled.
+    ``labels``/``dist2`` are updated in place; ``buffers`` keeps per-block-size scratch arrays."""
+    k, d = c32.shape
+    count_type = np.int64 if weights is None else np.float64
+    sums = np.zeros((k, d))
+    counts = np.zeros(k, dtype=count_type)
+    inertia, changed = 0.0, 0
+    for start, block in source.blocks():
+        rows = block.shape[0]
+        if rows not in buffers:
+            nc = kernels.chunk_count(rows, k * d)
+            buffers[rows] = (np.empty((nc, k, d)), np.empty((nc, k), dtype=count_type), np.empty(nc),
+                             np.empty(nc, dtype=np.int64))
+        s, c, sse, moved = buffers[rows]
+        out = labels[start:start + rows], dist2[start:start + rows]
+        if weights is None:
+            kernels.lloyd_pass(block, c32, *out, s, c, sse, moved)
+            bs, bc = kernels.reduce_chunks(s, c)
+        else:
+            kernels.lloyd_pass_weighted(block, weights[start:start + rows], c32, *out, s, c, sse, moved)
+            bs, bc = kernels.reduce_weighted(s, c)
+        sums += bs
+        counts += bc
+        inertia += float(sse.sum())
+        changed += int(moved.sum())
+    return sums, counts, inertia, changed
+
+
+def lloyd(
+    source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: float, weights: np.ndarray | None = None
+) -> LloydState:
     """Lloyd passes over every row until labels stop changing or centres move less than ``tol_abs``,
     at most ``max_iter`` of them (0 or 1: one assignment pass, the centres unchanged), plus up to
     ``MAX_RELOCATIONS`` passes that follow a move of empty centres.
 
     Each pass assigns every row to the current centres; the centres then move to their members'
     means unless this was the last pass, so the returned labels and distances are those of the
-    returned centres.
+    returned centres. With ``weights`` (one
+    per row of ``source``) every mean and the SSE are weighted; a cluster is empty when its
+    members weigh nothing, and only rows of positive weight are candidates to refill it.
     """
-    n, k, d = source.n_rows, centers.shape[0], centers.shape[1]
+    n = source.n_rows
     centers = np.array(centers, dtype=np.float64)
     labels = np.full(n, -1, dtype=np.int32)
     dist2 = np.empty(n, dtype=np.float32)
@@ -162,33 +214,19 @@ def lloyd(source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: floa
     buffers: dict[int, tuple[np.ndarray, ...]] = {}  # per block size, allocated once
     while True:
         n_iter += 1
-        c32 = centers.astype(np.float32)
-        sums = np.zeros((k, d))
-        counts = np.zeros(k, dtype=np.int64)
-        inertia, changed = 0.0, 0
-        for start, block in source.blocks():
-            rows = block.shape[0]
-            if rows not in buffers:
-                nc = kernels.chunk_count(rows, k * d)
-                buffers[rows] = (np.empty((nc, k, d)), np.empty((nc, k), dtype=np.int64), np.empty(nc),
-                                 np.empty(nc, dtype=np.int64))
-            s, c, sse, moved = buffers[rows]
-            kernels.lloyd_pass(block, c32, labels[start:start + rows], dist2[start:start + rows], s, c, sse, moved)
-            bs, bc = kernels.reduce_chunks(s, c)
-            sums += bs
-            counts += bc
-            inertia += float(sse.sum())
-            changed += int(moved.sum())
+        sums, counts, inertia, changed = full_pass(source, centers.astype(np.float32), labels, dist2, buffers, weights)
         if (counts == 0).any() and relocations < MAX_RELOCATIONS:
             X = source.X if isinstance(source, ArraySource) else source.sample(source.n_rows, None)[0]
-            if relocate_empty(centers, counts, X, dist2) > 0:
+            far = dist2 if weights is None else np.where(weights > 0, dist2, np.float32(0.0))
+            if relocate_empty(centers, counts, X, far) > 0:
                 relocations += 1
                 finishing = False
                 continue  # always assign again, so labels belong to the returned centres
         if finishing or changed == 0 or n_iter >= max_iter:
             break
-        new = sums / np.maximum(counts, 1)[:, None]
-        new[counts == 0] = centers[counts == 0]
+        filled = counts > 0
+        new = sums / np.where(filled, counts, 1)[:, None]
+        new[~filled] = centers[~filled]
         shift = float(((new - centers) ** 2).sum())
         centers = new
         finishing = shift <= tol_abs
@@ -200,7 +238,8 @@ def reassign_small(
     dist2: np.ndarray, ratio: float, rng: np.random.Generator,
 ) -> int:
     """Move centres that have seen far fewer rows than the busiest one onto batch rows
-    drawn with probability proportional to their squared distance (as scikit-learn)."""
+    drawn with probability proportional to ``dist2``: their squared distance (as scikit-learn),
+    times the row's weight in a weighted fit."""
     small = np.flatnonzero(weights < ratio * weights.max())
     if small.size == 0:
         return 0
@@ -218,10 +257,15 @@ def reassign_small(
 
 
 def minibatch(
-    source: BatchSource, centers: np.ndarray, weights: np.ndarray, params: FitParams, rng: np.random.Generator
+    source: BatchSource, centers: np.ndarray, seen: np.ndarray, params: FitParams, rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Mini-batch k-means steps from ``centers`` (float64) whose running means already count
-    ``weights`` rows each (updated in place). Returns (centers, steps)."""
+    ``seen`` rows each (updated in place). Returns (centers, steps).
+
+    With ``weights`` (one per row; ``source`` must be an ``ArraySource``) batches are still drawn
+    uniformly and each member counts its weight: ``seen`` then holds weight, not rows.
+    """
     n = source.n_rows
     b = min(params.batch_size, n)
     centers32 = centers.astype(np.float32)
@@ -234,12 +278,22 @@ def minibatch(
     stale = 0
     steps = 0
     for steps in range(1, params.max_steps + 1):
-        batch = source.draw(b, rng)
+        if weights is None:
+            batch = source.draw(b, rng)
+        else:
+            rows = rng.integers(0, n, size=b)  # the draw ArraySource.draw makes, keeping the row numbers
+            batch, wb = source.X[rows], weights[rows]
         kernels.assign(batch, centers32, labels, dist2, sse, nc)
-        kernels.minibatch_update(batch, labels, centers, centers32, weights)
+        if weights is None:
+            kernels.minibatch_update(batch, labels, centers, centers32, seen)
+            batch_inertia = float(sse.sum()) / b
+        else:
+            kernels.minibatch_update_weighted(batch, wb, labels, centers, centers32, seen)
+            batch_weight = float(wb.sum())
+            batch_inertia = float((wb * dist2).sum()) / batch_weight if batch_weight > 0 else ewa
         if steps % 10 == 0 and params.reassignment_ratio > 0:
-            reassign_small(centers, centers32, weights, batch, dist2, params.reassignment_ratio, rng)
-        batch_inertia = float(sse.sum()) / b
+            p = dist2 if weights is None else dist2 * wb
+            reassign_small(centers, centers32, seen, batch, p, params.reassignment_ratio, rng)
         ewa = batch_inertia if ewa == math.inf else (1 - alpha) * ewa + alpha * batch_inertia
         if ewa < best:
             best, stale = ewa, 0
@@ -250,42 +304,90 @@ def minibatch(
     return centers, steps
 
 
-def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
-    """Fit k-means on every row of ``source``."""
-    validate(params, source.n_rows, source.n_features)
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    root = np.random.SeedSequence(params.seed)
-    rng_sample, *rng_restarts = (np.random.default_rng(s) for s in root.spawn(1 + params.restarts(source.n_rows)))
-    S, _ = source.sample(params.init_sample, rng_sample)
-    seconds["sample"] = time.perf_counter() - t0
+def check_weights(weights, source: BatchSource, k: int) -> tuple[np.ndarray | None, float]:
+    """Row weights as float64, checked; ``(None, w)`` when every row weighs the same ``w``: that
+    is the unweighted problem (same centres and labels, SSE times ``w``)."""
+    if weights is None:
+        return None, 1.0
+    if not isinstance(source, ArraySource):
+        raise InputError("row weights need an in-memory matrix (ArraySource)")
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if w.shape != (source.n_rows,):
+        raise InputError(f"expected one weight per row ({source.n_rows}), got shape {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise InputError("row weights must be finite and non-negative")
+    positive = int(np.count_nonzero(w))
+    if positive < k:
+        raise InputError(f"k={k} is larger than the number of rows with positive weight ({positive})")
+    if (w == w[0]).all():
+        return None, float(w[0])
+    return w, 1.0
+
+
+def mean_variance(S: np.ndarray, weights: np.ndarray | None) -> float:
+    """Mean over features of the (weighted) variance of the rows of S, for the tolerance."""
+    if weights is None:
+        return float(np.var(S, axis=0, dtype=np.float64).mean())
+    mean = np.average(S, axis=0, weights=weights)
+    return float(np.average((S - mean) ** 2, axis=0, weights=weights).mean())
+
+
+def best_restart(
+    source: BatchSource, S: np.ndarray, S_weights: np.ndarray | None, params: FitParams, tol_abs: float,
+    rngs: list[np.random.Generator], weights: np.ndarray | None, seconds: dict[str, float],
+) -> tuple[LloydState, list[dict]]:
+    """k-means++ and Lloyd on the sample S once per generator in ``rngs``; the lowest SSE on S wins."""
     whole = S.shape[0] == source.n_rows
-    tol_abs = params.tol * float(np.var(S, axis=0, dtype=np.float64).mean())
     sample_src = source if whole else ArraySource(S)
     restarts, best = [], None
     t_init = t_polish = 0.0
-    for r, rng in enumerate(rng_restarts):
+    for r, rng in enumerate(rngs):
         ta = time.perf_counter()
-        centers = kmeanspp(S, params.k, rng) if params.init_centers is None else \
+        centers = kmeanspp(S, params.k, rng, S_weights) if params.init_centers is None else \
             np.array(params.init_centers, dtype=np.float64)
         if centers is None and not whole:  # the sample missed some distinct rows: seed from all rows
-            centers = kmeanspp(source.sample(source.n_rows, rng)[0], params.k, rng)
+            centers = kmeanspp(source.sample(source.n_rows, rng)[0], params.k, rng, weights)
         if centers is None:
-            raise InputError(f"k={params.k} is larger than the number of distinct rows in the data")
+            rows = "distinct rows" if weights is None else "distinct rows of positive weight"
+            raise InputError(f"k={params.k} is larger than the number of {rows} in the data")
         tb = time.perf_counter()
-        state = lloyd(sample_src, centers, params.max_iter, tol_abs)
+        state = lloyd(sample_src, centers, params.max_iter, tol_abs, S_weights)
         t_init, t_polish = t_init + tb - ta, t_polish + time.perf_counter() - tb
         restarts.append({"restart": r, "sample_inertia": state.inertia, "sample_iter": state.n_iter})
         if best is None or state.inertia < best.inertia:
             best = state
     seconds.update(init=t_init, polish=t_polish)
-    state, steps = best, 0
+    return best, restarts
+
+
+def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | None = None) -> FitResult:
+    """Fit k-means on every row of ``source``.
+
+    ``weights``: optionally one non-negative weight per row (``ArraySource`` only) for weighted
+    k-means: a row of weight w counts w times in every mean, SSE and seeding draw, so an integer
+    weight is the objective of repeating the row and a zero weight that of leaving it out (the
+    row still gets a label). Samples and mini-batches are drawn uniformly and carry their rows'
+    weights. A weighted result has no ``label_sums``/``label_counts`` (those are unweighted).
+    """
+    validate(params, source.n_rows, source.n_features)
+    weights, scale = check_weights(weights, source, params.k)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    root = np.random.SeedSequence(params.seed)
+    rng_sample, *rng_restarts = (np.random.default_rng(s) for s in root.spawn(1 + params.restarts(source.n_rows)))
+    S, S_rows = source.sample(params.init_sample, rng_sample)
+    S_weights = None if weights is None else weights[S_rows]
+    seconds["sample"] = time.perf_counter() - t0
+    whole = S.shape[0] == source.n_rows
+    tol_abs = params.tol * mean_variance(S, S_weights)
+    state, restarts = best_restart(source, S, S_weights, params, tol_abs, rng_restarts, weights, seconds)
+    steps = 0
     t1 = time.perf_counter()
     if not whole and params.max_steps > 0:
         # Continue the winner's running means over mini-batches of all rows, the sample's
-        # members counting as rows already seen.
-        weights = np.bincount(state.labels, minlength=params.k).astype(np.float64)
-        centers, steps = minibatch(source, state.centers.astype(np.float64), weights, params, rng_sample)
+        # members counting as rows (weight) already seen.
+        seen = np.bincount(state.labels, weights=S_weights, minlength=params.k).astype(np.float64)
+        centers, steps = minibatch(source, state.centers.astype(np.float64), seen, params, rng_sample, weights)
         state = LloydState(centers.astype(np.float32), state.labels, state.dist2, state.inertia, state.n_iter)
     seconds["minibatch"] = time.perf_counter() - t1
     t1 = time.perf_counter()
@@ -294,19 +396,24 @@ def fit_kmeans(source: BatchSource, params: FitParams) -> FitResult:
     if subsampled:
         # Converge on a larger uniform subsample first: its passes cost 1/div of a full one, and
         # the full passes that follow start next to the optimum.
-        M, _ = source.sample(mid, rng_sample)
-        state = lloyd(ArraySource(M), state.centers, params.max_iter, tol_abs)
+        M, M_rows = source.sample(mid, rng_sample)
+        M_weights = None if weights is None else weights[M_rows]
+        state = lloyd(ArraySource(M), state.centers, params.max_iter, tol_abs, M_weights)
     seconds["subsample"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     if not whole:
         passes = params.max_iter if params.refine else 0
         if subsampled and params.refine_passes is not None:
             passes = min(passes, params.refine_passes)
-        state = lloyd(source, state.centers, passes, tol_abs)
-    n_iter = state.n_iter
+        state = lloyd(source, state.centers, passes, tol_abs, weights)
     seconds["refine"] = time.perf_counter() - t1
-    return FitResult(state.centers, state.labels, state.dist2, state.inertia, n_iter, steps, restarts, seconds,
-                     state.sums, state.counts)
+    if scale != 1.0:  # equal weights: the unweighted fit, its SSE counted ``scale`` times
+        state.inertia *= scale
+        for r in restarts:
+            r["sample_inertia"] *= scale
+    moments = (state.sums, state.counts) if weights is None else (None, None)
+    return FitResult(state.centers, state.labels, state.dist2, state.inertia, state.n_iter, steps, restarts, seconds,
+                     *moments)
 
 
 def assign_rows(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
