@@ -12,7 +12,6 @@ the run's rows.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from engine.features.business import MEASURES, parse_business
 from engine.features.spec import FeatureSpec
 from engine.fit.model import Model, load_model
 from engine.errors import first_line
-from engine.outputs.rundir import IMPACT, METRICS, MIGRATION, MODEL, PROFILES, SEGMENTS, RunDir, read_run
-from engine.outputs.write import FORMAT_VERSION
+from engine.outputs.rundir import (IMPACT, METRICS, MIGRATION, MODEL, PROFILES, SEGMENTS, RunDir, check_version,
+                                   read_json_file, read_run)
 
 REQUIRED = (MODEL, METRICS, SEGMENTS, PROFILES)
 PARQUET = (SEGMENTS, PROFILES, IMPACT)
@@ -58,14 +57,14 @@ def check_run_dir(path: str | Path) -> Path:
         raise InputError(f"{p} is half-written: {missing} is missing (run `segment run` again)")
     metas = {name: footer(p / name) for name in PARQUET if (p / name).is_file()}
     for name, meta in metas.items():
-        check_version(p / name, meta)
+        check_footer_version(p / name, meta)
     model = load_model(p)
     digest = model.digest()
     for name, meta in metas.items():
         recorded = meta.metadata.get(HASH_KEY) if meta.metadata else None
         if recorded is not None and recorded.decode() != digest:
             raise InputError(f"{p} is half-written: {name} is from another run than {MODEL} (model hash differs)")
-    metrics = read_metrics(p / METRICS)
+    metrics = read_json_file(p / METRICS)
     rows = metrics.get("rows")
     if metas[SEGMENTS].num_rows != rows:
         raise InputError(f"{p} is half-written: {SEGMENTS} has {metas[SEGMENTS].num_rows:,} rows, "
@@ -80,27 +79,8 @@ def footer(path: Path) -> pq.FileMetaData:
         raise InputError(f"{path} is half-written or damaged: not a readable Parquet file ({first_line(exc)})") from exc
 
 
-def check_version(path: Path, meta: pq.FileMetaData) -> None:
-    raw = (meta.metadata or {}).get(VERSION_KEY)
-    if raw is None:
-        return
-    try:
-        version = int(raw.decode())
-    except ValueError:
-        raise InputError(f"{path}: format version {raw.decode()!r} is not a number") from None
-    if version > int(FORMAT_VERSION):
-        raise InputError(f"{path} was written by a newer segment (format version {version}; this one reads "
-                         f"up to {FORMAT_VERSION}): upgrade segment-engine to open it")
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is half-written or damaged: not readable JSON ({first_line(exc)})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path} is damaged: expected a JSON object")
-    return data
+def check_footer_version(path: Path, meta: pq.FileMetaData) -> None:
+    check_version(path, ((meta.metadata or {}).get(VERSION_KEY) or b"").decode() or None)
 
 
 @dataclass(frozen=True)

@@ -200,9 +200,16 @@ def read_parquet(path: Path) -> pl.DataFrame | None:
 
 
 def check_version(path: Path, recorded: Any) -> None:
-    if recorded is not None and str(recorded) != FORMAT_VERSION:
-        raise InputError(f"{path}: written by a newer segment (format version {recorded}; this one reads "
-                         f"version {FORMAT_VERSION})")
+    """A file written by a newer format version than ``FORMAT_VERSION`` is refused (None: unversioned)."""
+    if recorded is None:
+        return
+    try:
+        version = int(str(recorded))
+    except ValueError:
+        raise InputError(f"{path}: format version {recorded!r} is not a number") from None
+    if version > int(FORMAT_VERSION):
+        raise InputError(f"{path} was written by a newer segment (format version {version}; this one reads "
+                         f"up to {FORMAT_VERSION}): upgrade segment-engine to open it")
 
 
 def read_run(directory: str | Path, need: Sequence[str] = (METRICS, PROFILES)) -> RunDir:
