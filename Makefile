@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ROWS   ?= 1000000
 K      ?= 5
 
-.PHONY: run test bench bench-quick clean chromium
+.PHONY: run test coverage bench bench-quick clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; \
 	} || echo "warning: could not install chromium; tests/test_report.py will fail" >&2
+
+# Line coverage of engine/ and kernels/ with the JIT off, so the bodies of the numba kernels count
+# as Python lines (stumpy's practice). Slow: the kernels run as plain Python. The tests marked slow
+# (whole processes, large inputs, the browser) are left out; the commands they start would not be
+# measured anyway.
+coverage: $(STAMP)
+	-NUMBA_DISABLE_JIT=1 $(BIN)/python -m coverage run --source=engine,kernels -m pytest -q -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m coverage report --include='engine/*,kernels/*' --skip-empty --sort=cover | tail -40
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
