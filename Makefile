@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ROWS   ?= 1000000
 K      ?= 5
 
-.PHONY: run test bench bench-quick clean chromium
+.PHONY: run test coverage bench bench-quick clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,21 @@ run: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
+# Line coverage of engine/ and kernels/. NUMBA_DISABLE_JIT=1 runs the kernels in the interpreter
+# (prange as range), so their bodies count as covered lines. That is far slower than the compiled
+# suite, so the run leaves out the tests marked slow and jit_heavy (the list, with the time each
+# took, is in tests/conftest.py); tests of what only compiled kernels do (thread counts, the
+# on-disk cache) skip themselves. coverage is in the test extra; installed here if missing.
+coverage: $(STAMP) chromium
+	$(BIN)/python -c "import coverage" 2>/dev/null || $(BIN)/python -m pip install --quiet coverage
+	rm -f .coverage .coverage.*
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m coverage run --source=engine,kernels -m pytest -q -m "not slow and not jit_heavy"; \
+	status=$$?; \
+	$(BIN)/python -m coverage report --include='engine/*,kernels/*'; \
+	echo "engine/  $$($(BIN)/python -m coverage report --include='engine/*' --format=total)%"; \
+	echo "kernels/ $$($(BIN)/python -m coverage report --include='kernels/*' --format=total)%"; \
+	exit $$status
+
 # tests/test_report.py opens the HTML report in a real headless browser: Debian's chromium.
 # Installed when missing (as root, or with passwordless sudo); the test fails without it.
 chromium:
@@ -39,4 +54,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache .coverage .coverage.* htmlcov

@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 import kernels
 import naive
-from conftest import num_threads
+from conftest import jit_only, num_threads
 from engine.features.build import binary_quantile
 
 EVERY = np.zeros(0, dtype=np.bool_)
@@ -130,6 +130,7 @@ def test_level_counts_and_transformed_match_numpy():
     np.testing.assert_array_equal(out, expected)
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 def test_statistics_and_matrix_are_identical_on_one_and_two_threads():
     cols = columns(200_000, 8, 8)
     lo, hi, flags, fill = params(8, 8)
