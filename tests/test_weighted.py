@@ -277,3 +277,45 @@ def test_too_few_distinct_rows_of_positive_weight_is_an_input_error():
     w = np.where(X[:, 0] < 2, 1.0, 0.0) + np.linspace(0, 1, 100) * (X[:, 0] < 2)
     with pytest.raises(InputError, match="distinct rows of positive weight"):
         fit_kmeans(ArraySource(X), FitParams(k=3), w)
+
+
+def test_reassignment_draws_only_rows_of_positive_weight():
+    """Mini-batch reassignment (``reassign_small``) gets dist2 times the row weights in a weighted
+    fit: a centre that has seen almost nothing moves onto the one batch row that weighs something."""
+    from engine.fit.kmeans import reassign_small
+
+    batch = data(50, 2, seed=11)
+    dist2 = np.full(50, 4.0, dtype=np.float32)
+    wb = np.zeros(50)
+    wb[17] = 2.0
+    centers = np.zeros((3, 2))
+    centers32 = centers.astype(np.float32)
+    seen = np.array([100.0, 80.0, 0.5])  # centre 2 is below 1% of the busiest
+    moved = reassign_small(centers, centers32, seen, batch, dist2 * wb, 0.01, np.random.default_rng(0))
+    assert moved == 1
+    assert np.array_equal(centers32[2], batch[17]) and np.array_equal(centers[2], batch[17].astype(np.float64))
+    assert seen[2] == 80.0  # counts as much as the least busy of the others
+    assert not centers[:2].any()
+    assert reassign_small(centers, centers32, np.array([1.0, 1.0, 0.001]), batch, dist2 * 0.0, 0.01,
+                          np.random.default_rng(0)) == 0  # nothing to draw from
+
+
+def test_weights_need_an_in_memory_source():
+    class Streamed:  # a BatchSource that is not an ArraySource
+        def __init__(self, X):
+            self._inner = ArraySource(X)
+            self.n_rows, self.n_features = X.shape
+
+        def sample(self, size, rng):
+            return self._inner.sample(size, rng)
+
+        def draw(self, size, rng):
+            return self._inner.draw(size, rng)
+
+        def blocks(self):
+            return self._inner.blocks()
+
+    X = data(100, 2)
+    assert fit_kmeans(Streamed(X), FitParams(k=3)).labels.shape == (100,)
+    with pytest.raises(InputError, match="in-memory"):
+        fit_kmeans(Streamed(X), FitParams(k=3), np.ones(100) + np.arange(100))
