@@ -24,6 +24,21 @@ run: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
+# Line coverage of engine/ and kernels/. NUMBA_DISABLE_JIT=1 runs the kernels in the interpreter
+# (prange as range), so their bodies count as covered lines. That is far slower than the compiled
+# suite, so the run leaves out the tests marked slow and jit_heavy (the list, with the time each
+# took, is in tests/conftest.py); tests of what only compiled kernels do (thread counts, the
+# on-disk cache) skip themselves. coverage is in the test extra; installed here if missing.
+coverage: $(STAMP) chromium
+	$(BIN)/python -c "import coverage" 2>/dev/null || $(BIN)/python -m pip install --quiet coverage
+	rm -f .coverage .coverage.*
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m coverage run --source=engine,kernels -m pytest -q -m "not slow and not jit_heavy"; \
+	status=$$?; \
+	$(BIN)/python -m coverage report --include='engine/*,kernels/*'; \
+	echo "engine/  $$($(BIN)/python -m coverage report --include='engine/*' --format=total)%"; \
+	echo "kernels/ $$($(BIN)/python -m coverage report --include='kernels/*' --format=total)%"; \
+	exit $$status
+
 # tests/test_report.py opens the HTML report in a real headless browser: Debian's chromium.
 # Installed when missing (as root, or with passwordless sudo); the test fails without it.
 chromium:
@@ -32,14 +47,6 @@ chromium:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; \
 	} || echo "warning: could not install chromium; tests/test_report.py will fail" >&2
 
-# Line coverage of engine/ and kernels/ with the JIT off, so the bodies of the numba kernels count
-# as Python lines (stumpy's practice). Slow: the kernels run as plain Python. The tests marked slow
-# (whole processes, large inputs, the browser) are left out; the commands they start would not be
-# measured anyway.
-coverage: $(STAMP)
-	-NUMBA_DISABLE_JIT=1 $(BIN)/python -m coverage run --source=engine,kernels -m pytest -q -m "not slow" -p no:cacheprovider
-	$(BIN)/python -m coverage report --include='engine/*,kernels/*' --skip-empty --sort=cover | tail -40
-
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
@@ -47,4 +54,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache .coverage .coverage.* htmlcov

@@ -146,3 +146,65 @@ def leftovers(parent: Path, name: str) -> list[str]:
         p.name for p in Path(parent).iterdir()
         if p.name.startswith(f".{name}.") and (".tmp" in p.name or ".old-" in p.name)
     )
+
+
+# ----------------------------------------------------------------------------- NUMBA_DISABLE_JIT
+
+def jit_only(why: str):
+    """Skip under NUMBA_DISABLE_JIT=1 (``make coverage``) a test of what only compiled kernels do."""
+    return pytest.mark.skipif(numba.config.DISABLE_JIT, reason=f"needs the numba JIT: {why}")
+
+
+# Tests that take minutes when the kernels run in the interpreter (NUMBA_DISABLE_JIT=1): full runs,
+# sweeps and fits of tens of thousands of rows. They get the ``jit_heavy`` marker and ``make coverage``
+# leaves them out (-m "not slow and not jit_heavy"); the normal suite runs them. Each entry is a test
+# id or the start of one (every parametrisation), with the seconds it took under coverage with the
+# JIT disabled on the 2-core machine, and the faster tests that run the same code in its place.
+JIT_HEAVY = {
+    "tests/test_rfm.py::test_run_with_rfm_preset_through_the_cli": "864 s: run + predict of 48,000 customers",
+    "tests/test_rfm.py::test_spec_with_rfm_source": "267 s: a run of 48,000 customers (RFM via the spec)",
+    "tests/test_sql.py::test_run_from_sql_query": "173 s: runs of the shared CSV through --sql",
+    "tests/test_indices.py::test_fit_hands_over_the_cluster_sums_of_its_labels[600000": "207 s: 600,000-row fits "
+    "(the 5,000-row case stays)",
+    "tests/test_report.py::test_report_with_sweep_chart_renders": "112 s: a sweep k=2..10 before the report",
+    "tests/test_kernels.py::test_silhouette_blobs_3000_by_16": "104 s: interpreted silhouette of 3,000 rows "
+    "(the other silhouette tests stay)",
+    "tests/test_cli.py::test_run_overwrite_replaces_the_previous_run": "73 s: three runs of the shared CSV",
+    "tests/test_estimator.py::test_labels_equal_the_engine_fit_for_the_same_seed[50000": "65 s: a 50,000-row fit "
+    "(the 1,500-row cases stay)",
+    "tests/test_fit.py::test_fit_larger_than_init_sample_runs_minibatch": "62 s: a 60,000-row fit "
+    "(test_weighted and test_fit's 20,000-row cases run the mini-batch path)",
+    "tests/test_fit.py::test_exactly_k_distinct_rows_gives_k_clusters_and_zero_inertia[40000": "22 s: 40,000 rows",
+    "tests/test_insight.py::test_names_are_stable_and_can_be_overridden": "61 s: three runs of the shared CSV",
+    "tests/test_insight.py::test_run_describes_its_columns_from_every_nth_row_above_the_sample_size": "27 s",
+    "tests/test_end_to_end.py::test_overwrite_leaves_no_temporary_siblings": "53 s: repeated runs of the shared CSV",
+    "tests/test_end_to_end.py::test_failed_overwrite_keeps_the_previous_run": "22 s: two runs of the shared CSV",
+    "tests/test_compare.py::test_deterministic": "43 s: the compared algorithms fitted twice more",
+    "tests/test_reproducible.py::test_run_records_seed_options_versions_and_fingerprint": "60,000-row runs in "
+    "subprocesses (thread_runs)",
+    "tests/test_reproducible.py::test_recorded_options_reproduce_the_run": "60,000-row runs in subprocesses",
+    "tests/test_reproducible.py::test_runs_used_the_mini_batch_path": "60,000-row runs in subprocesses",
+    "tests/test_reproducible.py::test_threads_option_is_recorded": "60,000-row runs in subprocesses",
+    "tests/test_reproducible.py::test_another_seed_on_separated_customers": "runs of 30,000 customers",
+    **{f"tests/test_sweep.py::test_sweep_{name}": "the shared CSV swept over k=2..10 with 3 bootstrap repeats "
+       "(the file took over 20 min; test_small_sweep_with_repeats_and_a_compared_algorithm stays)"
+       for name in ("writes_its_files", "table_columns_and_rows", "table_values_are_sane", "json", "chart",
+                    "matches_independent_fits", "seed_matters")},
+    "tests/test_sweep.py::test_sweep_is_deterministic": "three sweeps of the shared CSV, k=2..6, 2 repeats",
+    "tests/test_atomic.py::test_disk_full_during_run_keeps_the_previous_outputs": "about 5 min each: two runs of "
+    "5,000 customers (the interpreted silhouette is quadratic in the rows)",
+    "tests/test_atomic.py::test_disk_full_during_predict_keeps_the_previous_file": "a run of 5,000 customers",
+    "tests/test_atomic.py::test_disk_full_on_a_first_run_leaves_nothing": "a run of 5,000 customers",
+    "tests/test_sweep.py::test_sweep_compare_adds_rows": "179 s: the shared CSV swept over k=2..5 with gmm and ward",
+    "tests/test_reproducible.py::test_fingerprint_of_a_run_changes_with_one_byte_and_not_for_a_copy": "113 s: three "
+    "runs of the shared CSV (the other fingerprint tests stay)",
+    "tests/test_sweep.py::test_run_auto_": "a sweep k=2..6 then the run",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for prefix, why in JIT_HEAVY.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.jit_heavy(reason=why))
+                break

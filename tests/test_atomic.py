@@ -211,7 +211,6 @@ def assert_file_is(path: Path, allowed: dict[str, bytes | None]) -> str:
     raise AssertionError(f"{path} is neither the previous file nor the complete new one ({len(data)} bytes)")
 
 
-@pytest.mark.slow
 def kill_single_file_output(args, tmp_path: Path, target: Path, previous: bytes, new: bytes, points) -> None:
     """SIGKILL the command at each (kind, delay) point: "time" after a delay from the start,
     "write" a delay after its temporary file appears. Each time the target must hold the
@@ -225,6 +224,7 @@ def kill_single_file_output(args, tmp_path: Path, target: Path, previous: bytes,
             target.write_bytes(previous)
 
 
+@pytest.mark.slow
 def test_killed_predict_leaves_the_previous_or_the_new_file(
     tmp_path: Path, big_input: Path, reference_run: tuple[Path, float], previous_run: Path
 ) -> None:

@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal, assert_series_equal
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from conftest import REPO, RUN_FILES, invoke, leftovers, read_json, run_once
+from conftest import REPO, RUN_FILES, invoke, jit_only, leftovers, read_json, run_once
 from engine.features.build import build_features
 from engine.input.files import open_input
 from engine.features.spec import load_spec
@@ -247,6 +247,7 @@ def test_predict_on_generated_data_reproduces_the_run(large_run: Path, large_par
 # ----------------------------------------------------------------------------- numba cache
 
 @pytest.mark.slow
+@jit_only("numba's on-disk cache: with the JIT disabled nothing is compiled or cached")
 def test_second_process_compiles_nothing(tmp_path: Path, large_parquet: Path) -> None:
     """Every kernel is cached on disk: a second `segment run` in a new process loads them all."""
     script = Path(sys.executable).parent / "segment"
@@ -293,6 +294,7 @@ print(json.dumps(stats))
 
 
 @pytest.mark.slow
+@jit_only("numba's on-disk cache: with the JIT disabled nothing is compiled or cached")
 def test_every_kernel_used_by_run_and_predict_is_loaded_from_the_cache(tmp_path: Path, large_run: Path,
                                                                        large_parquet: Path) -> None:
     """Stronger than the debug marker: a kernel without ``cache=True`` prints nothing but still

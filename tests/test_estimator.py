@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 
 import naive
 import numpy as np
@@ -58,9 +57,7 @@ def frame(X):
     xfail_strict=True,
 )
 def test_scikit_learn_estimator_checks(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # checks that fit frames and predict arrays warn
-        check(estimator)
+    check(estimator)
 
 
 def test_engine_kmeans_is_the_estimator():

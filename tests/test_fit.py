@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 import naive
-from conftest import num_threads
+from conftest import jit_only, num_threads
 import numpy as np
 import numpy.testing as npt
 import pytest
@@ -85,6 +85,7 @@ def test_same_seed_is_bitwise_identical():
     assert a.inertia == b.inertia
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 @pytest.mark.parametrize("n,init_sample", [(3_000, 32_768), (20_000, 3_000)])
 def test_fit_identical_for_1_and_2_threads(n, init_sample):
     X, _ = blobs(n, 6, 5, seed=8, std=3.0)

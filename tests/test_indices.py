@@ -5,7 +5,7 @@ bootstrap interval (``engine.fit.scores``) against ``naive`` and scikit-learn.""
 from __future__ import annotations
 
 import naive
-from conftest import num_threads
+from conftest import jit_only, num_threads
 import numpy as np
 import numpy.testing as npt
 import pytest
@@ -110,6 +110,7 @@ def test_kernels_with_an_explicit_chunk_count():
         npt.assert_allclose(sq.sum(axis=0), ref_sq, rtol=1e-12)
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 @pytest.mark.parametrize("n,d,k", [(255, 2, 3), (70_001, 5, 7), (300_000, 2, 4)])
 def test_index_kernels_bitwise_identical_across_thread_counts(n, d, k):
     X = data(n, d, seed=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import naive
-from conftest import num_threads
+from conftest import jit_only, num_threads
 import numpy as np
 import numpy.testing as npt
 import pytest
@@ -385,6 +385,7 @@ def test_silhouette_score_undefined_cases():
 # --------------------------------------------------------------------------- determinism
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 def test_lloyd_pass_and_silhouette_identical_for_1_and_2_threads():
     X = data(20_000, 8, seed=30)
     C = centres_for(X, 7)

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from sklearn.datasets import make_blobs
 
-from conftest import REPO, RUN_FILES, invoke, num_threads, read_json
+from conftest import REPO, RUN_FILES, invoke, jit_only, num_threads, read_json
 from engine.fit.estimator import KMeans
 from engine.api import fingerprint
 from engine.input.files import open_input
@@ -61,6 +61,7 @@ def test_runs_used_the_mini_batch_path(thread_runs: dict[str, Path]) -> None:
     assert m["n_steps"] > 0
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 @pytest.mark.parametrize("other", ["t1", "t2", "all_again"])
 def test_any_thread_count_gives_bitwise_identical_results(thread_runs: dict[str, Path], other: str) -> None:
     a, b = thread_runs["all"], thread_runs[other]
@@ -92,6 +93,7 @@ def blobs_large() -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 def test_in_process_estimator_is_identical_on_one_and_two_threads(blobs_large: np.ndarray) -> None:
     fits = []
     for t in (1, 2):
@@ -106,6 +108,7 @@ def test_in_process_estimator_is_identical_on_one_and_two_threads(blobs_large: n
     assert one.n_iter_ == two.n_iter_
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 def test_estimator_threads_option_is_identical_to_the_default(blobs_large: np.ndarray) -> None:
     a = KMeans(n_clusters=5, random_state=11, threads=1).fit(blobs_large)
     b = KMeans(n_clusters=5, random_state=11).fit(blobs_large)

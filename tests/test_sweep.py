@@ -335,6 +335,46 @@ def test_sweep_matches_independent_fits(table, matrix):
         npt.assert_allclose(r["inertia"], naive.sse(matrix, labels, km.cluster_centers_), rtol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def small_customers(tmp_path_factory) -> Path:
+    """600 synthetic customers in 3 planted segments: a sweep over it is quick even with the
+    kernels interpreted (``make coverage``), where the shared CSV's sweeps take many minutes."""
+    from engine.synth.customers import generate_customers
+
+    path = tmp_path_factory.mktemp("small_sweep") / "customers.parquet"
+    generate_customers(path, 600, segments=3, seed=5, spread=0.25)
+    return path
+
+
+def test_small_sweep_with_repeats_and_a_compared_algorithm(small_customers, tmp_path):
+    out = tmp_path / "sweep"
+    result = invoke(sweep_args(small_customers, out, "--k", "2..4", "--repeats", "2", "--compare", "gmm", "--json"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.html", "sweep.json", "sweep.parquet", "sweep_chart.json"]
+    table = pl.read_parquet(out / "sweep.parquet")
+    assert table.columns == list(COLUMNS)
+    assert table["algorithm"].to_list() == ["kmeans"] * 3 + ["gmm"]
+    km = table.filter(pl.col("algorithm") == "kmeans")
+    assert km["k"].to_list() == [2, 3, 4]
+    assert (np.diff(km["inertia"].to_numpy()) < 0).all()
+    stab = km["stability"].to_numpy()
+    assert not np.isnan(stab).any() and ((0 <= stab) & (stab <= 1)).all()  # --repeats 2: bootstrap stability
+    for r in table.iter_rows(named=True):
+        assert r["silhouette_low"] <= r["silhouette"] <= r["silhouette_high"]
+    assert recommend(km.to_dicts()) == (summary["recommended_k"], summary["reason"], summary["clear"], summary["knee"])
+    assert table.filter(pl.col("algorithm") == "gmm")["k"].to_list() == [summary["recommended_k"]]
+    # every k's row is a fresh fit of the same matrix with the same seed
+    from engine.features.build import build_features
+    from engine.input.files import open_input
+
+    matrix = build_features(open_input([small_customers]), engine.load_spec("customers")).X
+    for r in km.iter_rows(named=True):
+        fit = engine.KMeans(r["k"], random_state=0).fit(matrix)
+        assert r["inertia"] == fit.inertia_
+        npt.assert_allclose(r["silhouette"], silhouette_score(matrix.astype(np.float64), fit.labels_), atol=1e-6)
+
+
 def test_sweep_is_deterministic(tmp_path, data_csv):
     outs = [tmp_path / "a", tmp_path / "b", tmp_path / "one_thread"]
     for out, threads in zip(outs, ("2", "2", "1")):

@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 
 import kernels
 import naive
-from conftest import num_threads
+from conftest import jit_only, num_threads
 from kernels import moments
 from engine.features.build import binary_quantile
 
@@ -148,6 +148,7 @@ def test_level_counts_and_transformed_match_naive():
     np.testing.assert_array_equal(kernels.transformed(src, row, 3), expected)
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 def test_statistics_and_matrix_are_identical_on_one_and_two_threads():
     cols = columns(200_000, 8, 8)
     table, flags = params(8, 8, fill=False)

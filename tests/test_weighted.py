@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 
 import naive
+import numba
 import numpy as np
 import numpy.testing as npt
 import pytest
-from conftest import num_threads
+from conftest import jit_only, num_threads
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
@@ -81,7 +82,10 @@ def test_lloyd_pass_weighted_with_unit_weights_equals_the_unweighted_kernel():
     kernels.lloyd_pass(X, C, *ref)
     assert np.array_equal(labels, ref[0]) and np.array_equal(dist2, ref[1])
     assert np.array_equal(sums, ref[2]) and np.array_equal(wsums, ref[3].astype(np.float64))
-    assert np.array_equal(sse, ref[4])
+    if numba.config.DISABLE_JIT:  # interpreted, lloyd_pass sums float32 distances in float32 (NumPy 2 promotion)
+        npt.assert_allclose(sse, ref[4], rtol=1e-6)
+    else:
+        assert np.array_equal(sse, ref[4])
 
 
 def test_reduce_weighted_sums_in_chunk_order():
@@ -239,6 +243,7 @@ def test_weighted_lloyd_refills_a_cluster_whose_members_weigh_nothing():
     npt.assert_allclose(state.inertia, naive.sse(X, state.labels, state.centers, w), rtol=1e-5)
 
 
+@jit_only("thread counts: without the JIT prange runs serially, so 1 and 2 threads run the same code")
 @pytest.mark.parametrize("n,init_sample", [(3_000, 32_768), (20_000, 3_000)])
 def test_weighted_fit_identical_for_1_and_2_threads(n, init_sample):
     X = blobs(n, 6, 5, seed=8, std=3.0)
@@ -272,3 +277,45 @@ def test_too_few_distinct_rows_of_positive_weight_is_an_input_error():
     w = np.where(X[:, 0] < 2, 1.0, 0.0) + np.linspace(0, 1, 100) * (X[:, 0] < 2)
     with pytest.raises(InputError, match="distinct rows of positive weight"):
         fit_kmeans(ArraySource(X), FitParams(k=3), w)
+
+
+def test_reassignment_draws_only_rows_of_positive_weight():
+    """Mini-batch reassignment (``reassign_small``) gets dist2 times the row weights in a weighted
+    fit: a centre that has seen almost nothing moves onto the one batch row that weighs something."""
+    from engine.fit.kmeans import reassign_small
+
+    batch = data(50, 2, seed=11)
+    dist2 = np.full(50, 4.0, dtype=np.float32)
+    wb = np.zeros(50)
+    wb[17] = 2.0
+    centers = np.zeros((3, 2))
+    centers32 = centers.astype(np.float32)
+    seen = np.array([100.0, 80.0, 0.5])  # centre 2 is below 1% of the busiest
+    moved = reassign_small(centers, centers32, seen, batch, dist2 * wb, 0.01, np.random.default_rng(0))
+    assert moved == 1
+    assert np.array_equal(centers32[2], batch[17]) and np.array_equal(centers[2], batch[17].astype(np.float64))
+    assert seen[2] == 80.0  # counts as much as the least busy of the others
+    assert not centers[:2].any()
+    assert reassign_small(centers, centers32, np.array([1.0, 1.0, 0.001]), batch, dist2 * 0.0, 0.01,
+                          np.random.default_rng(0)) == 0  # nothing to draw from
+
+
+def test_weights_need_an_in_memory_source():
+    class Streamed:  # a BatchSource that is not an ArraySource
+        def __init__(self, X):
+            self._inner = ArraySource(X)
+            self.n_rows, self.n_features = X.shape
+
+        def sample(self, size, rng):
+            return self._inner.sample(size, rng)
+
+        def draw(self, size, rng):
+            return self._inner.draw(size, rng)
+
+        def blocks(self):
+            return self._inner.blocks()
+
+    X = data(100, 2)
+    assert fit_kmeans(Streamed(X), FitParams(k=3)).labels.shape == (100,)
+    with pytest.raises(InputError, match="in-memory"):
+        fit_kmeans(Streamed(X), FitParams(k=3), np.ones(100) + np.arange(100))

@@ -4,5 +4,6 @@ the saved model and the scikit-learn-compatible estimator.
 
 Owns: ``fit_kmeans``, ``assign_rows``, ``sweep_matrix``, ``Model``, ``KMeans``.
 May import: ``engine.errors``, ``engine.features``, ``engine.outputs``, ``kernels``; scikit-learn
-only inside the functions that need it (``compare``, the estimator's base classes).
+only in ``compare`` and ``estimator``, which nothing on the CLI's start-up path imports
+(``engine.KMeans`` is a lazy attribute of ``engine``).
 """
