@@ -26,11 +26,12 @@ from engine.duck.open import open_source, source_facts
 from engine.duck.views import write_database
 from engine.errors import InputError
 from engine.features.build import FeatureData, build_features
+from engine.features.stream import block_ids, stream_features
 from engine.features.build import resolve_spec as resolve_features
 from engine.features.pca import PCA, fit_pca
 from engine.features.business import Business
 from engine.features.spec import FeatureSpec, load_spec, parse_pca_option, reload_spec, spec_from_columns
-from engine.fit.batches import ArraySource
+from engine.fit.batches import ArraySource, BatchSource, ScratchSource
 from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
 from engine.fit.match import match_centres, relabel
 from engine.fit.model import Model, load_model
@@ -38,14 +39,15 @@ from engine.fit.scores import sample_indices, silhouette_score
 from engine.fit.sweep import SweepOutcome, parse_ks, sweep_matrix, write_sweep
 from engine.fit.threads import thread_limit
 from engine.input.files import Input
-from engine.input.memory import check_memory
+from engine.input.memory import check_memory, human, memory_plan
 from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
                                      keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
 from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
                             RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
 from engine.outputs import rundir
-from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
+from engine.outputs.write import (SegmentWriter, atomic_file, check_file_target, scatter, scratch_dir, write_partitions,
+                                  write_segments)
 
 Log = Callable[[str], None]
 PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
@@ -104,15 +106,15 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     opts = build_options(RunOptions, options, given, inputs=tuple(map(str, inputs)), k=k,
                          out=None if out is None else str(out))
     plan = plan_run(opts)
-    with thread_limit(opts.fit.threads) as n_threads:
-        inp, data = prepare_features(opts.input, plan.spec, log)
+    with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch:
+        inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch, stream_refused(plan))
         space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
         k, outcome = choose_k(space, plan, opts, log)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
-        fit = fit_kmeans(ArraySource(space.X), params)  # with --k auto too: the run's own restarts
+        fit = fit_kmeans(source_of(space), params)  # with --k auto too: the run's own restarts
         silhouette, t_sil = timed(score, space, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
         centres = fit.centers if pca is None else pca.inverse(fit.centers)  # in scaled feature units
-        insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed)
+        insight, t_prof = timed(Insight, inp, with_mask(data), fit.labels, centres, k, opts.fit.seed)
     for w in insight.warnings:
         log(f"warning: {w}")
     provenance = record(opts, plan, inp, data, outcome is not None)
@@ -121,7 +123,7 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
     metrics["pca"] = pca.summary() if pca else None
     seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
-    written = write_run(plan, opts, model, data, fit, insight, outcome, metrics, seconds, t_start)
+    written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
         log(f"wrote {opts.outputs.db}")
@@ -148,7 +150,7 @@ def plan_run(opts: RunOptions) -> RunPlan:
 
 def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log) -> tuple[int, SweepOutcome | None]:
     """The run's k: the one given, or the sweep's recommendation with ``--k auto``."""
-    n, d = data.X.shape[0], len(data.fitted.names)
+    n, d = data.n_used, len(data.fitted.names)
     reduced = f" as {data.X.shape[1]} principal components" if data.spec.pca else ""
     head = f"{n:,} rows x {d} features{reduced} ({data.rows_dropped:,} dropped for missing values)"
     if plan.k is not None:
@@ -165,7 +167,7 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
           log: Log) -> tuple[float | None, int]:
     """Exact silhouette of a uniform sample (the default size is clamped quietly, a chosen one aloud;
     0 skips it)."""
-    n = data.X.shape[0]
+    n = data.n_used
     if sample is None:
         sample = min(SILHOUETTE_SAMPLE, n)
     elif sample > n:
@@ -175,7 +177,7 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
     idx = sample_indices(n, min(sample, n), np.random.default_rng([seed, 1]))
     if idx.size < 2:
         return None, int(idx.size)
-    return silhouette_score(data.X[idx], labels[idx], k), int(idx.size)
+    return silhouette_score(data.rows_of(idx), labels[idx], k), int(idx.size)
 
 
 def reduce_space(data: FeatureData, seed: int, log: Log) -> tuple[FeatureData, PCA | None]:
@@ -212,11 +214,12 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
     options = asdict(resolved)
     for key in ("out", "overwrite"):
         del options["outputs"][key]
+    del options["input"]["stream"]  # how the rows were read, not what the model is (metrics.json: "streamed")
     return {"options": options, "input": input_facts(inp), "versions": versions()}
 
 
 def fit_params(params: FitParams, data: FeatureData) -> dict[str, Any]:
-    return {"k": params.k, "n_init": params.restarts(data.X.shape[0]), "init_sample": params.init_sample,
+    return {"k": params.k, "n_init": params.restarts(data.n_used), "init_sample": params.init_sample,
             "batch_size": params.batch_size, "max_iter": params.max_iter, "tol": params.tol}
 
 
@@ -226,11 +229,11 @@ def run_metrics(data: FeatureData, fit: FitResult, params: FitParams, silhouette
     """``metrics.json`` (``seconds`` is added when the outputs are written)."""
     k = params.k
     return {
-        "format_version": rundir.FORMAT_VERSION, "k": k, "rows": data.n_rows, "rows_used": int(data.X.shape[0]),
+        "format_version": rundir.FORMAT_VERSION, "k": k, "rows": data.n_rows, "rows_used": data.n_used,
         "rows_dropped": data.rows_dropped, "missing": data.missing, "non_finite": data.non_finite,
         "features": list(data.fitted.names), "inertia": fit.inertia, "silhouette": silhouette[0],
         "silhouette_sample": silhouette[1], "n_iter": fit.n_iter, "n_steps": fit.n_steps,
-        "n_init": params.restarts(data.X.shape[0]),
+        "n_init": params.restarts(data.n_used), "streamed": data.X is None,
         "segment_sizes": np.bincount(fit.labels, minlength=k).tolist(), "seed": params.seed,
         "threads": {"numba": n_threads, "polars": pl.thread_pool_size()},
         "warnings": list(data.warnings) + list(insight.warnings),
@@ -238,7 +241,7 @@ def run_metrics(data: FeatureData, fit: FitResult, params: FitParams, silhouette
     }
 
 
-def write_run(plan: RunPlan, opts: RunOptions, model: Model, data: FeatureData, fit: FitResult, insight: Insight,
+def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,
               outcome: SweepOutcome | None, metrics: dict[str, Any], seconds: dict[str, float],
               t_start: float) -> list[str]:
     """Every file of the run directory, committed in one step; returns what was written."""
@@ -247,7 +250,10 @@ def write_run(plan: RunPlan, opts: RunOptions, model: Model, data: FeatureData, 
     meta = {"k": k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
     with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out:
         model.save(out.path(rundir.MODEL))
-        write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
+        if data.X is None:
+            stream_segments(out.path(rundir.SEGMENTS), inp, data, fit, meta)
+        else:
+            write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
         if opts.outputs.partition_by_segment:
             write_partitions(out.path(rundir.SEGMENTS), out.path(rundir.PARTITIONS), k)
         insight.write(out)
@@ -570,16 +576,99 @@ def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, feat
     return resolve_spec(features, inputs, transactions)
 
 
-def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log) -> tuple[Input, FeatureData]:
-    """Open the inputs, check the memory the matrix will need, and build it (warnings logged)."""
+def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: int = 0,
+                     scratch: Scratch | None = None, refused: str | None = None) -> tuple[Input, FeatureData]:
+    """Open the inputs and build the matrix (warnings logged): in memory, or, with ``--stream`` or
+    when the in-memory run would not fit in ``--memory-limit``, streamed into ``scratch``
+    (``refused``: why this command cannot stream)."""
     inp = open_and_report(options, spec, log)
     planned = resolve_features(spec, inp.schema(), inp.label)
-    check_memory(inp, len(planned.features), sum(c.max_levels for c in planned.categorical), options.memory_limit)
-    log(f"reading {inp.label}")
-    data = build_features(inp, spec, allow_duplicate_ids=options.allow_duplicate_ids)
+    n_features, n_onehot = len(planned.features), sum(c.max_levels for c in planned.categorical)
+    streamed = scratch is not None and wants_stream(inp, n_features, n_onehot, options, log)
+    if streamed and refused:
+        raise InputError(f"{inp.label}: cannot stream {refused}" + ("" if options.stream else
+                         " (it needs more memory than --memory-limit allows)"))
+    if not streamed:
+        check_memory(inp, n_features, n_onehot, options.memory_limit)
+    log(f"reading {inp.label}" + (" in blocks (streamed)" if streamed else ""))
+    if streamed:
+        data = stream_features(inp, spec, scratch.append, seed, options.allow_duplicate_ids)
+        data.scratch = scratch.matrix
+    else:
+        data = build_features(inp, spec, allow_duplicate_ids=options.allow_duplicate_ids, seed=seed)
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data
+
+
+def wants_stream(inp: Input, n_features: int, n_onehot: int, options: InputOptions, log: Log) -> bool:
+    """``--stream``, or an in-memory run that would need more than the memory available."""
+    if options.stream:
+        return True
+    rows, need, avail = memory_plan(inp, n_features, n_onehot, options.memory_limit)
+    if avail is None or need <= avail or inp.format == "sql":  # a SQL result is in memory already
+        return False
+    log(f"{rows:,} rows need about {human(need)} in memory, {human(avail)} is available: streaming")
+    return True
+
+
+def stream_refused(plan: RunPlan) -> str | None:
+    """Why this run cannot stream (None: it can)."""
+    if plan.k is None:
+        return "with --k auto (segment sweep a sample, then run with the k chosen)"
+    if plan.spec.pca is not None:
+        return "with PCA (--pca or [pca])"
+    return None
+
+
+class Scratch:
+    """A streamed run's scratch space beside its output: the scaled rows (``ScratchSource``),
+    created on the first block, removed with the directory when the run ends."""
+
+    def __init__(self, out: Path):
+        self.out, self.matrix = out, None
+        self.context = scratch_dir(out)
+        self.path: Path | None = None
+
+    def __enter__(self) -> Scratch:
+        return self
+
+    def append(self, block: np.ndarray) -> None:
+        if self.matrix is None:
+            self.path = self.context.__enter__()
+            self.matrix = ScratchSource(self.path / "rows.f32", block.shape[1])
+        self.matrix.append(block)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.matrix is not None:
+            self.matrix.close()
+            self.context.__exit__(*exc)
+
+
+def source_of(data: FeatureData) -> BatchSource:
+    """The fit's rows: the matrix in memory, or the streamed run's scratch file."""
+    return ArraySource(data.X) if data.X is not None else data.scratch
+
+
+def with_mask(data: FeatureData) -> FeatureData:
+    """A streamed build with its kept-row mask over every input row (None when all were kept)."""
+    if data.blocks is None or all(b.kept is None for b in data.blocks):
+        return data
+    mask = np.concatenate([b.mask() if b.kept is not None else np.ones(b.rows, dtype=bool) for b in data.blocks])
+    return replace(data, kept=mask)
+
+
+def stream_segments(path: Path, inp: Input, data: FeatureData, fit: FitResult, meta: dict[str, Any]) -> None:
+    """The final pass of a streamed run: ``segments.parquet`` row group by row group."""
+    writer = SegmentWriter(path, meta)
+    used = 0
+    try:
+        for block in data.blocks:
+            rows = slice(used, used + block.n_kept)
+            writer.write(block_ids(inp, data.spec, block), fit.labels[rows], fit.dist2[rows], block.mask())
+            used += block.n_kept
+    finally:
+        writer.close()
 
 
 def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log) -> Input:

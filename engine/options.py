@@ -97,7 +97,10 @@ class InputOptions:
                                      "the last transaction).")
     separator: str | None = option(None, "CSV separator (default: sniffed from the file).")
     allow_duplicate_ids: bool = option(False, "Accept an id column with repeated values.", is_flag=True)
-    memory_limit: str | None = option(None, "Memory the command may use, e.g. 8GiB (default: what is free).")
+    memory_limit: str | None = option(None, "Memory the command may use, e.g. 8GiB (default: what is free). "
+                                            "segment run streams an input that would not fit.")
+    stream: bool = option(False, "segment run: stream the input in blocks of 1,048,576 rows instead of holding it "
+                                 "in memory (automatic when it would not fit in --memory-limit).", is_flag=True)
     preset: Preset | None = option(None, cli=False)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 import kernels
+from kernels.hashsample import BottomK
 
 from engine.errors import InputError, did_you_mean
 from engine.features.scaling import Scaler
@@ -103,10 +104,23 @@ class FeatureData:
     non_finite: dict[str, int]  # NaN or inf values per feature (counted in ``missing`` too)
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # A streamed build (``engine.features.stream``) holds no matrix, ids or mask: its blocks say
+    # which rows were kept, and ``scratch`` (set by the run) holds the scaled rows.
+    blocks: list | None = None
+    scratch: Any = None
+
+    @property
+    def n_used(self) -> int:
+        """Rows kept: the matrix's rows."""
+        return int(self.X.shape[0]) if self.X is not None else sum(b.n_kept for b in self.blocks)
+
+    def rows_of(self, rows: np.ndarray) -> np.ndarray:
+        """The scaled rows numbered ``rows`` (ascending, among the kept rows)."""
+        return self.X[rows] if self.X is not None else self.scratch.take(rows)
 
     @property
     def rows_dropped(self) -> int:
-        return self.n_rows - self.X.shape[0]
+        return self.n_rows - self.n_used
 
     @property
     def original(self) -> pl.DataFrame:
@@ -579,7 +593,7 @@ def fit_layout(spec: FeatureSpec, cols: np.ndarray, clean: Cleaned, codes: np.nd
     dropped = [n for n, c in zip(all_names, [*constant, *h_constant]) if c]
     columns = [n for n in all_names if n not in dropped]
     if dropped:
-        clean.warnings.append(f"constant feature(s) dropped: {', '.join(dropped)}")
+        clean.warnings.append(dropped_warning(dropped))
     if not columns:
         raise InputError(f"{where}: every feature is constant; nothing to segment on")
     scaler = Scaler(spec.scale, tuple(float(center_of[c]) for c in columns),
@@ -613,8 +627,47 @@ def original_frame(query: FeatureQuery, spec: FeatureSpec, levels: dict[str, tup
     return original
 
 
+#: Above this many rows the fitted statistics (clip bounds, medians, levels, scaler) are learned
+#: from a bottom-k hash sample of this many rows (``kernels.hashsample.BottomK``, keyed by the run's seed
+#: and each row's number): the same rows whether the data is read whole or streamed in blocks.
+#: At or below it they are learned from every row.
+STATS_SAMPLE = 1 << 20
+
+
+def stats_rows(n_rows: int, seed: int) -> np.ndarray:
+    """Row numbers (ascending) the statistics are learned from: all of them up to ``STATS_SAMPLE``."""
+    if n_rows <= STATS_SAMPLE:
+        return np.arange(n_rows)
+    sample = BottomK(STATS_SAMPLE, seed)
+    for start in range(0, n_rows, 1 << 22):  # keys only: the sample depends on nothing else
+        sample.add(start, row=np.empty(min(1 << 22, n_rows - start), dtype=np.int8))
+    return sample.rows
+
+
+def fit_statistics(spec: FeatureSpec, cols: np.ndarray, cats: dict[str, pl.Series], where: str) -> FittedFeatures:
+    """Clip bounds, medians, levels and the scaler learned from the feature columns ``cols``
+    (float64, NaN where missing) and categorical columns of some rows: all rows, or the
+    statistics sample of a large or streamed input."""
+    names = [f.name for f in spec.features]
+    clean = clean_columns(spec, cols, [0] * len(names), None, where)
+    levels = fit_levels(cats, spec, clean.stats.kept)
+    codes = level_codes(cats, levels, cols.shape[0])
+    layout = fit_layout(spec, cols, clean, codes, levels, hot_columns(levels), where)
+    return FittedFeatures(tuple(layout.columns), clean.clip, clean.medians, levels, layout.scaler, tuple(layout.dropped))
+
+
+def hot_columns(levels: dict[str, tuple[str, ...]]) -> list[tuple[int, int, str]]:
+    """(categorical column, level, name) of every one-hot column."""
+    return [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
+
+
+def dropped_warning(dropped: tuple[str, ...] | list[str]) -> str:
+    return f"constant feature(s) dropped: {', '.join(dropped)}"
+
+
 def build_features(
-    inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False
+    inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False,
+    seed: int = 0,
 ) -> FeatureData:
     """Read the input once and build the scaled float32 matrix.
 
@@ -622,7 +675,8 @@ def build_features(
     statistics and write the scaled float32 matrix in one blocked pass, each source column freed as
     soon as it is no longer needed. With ``fitted`` (from a saved model) no statistics are
     learned: the same clip bounds, medians, levels and scaler are applied, so ``predict`` sees the
-    training transform.
+    training transform. Above ``STATS_SAMPLE`` rows the statistics are learned from the sample
+    ``stats_rows(rows, seed)``, then applied to every row.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -638,15 +692,18 @@ def build_features(
     if spec.id_col and not allow_duplicate_ids:
         check_ids(ids, where)
     names = [f.name for f in spec.features]
+    learned = fitted is None and n_rows > STATS_SAMPLE
+    if learned:
+        rows = stats_rows(n_rows, seed)
+        fitted = fit_statistics(spec, np.asfortranarray(cols[rows]), {c: s.gather(rows) for c, s in cats.items()}, where)
     clean = clean_columns(spec, cols, nulls, fitted, where)
     kept = clean.stats.kept
     levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
     codes = level_codes(cats, levels, n_rows)
-    hot = [(c, j, f"{col}={lvl}") for c, (col, lvls) in enumerate(levels.items()) for j, lvl in enumerate(lvls)]
-    if spec.skipped:
-        clean.warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
-                              "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
-    clean.warnings += response_warnings(spec)
+    hot = hot_columns(levels)
+    clean.warnings += input_warnings(spec)
+    if learned and fitted.dropped:
+        clean.warnings.append(dropped_warning(fitted.dropped))
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     layout = model_layout(fitted, names, hot, where) if fitted else fit_layout(spec, cols, clean, codes, levels, hot, where)
@@ -657,3 +714,12 @@ def build_features(
     original = original_frame(query, spec, levels, kept)
     return FeatureData(X, ids, kept if kept.size else None, original, spec, fitted,
                        n_rows, clean.missing, clean.non_finite, clean.warnings, seconds)
+
+
+def input_warnings(spec: FeatureSpec) -> list[str]:
+    """Warnings about the spec against this input: columns left out, features reading the response."""
+    warnings = []
+    if spec.skipped:
+        warnings.append(f"non-numeric column(s) left out: {', '.join(spec.skipped)} "
+                        "(list text numbers in a spec's numeric = [...], or one-hot them under [categorical])")
+    return warnings + response_warnings(spec)

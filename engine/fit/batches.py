@@ -8,12 +8,16 @@ serve in-memory arrays, streamed Parquet row groups or Dask partitions.
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 import kernels
+from engine.input import blocks as layout
 
 
 class BatchSource(Protocol):
@@ -27,7 +31,12 @@ class BatchSource(Protocol):
         """A mini-batch of ``size`` rows drawn with replacement, in O(size)."""
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first row number, float32 C-ordered block)`` covering every row once, in order."""
+        """``(first row number, float32 C-ordered block)`` covering every row once, in order: blocks
+        of ``engine.input.blocks.BLOCK_ROWS`` rows (the last one shorter), whatever the source, so a
+        pass's per-block partial results reduce to the same bits in memory and streamed."""
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows numbered ``rows``, as a float32 matrix."""
 
 
 class ArraySource:
@@ -51,4 +60,93 @@ class ArraySource:
         return self.X[rng.integers(0, self.n_rows, size=size)]
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
-        yield 0, self.X
+        size = layout.BLOCK_ROWS
+        for start in range(0, max(self.n_rows, 1), size):
+            yield start, self.X[start:start + size]
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        kernels.take_rows(self.X, np.asarray(rows, dtype=np.int64), out)
+        return out
+
+
+class ScratchSource:
+    """A float32 matrix in a scratch file: written block by block once (``append``), then read
+    back block by block into one reused buffer for every full pass. Samples and relocation
+    candidates are read by row number; mini-batches through a mapping that lives for one draw
+    (mapped pages count as resident memory, so none is kept).
+
+    The draws are those of ``ArraySource`` over the same rows, so a fit is the same in memory
+    and streamed."""
+
+    def __init__(self, path: Path, n_features: int):
+        self.path = Path(path)
+        self.n_features = n_features
+        self.n_rows = 0
+        self.row_bytes = 4 * n_features
+        self.file = open(self.path, "w+b", buffering=0)  # noqa: SIM115 (closed by close())
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[1] != self.n_features:
+            raise ValueError(f"expected blocks of {self.n_features} columns, got shape {block.shape}")
+        view = memoryview(block).cast("B")
+        written = 0
+        while written < len(view):
+            written += self.file.write(view[written:])
+        self.n_rows += block.shape[0]
+
+    def close(self) -> None:
+        self.file.close()
+
+    def read_into(self, start: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``start .. start + len(out) - 1`` into ``out`` (float32, C order)."""
+        view = memoryview(out).cast("B")
+        done = 0
+        while done < len(view):
+            got = os.preadv(self.file.fileno(), [view[done:]], start * self.row_bytes + done)
+            if got <= 0:
+                raise OSError(f"{self.path}: short read at row {start}")
+            done += got
+        return out
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        size = layout.BLOCK_ROWS
+        buffer = np.empty((min(size, max(self.n_rows, 1)), self.n_features), dtype=np.float32)
+        for start in range(0, max(self.n_rows, 1), size):
+            yield start, self.read_into(start, buffer[:min(size, self.n_rows - start)])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size > 1 and (np.diff(rows) < 0).any():  # any order: gathered sorted, then put back
+            order = np.argsort(rows, kind="stable")
+            out = np.empty((rows.size, self.n_features), dtype=np.float32)
+            out[order] = self.take(rows[order])
+            return out
+        out = np.empty((rows.size, self.n_features), dtype=np.float32)
+        if rows.size < 4096:  # a few rows: one read each
+            for i, r in enumerate(rows):
+                self.read_into(int(r), out[i:i + 1])
+            return out
+        size = layout.BLOCK_ROWS
+        done = 0
+        for start, block in self.blocks():
+            hi = int(np.searchsorted(rows, start + size))
+            if hi > done:
+                kernels.take_rows(block, rows[done:hi] - start, out[done:hi])
+                done = hi
+        return out
+
+    def sample(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if size >= self.n_rows:
+            return self.take(np.arange(self.n_rows)), np.arange(self.n_rows)
+        idx = np.sort(rng.choice(self.n_rows, size=size, replace=False))
+        return self.take(idx), idx
+
+    def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        rows = rng.integers(0, self.n_rows, size=size)
+        with mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = np.frombuffer(mapped, dtype=np.float32, count=self.n_rows * self.n_features)
+            batch = view.reshape(self.n_rows, self.n_features)[rows]  # a copy
+            del view  # unmapped on leaving: its pages leave the resident set
+        return batch

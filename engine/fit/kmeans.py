@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,21 +134,25 @@ def kmeanspp(S: np.ndarray, k: int, rng: np.random.Generator, weights: np.ndarra
     return S[idx].astype(np.float64)
 
 
-def relocate_empty(centers: np.ndarray, counts: np.ndarray, X: np.ndarray, dist2: np.ndarray) -> int:
-    """Move each empty centre onto one of the rows farthest from their own centre (distinct rows)."""
+def relocate_empty(centers: np.ndarray, counts: np.ndarray, take: Callable[[np.ndarray], np.ndarray],
+                   dist2: np.ndarray) -> int:
+    """Move each empty centre onto one of the rows farthest from their own centre (distinct rows);
+    ``take`` reads rows by number (the candidates only: a streamed source is not in memory)."""
     empty = np.flatnonzero(counts == 0)
     if empty.size == 0:
         return 0
-    take = min(X.shape[0], max(4 * empty.size, 64))
-    far = np.argpartition(dist2, -take)[-take:]
+    take_n = min(dist2.shape[0], max(4 * empty.size, 64))
+    far = np.argpartition(dist2, -take_n)[-take_n:]
     far = far[np.lexsort((far, -dist2[far]))]  # farthest first, ties by row number
+    far = far[dist2[far] > 0.0]
+    rows = take(np.sort(far))
+    row_of = {int(r): rows[i] for i, r in enumerate(np.sort(far))}
     chosen: list[np.ndarray] = []
     for row in far:
-        if dist2[row] <= 0.0:
-            break
-        if any(np.array_equal(X[row], c) for c in chosen):
+        point = row_of[int(row)]
+        if any(np.array_equal(point, c) for c in chosen):
             continue
-        chosen.append(X[row])
+        chosen.append(point)
         if len(chosen) == empty.size:
             break
     for j, point in zip(empty, chosen):
@@ -216,9 +221,8 @@ def lloyd(
         n_iter += 1
         sums, counts, inertia, changed = full_pass(source, centers.astype(np.float32), labels, dist2, buffers, weights)
         if (counts == 0).any() and relocations < MAX_RELOCATIONS:
-            X = source.X if isinstance(source, ArraySource) else source.sample(source.n_rows, None)[0]
             far = dist2 if weights is None else np.where(weights > 0, dist2, np.float32(0.0))
-            if relocate_empty(centers, counts, X, far) > 0:
+            if relocate_empty(centers, counts, source.take, far) > 0:
                 relocations += 1
                 finishing = False
                 continue  # always assign again, so labels belong to the returned centres

@@ -81,11 +81,16 @@ def needed_bytes(rows: int, n_features: int, n_onehot: int) -> int:
     return BASE_BYTES + rows * per_row
 
 
+def memory_plan(inp: Input, n_features: int, n_onehot: int, limit: str | int | None) -> tuple[int, int, int | None]:
+    """(rows, bytes the in-memory path needs, bytes available: ``limit``, else what is free; None: unknown)."""
+    rows = count_rows(inp)
+    avail = parse_size(limit) if isinstance(limit, str) else limit if limit is not None else available_memory()
+    return rows, needed_bytes(rows, n_features, n_onehot), avail
+
+
 def check_memory(inp: Input, n_features: int, n_onehot: int, limit: str | int | None) -> int:
     """Raise ``InputError`` when the run would need more memory than there is; return the estimate."""
-    rows = count_rows(inp)
-    need = needed_bytes(rows, n_features, n_onehot)
-    avail = parse_size(limit) if isinstance(limit, str) else limit if limit is not None else available_memory()
+    rows, need, avail = memory_plan(inp, n_features, n_onehot, limit)
     if avail is not None and need > avail:
         raise InputError(
             f"{inp.label}: {rows:,} rows x {n_features + n_onehot} features need about {human(need)} of memory, "

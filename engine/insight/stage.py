@@ -125,12 +125,13 @@ def add_names_and_actions(table: pl.DataFrame, features: list[str], business: Bu
 PROJECTION_SAMPLE = 5_000
 
 
-def projection(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, seed: int) -> tuple[pl.DataFrame, dict]:
+def projection(data, labels: np.ndarray, centers: np.ndarray, seed: int) -> tuple[pl.DataFrame, dict]:
     """A 2-D PCA of a uniform sample of the scaled rows (``pc1``, ``pc2``, ``segment``), with the
     explained variance and the centres in the same plane. Signs are fixed (largest loading
     positive) so reruns draw the same picture."""
-    idx = sample_indices(X.shape[0], min(PROJECTION_SAMPLE, X.shape[0]), np.random.default_rng([seed, 7]))
-    sample = X[idx].astype(np.float64)
+    n = data.n_used
+    idx = sample_indices(n, min(PROJECTION_SAMPLE, n), np.random.default_rng([seed, 7]))
+    sample = data.rows_of(idx).astype(np.float64)
     mean = sample.mean(axis=0)
     _, s, vt = np.linalg.svd(sample - mean, full_matrices=False)
     vt = vt[:2]
@@ -191,7 +192,7 @@ class Insight:
         elif business.response is not None:
             self.warnings.append("no impact.parquet: declare cost_per_contact and revenue_per_response in the spec's "
                                  "[business] or give --cost-per-contact and --revenue-per-response")
-        self.projection, self.summary["projection"] = projection(data.X, labels, centers, seed)
+        self.projection, self.summary["projection"] = projection(data, labels, centers, seed)
         every = max(1, -(-data.n_rows // eda.RUN_SAMPLE_ROWS))
         self.describe = eda.describe_input(inp, used_columns(spec, data.fitted.levels), every, eda.RUN_CORRELATION_ROWS)
 

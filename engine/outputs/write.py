@@ -67,7 +67,7 @@ def temp_sibling(path: Path, role: str) -> Path:
 
 def remove_stale(path: Path) -> None:
     """Remove temporary siblings of ``path`` whose process is gone (killed runs)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(tmp|old)-(\d+)-[0-9a-f]{{8}}$")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(tmp|old|scratch)-(\d+)-[0-9a-f]{{8}}$")
     parent = path.absolute().parent
     with contextlib.suppress(OSError):
         for child in parent.iterdir():
@@ -186,6 +186,46 @@ def write_segments(
         segment = scatter(labels, kept, pl.Int32, "segment")
         distance = scatter(np.sqrt(dist2), kept, pl.Float32, "distance")
     write_parquet_meta(pl.DataFrame([ids, segment, distance]), path, metadata, row_group_size=ROW_GROUP_ROWS)
+
+
+class SegmentWriter:
+    """``segments.parquet`` written block by block (a streamed run): one row group per block, the
+    same columns, types, order and key-value metadata as ``write_segments``. The bytes differ
+    from that file's (another writer and row-group size), not the values."""
+
+    def __init__(self, path: Path, metadata: dict[str, str] | None = None):
+        self.path, self.metadata, self.writer = path, metadata, None
+
+    def write(self, ids: pl.Series, labels: np.ndarray, dist2: np.ndarray, kept: np.ndarray | None) -> None:
+        if kept is None:
+            segment = pl.Series("segment", labels, dtype=pl.Int32)
+            distance = pl.Series("distance", np.sqrt(dist2), dtype=pl.Float32)
+        else:
+            segment = scatter(labels, kept, pl.Int32, "segment")
+            distance = scatter(np.sqrt(dist2), kept, pl.Float32, "distance")
+        table = pl.DataFrame([ids, segment, distance]).to_arrow()
+        if self.writer is None:
+            schema = table.schema.with_metadata(parquet_meta(self.metadata))
+            self.writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+        self.writer.write_table(table.cast(self.writer.schema), row_group_size=max(table.num_rows, 1))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def scratch_dir(out: Path) -> Iterator[Path]:
+    """A scratch directory beside ``out`` for a streamed run's scaled rows, removed when the run
+    ends; one left by a killed run is removed by the next (``remove_stale``)."""
+    remove_stale(out)
+    path = temp_sibling(out, "scratch")
+    with disk_errors(out):
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def scatter(values: np.ndarray, kept: np.ndarray, dtype: pl.DataType, name: str) -> pl.Series:

@@ -1,0 +1,75 @@
+"""The input as fixed blocks of rows, counted from the first row of the data.
+
+Every pass of a streamed run (``engine.features.stream``) reads the input block by block: rows
+``BLOCK_ROWS * b .. BLOCK_ROWS * (b + 1) - 1`` whatever the files, their row groups, the thread
+count or (later) the workers. Blocks are a multiple of the kernels' fixed chunks
+(``kernels.segments.CHUNK_ROWS``), so per-block partial results fold into the same totals as one
+pass over everything. A block is read as a slice of the lazy input: Polars reads only the row
+groups (Parquet) or lines (CSV) it covers, and only the columns asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+
+from engine.errors import InputError, first_line
+from engine.input.files import Input
+
+#: Rows per block: 16 of the kernels' 65,536-row chunks (a multiple of them, always).
+BLOCK_ROWS = 1 << 20
+
+
+def row_count(inp: Input) -> int:
+    """The exact number of rows (Parquet footers, a SQL result's size, or a count of the CSV's rows)."""
+    if inp.rows is not None:
+        return inp.rows
+    try:
+        return int(inp.frame.select(pl.len()).collect().item())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+
+
+def block_starts(n_rows: int, block_rows: int | None = None) -> range:
+    """First row of every block."""
+    return range(0, n_rows, block_rows or BLOCK_ROWS)
+
+
+def block_input(inp: Input, start: int, rows: int) -> Input:
+    """The rows ``start .. start + rows - 1`` as an input of their own (lazy; nothing is read)."""
+    return replace(inp, frame=inp.frame.slice(start, rows), rows=None)
+
+
+def read_block(inp: Input, start: int, rows: int, columns: Sequence[str]) -> pl.DataFrame:
+    """The named columns of rows ``start .. start + rows - 1``."""
+    try:
+        return inp.frame.slice(start, rows).select(columns).collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+
+
+def blocks(inp: Input, n_rows: int, columns: Sequence[str],
+           block_rows: int | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
+    """``(first row, frame)`` of every block, in order, with the named columns."""
+    size = block_rows or BLOCK_ROWS
+    for start in block_starts(n_rows, size):
+        yield start, read_block(inp, start, min(size, n_rows - start), columns)
+
+
+def gather(inp: Input, n_rows: int, rows: np.ndarray, columns: Sequence[str],
+           block_rows: int | None = None) -> pl.DataFrame:
+    """The rows numbered ``rows`` (ascending) with the named columns, read block by block: the
+    memory held is the gathered rows and one block."""
+    parts = []
+    size = block_rows or BLOCK_ROWS
+    for start in block_starts(n_rows, size):
+        lo, hi = np.searchsorted(rows, [start, start + size])
+        if hi > lo:
+            block = read_block(inp, start, min(size, n_rows - start), columns)
+            parts.append(block.select(pl.all().gather(rows[lo:hi] - start)) if hi - lo < block.height else block)
+    if not parts:
+        return read_block(inp, 0, 0, columns)
+    return pl.concat(parts, rechunk=True)
