@@ -115,15 +115,15 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
         silhouette, t_sil = timed(score, space, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
         centres = fit.centers if pca is None else pca.inverse(fit.centers)  # in scaled feature units
         insight, t_prof = timed(Insight, inp, with_mask(data), fit.labels, centres, k, opts.fit.seed)
-    for w in insight.warnings:
-        log(f"warning: {w}")
-    provenance = record(opts, plan, inp, data, outcome is not None)
-    model = Model(data.spec, data.fitted, fit.centers,
-                  {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia, "params": fit_params(params, data)}, pca)
-    metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
-    metrics["pca"] = pca.summary() if pca else None
-    seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
-    written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start)
+        for w in insight.warnings:
+            log(f"warning: {w}")
+        provenance = record(opts, plan, inp, data, outcome is not None)
+        model = Model(data.spec, data.fitted, fit.centers, {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia,
+                                                            "params": fit_params(params, data)}, pca)
+        metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
+        metrics["pca"] = pca.summary() if pca else None
+        seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
+        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
         log(f"wrote {opts.outputs.db}")
@@ -177,7 +177,7 @@ def score(data: FeatureData, labels: np.ndarray, k: int, sample: int | None, see
     idx = sample_indices(n, min(sample, n), np.random.default_rng([seed, 1]))
     if idx.size < 2:
         return None, int(idx.size)
-    return silhouette_score(data.rows_of(idx), labels[idx], k), int(idx.size)
+    return silhouette_score(data.rows_of(idx), labels[idx].astype(np.int32), k), int(idx.size)
 
 
 def reduce_space(data: FeatureData, seed: int, log: Log) -> tuple[FeatureData, PCA | None]:
@@ -659,13 +659,20 @@ def with_mask(data: FeatureData) -> FeatureData:
 
 
 def stream_segments(path: Path, inp: Input, data: FeatureData, fit: FitResult, meta: dict[str, Any]) -> None:
-    """The final pass of a streamed run: ``segments.parquet`` row group by row group."""
+    """The final pass of a streamed run: each input block's kept rows read back from the scratch
+    file and assigned to the fitted centres (the kernel primitive of the fit's last pass, which
+    assigned them to these centres: the same labels and distances), and ``segments.parquet``
+    written row group by row group. No label or distance of every row is held at once."""
     writer = SegmentWriter(path, meta)
+    buffer = np.empty((max(b.n_kept for b in data.blocks), data.scratch.n_features), dtype=np.float32)
     used = 0
     try:
         for block in data.blocks:
-            rows = slice(used, used + block.n_kept)
-            writer.write(block_ids(inp, data.spec, block), fit.labels[rows], fit.dist2[rows], block.mask())
+            rows = data.scratch.read_into(used, buffer[:block.n_kept])
+            labels, dist2, _ = assign_rows(rows, fit.centers)
+            if not np.array_equal(labels, fit.labels[used:used + block.n_kept]):
+                raise RuntimeError(f"rows {block.start:,}..: the final pass disagrees with the fit's last pass")
+            writer.write(block_ids(inp, data.spec, block), labels, dist2, block.mask())
             used += block.n_kept
     finally:
         writer.close()

@@ -38,6 +38,46 @@ class BatchSource(Protocol):
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The rows numbered ``rows``, as a float32 matrix."""
 
+    def row_state(self, k: int) -> RowState:
+        """Where a fit's passes keep each row's label and squared distance."""
+
+
+class RowState:
+    """Every row's label and squared distance, in memory: ``block`` gives views, ``store`` has
+    nothing to do."""
+
+    def __init__(self, n_rows: int):
+        self.labels = np.full(n_rows, -1, dtype=np.int32)
+        self.dist2: np.ndarray | None = np.empty(n_rows, dtype=np.float32)
+
+    def block(self, start: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.labels[start:start + rows], self.dist2[start:start + rows]
+
+    def store(self, start: int, labels: np.ndarray, dist2: np.ndarray) -> None:
+        pass
+
+
+class CompactRowState:
+    """A streamed fit's labels in the narrowest integer type that holds k (1 byte per row for k up
+    to 127), and no distances: a block's labels are widened into a reused int32 buffer for the
+    kernel and narrowed back; the final pass computes the distances again (the same kernel
+    primitive, so the same bits)."""
+
+    def __init__(self, n_rows: int, k: int):
+        dtype = np.int8 if k <= 127 else np.int16 if k <= 32_767 else np.int32
+        self.labels = np.full(n_rows, -1, dtype=dtype)
+        self.dist2 = None
+        size = min(layout.BLOCK_ROWS, max(n_rows, 1))
+        self.wide, self.d2 = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float32)
+
+    def block(self, start: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        wide = self.wide[:rows]
+        wide[:] = self.labels[start:start + rows]
+        return wide, self.d2[:rows]
+
+    def store(self, start: int, labels: np.ndarray, dist2: np.ndarray) -> None:
+        self.labels[start:start + labels.shape[0]] = labels
+
 
 class ArraySource:
     """An in-memory float32 matrix."""
@@ -68,6 +108,9 @@ class ArraySource:
         out = np.empty((len(rows), self.n_features), dtype=np.float32)
         kernels.take_rows(self.X, np.asarray(rows, dtype=np.int64), out)
         return out
+
+    def row_state(self, k: int) -> RowState:
+        return RowState(self.n_rows)
 
 
 class ScratchSource:
@@ -136,6 +179,9 @@ class ScratchSource:
                 kernels.take_rows(block, rows[done:hi] - start, out[done:hi])
                 done = hi
         return out
+
+    def row_state(self, k: int) -> CompactRowState:
+        return CompactRowState(self.n_rows, k)
 
     def sample(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if size >= self.n_rows:

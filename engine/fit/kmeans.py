@@ -10,7 +10,7 @@
    O(batch), per-centre learning rates, early stop on a smoothed batch inertia, reassignment of
    tiny clusters).
 4. On data more than twice the size of an intermediate subsample (1/8 of the rows, at least
-   262,144), Lloyd on that subsample to convergence: the full passes then start next to the optimum.
+   262,144 and at most 4,194,304), Lloyd on that subsample to convergence: the full passes then start next to the optimum.
 5. Lloyd refinement over all rows until no label changes or the centres move less than ``tol``;
    empty clusters are moved to the rows farthest from their centres, so the result always has
    exactly k non-empty clusters when the data has k distinct rows.
@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import kernels
-from engine.fit.batches import ArraySource, BatchSource
+from engine.fit.batches import ArraySource, BatchSource, RowState
 from engine.errors import InputError
 
 
@@ -52,7 +51,8 @@ class FitParams:
     max_iter: int = 300  # Lloyd passes over the data at most, the last one assigning rows to the returned centres
     tol: float = 1e-4  # relative to the mean feature variance, as scikit-learn
     mid_sample_min: int = 262_144  # the intermediate subsample: at least this many rows...
-    mid_sample_div: int = 8  # ...or 1/8 of the rows; used when the data has more than twice that
+    mid_sample_div: int = 8  # ...or 1/8 of the rows; used when the data has more than twice that...
+    mid_sample_max: int = 1 << 22  # ...and at most this many (256 MiB of 16 features): a streamed fit holds it
     # Full-data Lloyd passes after the subsample converged (None: until convergence). A sweep
     # uses 0: one assignment pass of every row to the subsample's centres.
     refine_passes: int | None = None
@@ -71,8 +71,8 @@ class FitParams:
 @dataclass
 class FitResult:
     centers: np.ndarray  # (k, d) float32
-    labels: np.ndarray  # (n,) int32
-    dist2: np.ndarray  # (n,) float32 squared distance to own centre
+    labels: np.ndarray  # (n,) int32 (a streamed fit: int8/int16, ``CompactRowState``)
+    dist2: np.ndarray | None  # (n,) float32 squared distance to own centre (a streamed fit: None)
     inertia: float
     n_iter: int  # full-data Lloyd passes
     n_steps: int  # mini-batch steps of the winning restart
@@ -134,25 +134,50 @@ def kmeanspp(S: np.ndarray, k: int, rng: np.random.Generator, weights: np.ndarra
     return S[idx].astype(np.float64)
 
 
-def relocate_empty(centers: np.ndarray, counts: np.ndarray, take: Callable[[np.ndarray], np.ndarray],
-                   dist2: np.ndarray) -> int:
-    """Move each empty centre onto one of the rows farthest from their own centre (distinct rows);
-    ``take`` reads rows by number (the candidates only: a streamed source is not in memory)."""
+def farthest(dist2: np.ndarray, n: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows with the largest positive ``dist2``, farthest first, ties by row number:
+    (row numbers counted from ``offset``, their dist2). A total order, so the farthest of every
+    block merged give the farthest of all."""
+    positive = np.flatnonzero(dist2 > 0.0)
+    if positive.size > n:
+        cut = np.partition(dist2[positive], positive.size - n)[positive.size - n]
+        positive = positive[dist2[positive] >= cut]
+    order = np.lexsort((positive, -dist2[positive]))[:n]
+    return positive[order] + offset, dist2[positive[order]]
+
+
+def far_rows(source: BatchSource, rows: RowState, c32: np.ndarray, n: int, weights: np.ndarray | None) -> np.ndarray:
+    """The ``n`` rows farthest from their centres (positive weight only, with ``weights``): from
+    the distances held, or, for a source that holds none (streamed), from one more assignment
+    pass, block by block (the pass's distances: the centres have not moved)."""
+    if rows.dist2 is not None:
+        far = rows.dist2 if weights is None else np.where(weights > 0, rows.dist2, np.float32(0.0))
+        return farthest(far, n)[0]
+    found_rows, found_d2 = [], []
+    for start, block in source.blocks():
+        labels = np.empty(block.shape[0], dtype=np.int32)
+        dist2 = np.empty(block.shape[0], dtype=np.float32)
+        nc = kernels.chunk_count(block.shape[0])
+        kernels.assign(block, c32, labels, dist2, np.empty(nc), nc)
+        r, d = farthest(dist2, n, start)
+        found_rows.append(r)
+        found_d2.append(d)
+    r, d = np.concatenate(found_rows), np.concatenate(found_d2)
+    return r[np.lexsort((r, -d))[:n]]
+
+
+def relocate_empty(centers: np.ndarray, counts: np.ndarray, source: BatchSource, far: np.ndarray) -> int:
+    """Move each empty centre onto one of the rows ``far`` (farthest first), distinct rows only;
+    the rows are read from ``source`` by number (a streamed source is not in memory)."""
     empty = np.flatnonzero(counts == 0)
     if empty.size == 0:
         return 0
-    take_n = min(dist2.shape[0], max(4 * empty.size, 64))
-    far = np.argpartition(dist2, -take_n)[-take_n:]
-    far = far[np.lexsort((far, -dist2[far]))]  # farthest first, ties by row number
-    far = far[dist2[far] > 0.0]
-    rows = take(np.sort(far))
-    row_of = {int(r): rows[i] for i, r in enumerate(np.sort(far))}
+    points = dict(zip(np.sort(far).tolist(), source.take(np.sort(far))))
     chosen: list[np.ndarray] = []
-    for row in far:
-        point = row_of[int(row)]
-        if any(np.array_equal(point, c) for c in chosen):
+    for row in far.tolist():
+        if any(np.array_equal(points[row], c) for c in chosen):
             continue
-        chosen.append(point)
+        chosen.append(points[row])
         if len(chosen) == empty.size:
             break
     for j, point in zip(empty, chosen):
@@ -164,12 +189,11 @@ MAX_RELOCATIONS = 100  # passes that move empty centres, on top of max_iter
 
 
 def full_pass(
-    source: BatchSource, c32: np.ndarray, labels: np.ndarray, dist2: np.ndarray, buffers: dict,
-    weights: np.ndarray | None,
+    source: BatchSource, c32: np.ndarray, state: RowState, buffers: dict, weights: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """One Lloyd map over every block of ``source`` and its reduction in block order: per-cluster
     sums, member counts (weight totals with ``weights``), SSE (weighted) and rows relabelled.
-    ``labels``/``dist2`` are updated in place; ``buffers`` keeps per-block-size scratch arrays."""
+    Labels and distances are updated in ``state``; ``buffers`` keeps per-block-size scratch arrays."""
     k, d = c32.shape
     count_type = np.int64 if weights is None else np.float64
     sums = np.zeros((k, d))
@@ -182,13 +206,14 @@ def full_pass(
             buffers[rows] = (np.empty((nc, k, d)), np.empty((nc, k), dtype=count_type), np.empty(nc),
                              np.empty(nc, dtype=np.int64))
         s, c, sse, moved = buffers[rows]
-        out = labels[start:start + rows], dist2[start:start + rows]
+        out = state.block(start, rows)
         if weights is None:
             kernels.lloyd_pass(block, c32, *out, s, c, sse, moved)
             bs, bc = kernels.reduce_chunks(s, c)
         else:
             kernels.lloyd_pass_weighted(block, weights[start:start + rows], c32, *out, s, c, sse, moved)
             bs, bc = kernels.reduce_weighted(s, c)
+        state.store(start, *out)
         sums += bs
         counts += bc
         inertia += float(sse.sum())
@@ -209,20 +234,19 @@ def lloyd(
     per row of ``source``) every mean and the SSE are weighted; a cluster is empty when its
     members weigh nothing, and only rows of positive weight are candidates to refill it.
     """
-    n = source.n_rows
     centers = np.array(centers, dtype=np.float64)
-    labels = np.full(n, -1, dtype=np.int32)
-    dist2 = np.empty(n, dtype=np.float32)
+    state = source.row_state(centers.shape[0]) if weights is None else RowState(source.n_rows)
     finishing = False
     relocations = 0
     n_iter = 0
     buffers: dict[int, tuple[np.ndarray, ...]] = {}  # per block size, allocated once
     while True:
         n_iter += 1
-        sums, counts, inertia, changed = full_pass(source, centers.astype(np.float32), labels, dist2, buffers, weights)
+        c32 = centers.astype(np.float32)
+        sums, counts, inertia, changed = full_pass(source, c32, state, buffers, weights)
         if (counts == 0).any() and relocations < MAX_RELOCATIONS:
-            far = dist2 if weights is None else np.where(weights > 0, dist2, np.float32(0.0))
-            if relocate_empty(centers, counts, source.take, far) > 0:
+            n_far = min(source.n_rows, max(4 * int((counts == 0).sum()), 64))
+            if relocate_empty(centers, counts, source, far_rows(source, state, c32, n_far, weights)) > 0:
                 relocations += 1
                 finishing = False
                 continue  # always assign again, so labels belong to the returned centres
@@ -234,7 +258,7 @@ def lloyd(
         shift = float(((new - centers) ** 2).sum())
         centers = new
         finishing = shift <= tol_abs
-    return LloydState(centers.astype(np.float32), labels, dist2, inertia, n_iter, sums, counts)
+    return LloydState(centers.astype(np.float32), state.labels, state.dist2, inertia, n_iter, sums, counts)
 
 
 def reassign_small(
@@ -395,7 +419,7 @@ def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | Non
         state = LloydState(centers.astype(np.float32), state.labels, state.dist2, state.inertia, state.n_iter)
     seconds["minibatch"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    mid = max(params.mid_sample_min, source.n_rows // params.mid_sample_div)
+    mid = min(max(params.mid_sample_min, source.n_rows // params.mid_sample_div), params.mid_sample_max)
     subsampled = not whole and params.refine and source.n_rows > 2 * mid
     if subsampled:
         # Converge on a larger uniform subsample first: its passes cost 1/div of a full one, and
