@@ -24,16 +24,23 @@ run: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
-# Line coverage of engine/ and kernels/. NUMBA_DISABLE_JIT=1 runs the kernels in the interpreter
-# (prange as range), so their bodies count as covered lines. That is far slower than the compiled
-# suite, so the run leaves out the tests marked slow and jit_heavy (the list, with the time each
-# took, is in tests/conftest.py); tests of what only compiled kernels do (thread counts, the
-# on-disk cache) skip themselves. coverage is in the test extra; installed here if missing.
+# Line coverage of engine/ and kernels/, from two runs combined. NUMBA_DISABLE_JIT=1 runs the kernels
+# in the interpreter (prange as range), so their bodies count as covered lines: the tests of the
+# kernels and the fit (KERNEL_TESTS) run that way, leaving out those marked slow or jit_heavy (too
+# slow interpreted; the list, with the time each took, is in tests/conftest.py). The whole suite
+# (not slow) then runs compiled: every engine/ line the tests reach. The whole suite interpreted
+# takes over an hour on two cores (each run's exact silhouette is O(rows^2) in Python). Tests of what
+# only compiled kernels do (thread counts, the on-disk cache) skip themselves in the first run.
+KERNEL_TESTS := tests/test_kernels.py tests/test_transform.py tests/test_one_pass.py tests/test_weighted.py \
+                tests/test_indices.py tests/test_properties.py tests/test_fit.py tests/test_stream.py
 coverage: $(STAMP) chromium
 	$(BIN)/python -c "import coverage" 2>/dev/null || $(BIN)/python -m pip install --quiet coverage
 	rm -f .coverage .coverage.*
-	NUMBA_DISABLE_JIT=1 $(BIN)/python -m coverage run --source=engine,kernels -m pytest -q -m "not slow and not jit_heavy"; \
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m coverage run -p --source=engine,kernels -m pytest -q \
+	  -m "not slow and not jit_heavy" $(KERNEL_TESTS) && \
+	$(BIN)/python -m coverage run -p --source=engine,kernels -m pytest -q -m "not slow"; \
 	status=$$?; \
+	$(BIN)/python -m coverage combine -q; \
 	$(BIN)/python -m coverage report --include='engine/*,kernels/*'; \
 	echo "engine/  $$($(BIN)/python -m coverage report --include='engine/*' --format=total)%"; \
 	echo "kernels/ $$($(BIN)/python -m coverage report --include='kernels/*' --format=total)%"; \

@@ -199,6 +199,11 @@ JIT_HEAVY = {
     "tests/test_reproducible.py::test_fingerprint_of_a_run_changes_with_one_byte_and_not_for_a_copy": "113 s: three "
     "runs of the shared CSV (the other fingerprint tests stay)",
     "tests/test_sweep.py::test_run_auto_": "a sweep k=2..6 then the run",
+    **{f"tests/test_stream.py::test_{name}": "runs of 200,000 (or 2,240 and 5,000) customers in memory and "
+       "streamed (the scratch-source, relocation and sample tests stay)"
+       for name in ("streamed_run_equals_the_in_memory_run_on_many_blocks", "stream_flag_on_the_shared_dataset",
+                    "a_memory_limit_below_the_estimate_streams", "a_fit_on_the_scratch_file_is_the_in_memory_fit",
+                    "a_full_disk_in_a_streamed_run_keeps")},
 }
 
 

@@ -11,8 +11,6 @@ groups (Parquet) or lines (CSV) it covers, and only the columns asked for.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
-
 import numpy as np
 import polars as pl
 
@@ -36,11 +34,6 @@ def row_count(inp: Input) -> int:
 def block_starts(n_rows: int, block_rows: int | None = None) -> range:
     """First row of every block."""
     return range(0, n_rows, block_rows or BLOCK_ROWS)
-
-
-def block_input(inp: Input, start: int, rows: int) -> Input:
-    """The rows ``start .. start + rows - 1`` as an input of their own (lazy; nothing is read)."""
-    return replace(inp, frame=inp.frame.slice(start, rows), rows=None)
 
 
 def read_block(inp: Input, start: int, rows: int, columns: Sequence[str]) -> pl.DataFrame:
