@@ -341,16 +341,16 @@ def level_counts(codes, n_levels, kept):
 
 def segment_moments(values, labels, k):
     """Per segment and column over the finite values of rows with a label >= 0: count, mean,
-    sum of squared deviations from the mean, min and max (numpy on each group)."""
+    sum of squared deviations from the mean, min, max and sum (numpy on each group)."""
     d = values.shape[1]
-    out = np.zeros((5, k, d))
+    out = np.zeros((6, k, d))
     out[3], out[4] = np.inf, -np.inf
     for s in range(k):
         for j in range(d):
             v = values[labels == s, j]
             v = v[np.isfinite(v)]
             if v.size:
-                out[:, s, j] = [v.size, v.mean(), ((v - v.mean()) ** 2).sum(), v.min(), v.max()]
+                out[:, s, j] = [v.size, v.mean(), ((v - v.mean()) ** 2).sum(), v.min(), v.max(), v.sum()]
     return out
 
 
