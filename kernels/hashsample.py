@@ -90,3 +90,12 @@ class BottomK:
         pick = smallest(keys, rows, self.size)
         self.keys, self.rows = keys[pick], rows[pick]
         self.values = {name: col[pick] for name, col in merged.items()}
+
+
+def sample_rows(n: int, size: int, seed: int, block: int = 1 << 22) -> np.ndarray:
+    """The rows (in order) a ``BottomK(size, seed)`` keeps of ``n`` rows, found block by block
+    without the values: what a reader needs to find the rows a pass sampled."""
+    sample = BottomK(size, seed)
+    for a in range(0, n, block):
+        sample.add(a, row=np.empty(min(block, n - a), dtype=np.bool_))
+    return sample.rows

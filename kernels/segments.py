@@ -1,4 +1,4 @@
-"""Per-segment moments of many columns: count, mean, sum of squared deviations, min and max.
+"""Per-segment moments of many columns: count, mean, sum of squared deviations, min, max and sum.
 
 The insight stage's figures (profile means, z-scores, sums, rates) are arithmetic on these, so
 they can be accumulated during the pass that assigns every row, instead of reading the input a
@@ -9,6 +9,8 @@ block at hand: a block must start on a chunk boundary, and then the chunks, thei
 moments and the order they are folded in are the same whatever the block sizes (in memory, a
 stream of blocks or a cluster's partitions) and the thread count. Within a chunk the values are
 summed in row order; the chunks are folded in chunk order with Chan, Golub and LeVeque's update.
+The plain sum is kept beside the mean (chunk sums in row order, added in chunk order): a sum of
+integer values is then exact, which ``mean * count`` is not.
 A row whose label is negative (dropped) is skipped; so is a value that is not finite.
 
 Layers: ``chunk_moments`` (one chunk, serial), ``block_moments`` (every chunk of a block in
@@ -26,8 +28,8 @@ from kernels.config import JIT, PARALLEL
 #: Rows per chunk: a global constant, so chunks never depend on blocks or threads.
 CHUNK_ROWS = 1 << 16
 #: Planes of a moments table (planes, segments, columns).
-COUNT, MEAN, M2, MIN, MAX = 0, 1, 2, 3, 4
-N_PLANES = 5
+COUNT, MEAN, M2, MIN, MAX, SUM = 0, 1, 2, 3, 4, 5
+N_PLANES = 6
 
 
 @njit(cache=True, **JIT)
@@ -37,7 +39,7 @@ def chunk_moments(values, labels, a, b, out):
     values  f8[:, :]     IN   (rows, columns), any order
     labels  i4[::1]      IN   (rows,) segment of each row, negative: skip the row
     a, b    int          IN   the chunk's rows
-    out     f8[:, :, ::1] OUT (5, k, columns) COUNT, MEAN, M2 (about MEAN), MIN, MAX of the
+    out     f8[:, :, ::1] OUT (6, k, columns) COUNT, MEAN, M2 (about MEAN), MIN, MAX, SUM of the
                               finite values per segment (MIN inf and MAX -inf where none)
     """
     k, d = out.shape[1], out.shape[2]
@@ -48,6 +50,7 @@ def chunk_moments(values, labels, a, b, out):
             out[M2, s, j] = 0.0
             out[MIN, s, j] = np.inf
             out[MAX, s, j] = -np.inf
+            out[SUM, s, j] = 0.0
     for j in range(d):
         for i in range(a, b):
             s = labels[i]
@@ -58,6 +61,7 @@ def chunk_moments(values, labels, a, b, out):
                 out[MIN, s, j] = min(out[MIN, s, j], v)
                 out[MAX, s, j] = max(out[MAX, s, j], v)
         for s in range(k):
+            out[SUM, s, j] = out[MEAN, s, j]
             if out[COUNT, s, j] > 0:
                 out[MEAN, s, j] /= out[COUNT, s, j]
         for i in range(a, b):
@@ -75,7 +79,7 @@ def block_moments(values, labels, chunk_rows, out):
     values      f8[:, :]        IN   (rows, columns); row 0 starts a chunk
     labels      i4[::1]         IN   (rows,)
     chunk_rows  int             IN   rows per chunk (the last one may be shorter)
-    out         f8[:, :, :, ::1] OUT (n_chunks, 5, k, columns)
+    out         f8[:, :, :, ::1] OUT (n_chunks, 6, k, columns)
     """
     n = values.shape[0]
     for c in prange(out.shape[0]):
@@ -87,8 +91,8 @@ def block_moments(values, labels, chunk_rows, out):
 def fold_moments(total, chunks):
     """Fold the chunks' moments into ``total``, in chunk order.
 
-    total   f8[:, :, ::1]    INOUT (5, k, columns) running moments
-    chunks  f8[:, :, :, ::1] IN    (n_chunks, 5, k, columns)
+    total   f8[:, :, ::1]    INOUT (6, k, columns) running moments
+    chunks  f8[:, :, :, ::1] IN    (n_chunks, 6, k, columns)
     """
     k, d = total.shape[1], total.shape[2]
     for c in range(chunks.shape[0]):
@@ -105,10 +109,11 @@ def fold_moments(total, chunks):
                 total[COUNT, s, j] = both
                 total[MIN, s, j] = min(total[MIN, s, j], chunks[c, MIN, s, j])
                 total[MAX, s, j] = max(total[MAX, s, j], chunks[c, MAX, s, j])
+                total[SUM, s, j] += chunks[c, SUM, s, j]
 
 
 def empty_moments(k: int, d: int) -> np.ndarray:
-    """A moments table of nothing yet: counts, means and M2 zero, MIN inf, MAX -inf."""
+    """A moments table of nothing yet: counts, means, M2 and sums zero, MIN inf, MAX -inf."""
     table = np.zeros((N_PLANES, k, d))
     table[MIN] = np.inf
     table[MAX] = -np.inf
@@ -120,7 +125,7 @@ class SegmentMoments:
 
     >>> acc = SegmentMoments(k=4, d=3)
     >>> acc.add(values_block_0, labels_block_0)   # blocks of any size, in row order
-    >>> acc.table[MEAN]                           # (k, d) means; COUNT, M2, MIN, MAX likewise
+    >>> acc.table[MEAN]                           # (k, d) means; COUNT, M2, MIN, MAX, SUM likewise
     """
 
     def __init__(self, k: int, d: int, chunk_rows: int = CHUNK_ROWS):

@@ -341,16 +341,16 @@ def level_counts(codes, n_levels, kept):
 
 def segment_moments(values, labels, k):
     """Per segment and column over the finite values of rows with a label >= 0: count, mean,
-    sum of squared deviations from the mean, min and max (numpy on each group)."""
+    sum of squared deviations from the mean, min, max and sum (numpy on each group)."""
     d = values.shape[1]
-    out = np.zeros((5, k, d))
+    out = np.zeros((6, k, d))
     out[3], out[4] = np.inf, -np.inf
     for s in range(k):
         for j in range(d):
             v = values[labels == s, j]
             v = v[np.isfinite(v)]
             if v.size:
-                out[:, s, j] = [v.size, v.mean(), ((v - v.mean()) ** 2).sum(), v.min(), v.max()]
+                out[:, s, j] = [v.size, v.mean(), ((v - v.mean()) ** 2).sum(), v.min(), v.max(), v.sum()]
     return out
 
 
@@ -368,3 +368,27 @@ def row_key(seed, row):
 def bottom_k_rows(n, size, seed):
     """The ``size`` rows of 0..n-1 with the smallest keys (ties: lower row), in row order."""
     return sorted(sorted(range(n), key=lambda r: (row_key(seed, r), r))[:size])
+
+
+def profile_figures(frame, columns, segment):
+    """The old profile code, simplified: one Polars group-by over the rows with a segment, per
+    column the mean, variance (ddof 0), median and sum of its non-null values, with each
+    segment's size; and the same over every segmented row (the population), in one select."""
+    import polars as pl
+
+    seg = frame.filter(pl.col(segment).is_not_null()).with_columns(pl.col(columns).cast(pl.Float64))
+    aggs = [pl.len().alias("size")]
+    for c in columns:
+        aggs += [pl.col(c).mean().alias(f"{c}_mean"), pl.col(c).var(ddof=0).alias(f"{c}_var"),
+                 pl.col(c).median().alias(f"{c}_median"), pl.col(c).sum().alias(f"{c}_sum")]
+    per_segment = seg.group_by(segment).agg(aggs).sort(segment)
+    population = seg.select([pl.col(c).mean().alias(f"{c}_mean") for c in columns]
+                            + [pl.col(c).std(ddof=0).alias(f"{c}_std") for c in columns]).row(0, named=True)
+    return per_segment, population
+
+
+def top_share(values, pct):
+    """Share of the sum held by the largest ceil(n * pct / 100) values (at least one)."""
+    v = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    n = max(1, -(-v.size * pct // 100))
+    return float(v[:n].sum() / v.sum())

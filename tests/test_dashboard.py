@@ -662,17 +662,24 @@ def browse(page, url: str, run, labelled: pl.DataFrame, expected, shot: Path) ->
     assert errors == []
 
 
-def test_the_distribution_sample_is_the_one_the_profiles_drew(monkeypatch) -> None:
-    """Above the profiles' EXACT_ROWS both draw the same rows, with the run's seed."""
-    from engine.fit.scores import sample_indices
+def test_the_distribution_sample_is_the_one_the_profiles_drew(monkeypatch, data_csv: Path) -> None:
+    """Above the profiles' SAMPLE_ROWS both hold the rows of the run's hash sample, with the run's seed."""
+    from engine.duck.open import open_source
+    from engine.features.build import build_features
+    from engine.features.spec import load_spec
     from engine.insight import profiles
+    from engine.insight.onepass import InsightPass, feed_input
 
-    monkeypatch.setattr(profiles, "EXACT_ROWS", 10)
     monkeypatch.setattr(profiles, "SAMPLE_ROWS", 50)
-    assert data.run_sample(1000, 10, seed=3) is None
-    drawn = data.run_sample(1000, 900, seed=3)
-    assert drawn.tolist() == sample_indices(1000, 50, np.random.default_rng(3)).tolist()
-    assert drawn.tolist() != data.run_sample(1000, 900, seed=4).tolist()
+    spec = load_spec("customers")
+    inp = open_source([str(data_csv)], None, spec)
+    built = build_features(inp, spec)
+    acc = InsightPass(inp.schema(), inp.label, built.spec, {}, 2, 3)
+    feed_input(acc, inp, np.zeros(built.n_rows, dtype=np.int32), block_rows=1 << 16)
+    assert data.run_sample(50, seed=3) is None
+    drawn = data.run_sample(built.n_rows, seed=3)
+    assert drawn.tolist() == acc.sample.rows.tolist() and drawn.size == 50
+    assert drawn.tolist() != data.run_sample(built.n_rows, seed=4).tolist()
 
 
 @pytest.fixture(scope="module")

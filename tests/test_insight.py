@@ -265,11 +265,13 @@ def test_describe_parquet_with_nan_and_dates(tmp_path: Path) -> None:
 
 def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
         data_csv: Path, data_frame: pl.DataFrame, monkeypatch) -> None:
-    """Above EXACT_ROWS segmented rows, medians and revenue concentration come from a uniform
-    sample of SAMPLE_ROWS rows (recorded in the summary); means, sums and sizes stay exact."""
+    """Above SAMPLE_ROWS input rows, medians and revenue concentration come from the hash sample
+    of SAMPLE_ROWS rows (its segmented rows recorded in the summary); means, sums and sizes stay
+    exact, the same bits."""
     import numpy as np
 
     from engine.insight import profiles
+    from engine.insight.onepass import profile_table, sampled_rows
     from engine.features.build import build_features
     from engine.features.spec import load_spec
     from engine.duck.open import open_source
@@ -280,21 +282,22 @@ def test_large_inputs_estimate_medians_and_concentration_from_a_uniform_sample(
     labels = np.arange(data.X.shape[0], dtype=np.int32) % 3
     values = labels[np.where(data.kept, np.cumsum(data.kept) - 1, 0)]
     segments = pl.Series(values, dtype=pl.Int32).set(pl.Series(~data.kept), None)
-    exact = profiles.profile_table(inp, data.spec, {}, segments, 3, 0)
-    monkeypatch.setattr(profiles, "EXACT_ROWS", 1000)
+    exact = profile_table(inp, data.spec, {}, segments, 3, 0)
     monkeypatch.setattr(profiles, "SAMPLE_ROWS", 1500)
-    sampled = profiles.profile_table(inp, data.spec, {}, segments, 3, 0)
-    assert exact.overall["median_sample"] is None and sampled.overall["median_sample"] == 1500
+    sampled = profile_table(inp, data.spec, {}, segments, 3, 0)
+    rows = sampled_rows(data.n_rows, 0)
+    assert rows.size == 1500 and exact.overall["median_sample"] is None
+    assert sampled.overall["median_sample"] == int(data.kept[rows].sum()) < 1500
     e, s = exact.table, sampled.table
     for column in ("size", "income_mean", "revenue_sum", "revenue_share", "responses"):
-        assert s[column].to_list() == pytest.approx(e[column].to_list(), rel=1e-12)
+        assert s[column].to_list() == e[column].to_list()
     assert s["income_median"].to_list() != e["income_median"].to_list()  # estimated, not copied
     assert s["income_median"].to_list() == pytest.approx(e["income_median"].to_list(), rel=0.1)
     assert s["revenue_top20_share"].to_list() == pytest.approx(e["revenue_top20_share"].to_list(), abs=0.1)
 
 
 def test_the_median_sample_is_drawn_with_the_runs_seed(data_csv: Path, monkeypatch) -> None:
-    """Above EXACT_ROWS the median sample follows the run's seed: the same labels with another
+    """Above SAMPLE_ROWS the median sample follows the run's seed: the same labels with another
     seed give other sampled medians, with the same seed the same ones; exact figures do not move."""
     import numpy as np
 
@@ -309,7 +312,6 @@ def test_the_median_sample_is_drawn_with_the_runs_seed(data_csv: Path, monkeypat
     data = build_features(inp, spec)
     labels = np.arange(data.X.shape[0], dtype=np.int32) % 3
     centers = np.stack([data.X[labels == j].mean(axis=0) for j in range(3)])
-    monkeypatch.setattr(profiles, "EXACT_ROWS", 1000)
     monkeypatch.setattr(profiles, "SAMPLE_ROWS", 1500)
     first, other, again = (Insight(inp, data, labels, centers, 3, seed).profiles for seed in (1, 2, 1))
     assert first.equals(again)
@@ -319,16 +321,16 @@ def test_the_median_sample_is_drawn_with_the_runs_seed(data_csv: Path, monkeypat
         assert first[column].to_list() == other[column].to_list()
 
 
-def test_run_describes_its_columns_from_every_nth_row_above_the_sample_size(data_csv: Path, tmp_path: Path,
-                                                                             monkeypatch) -> None:
-    from engine.insight import describe
+def test_run_describes_its_columns_from_the_hash_sample_above_its_size(data_csv: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    from engine.insight import profiles
 
-    monkeypatch.setattr(describe, "RUN_SAMPLE_ROWS", 1000)
+    monkeypatch.setattr(profiles, "SAMPLE_ROWS", 1000)
     import engine
 
-    engine.run([str(data_csv)], 3, tmp_path / "run", spec="customers")
+    engine.run([str(data_csv)], 3, tmp_path / "run", spec="customers", seed=4)
     summary = read_json(tmp_path / "run" / "describe.json")
-    assert summary["rows"] == 2240 and summary["sample"] == {"every": 3, "rows": 747}
+    assert summary["rows"] == 2240 and summary["sample"] == {"rows": 1000, "seed": 4}
     income = next(c for c in summary["columns"] if c["column"] == "Income")
     full = engine.describe_data([str(data_csv)], ["Income"])["columns"][0]
     assert income["mean"] == pytest.approx(full["mean"], rel=0.05)

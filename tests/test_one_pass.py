@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.hashsample import BottomK, block_keys
-from kernels.segments import COUNT, M2, MAX, MEAN, MIN, SegmentMoments
+from kernels.hashsample import BottomK, block_keys, sample_rows
+from kernels.segments import COUNT, M2, MAX, MEAN, MIN, SUM, SegmentMoments
 
 
 def data(n: int, d: int, k: int, seed: int):
@@ -34,6 +34,19 @@ def test_segment_moments_match_the_naive_twin(n, d, k) -> None:
     npt.assert_allclose(acc.table[M2], ref[M2], rtol=1e-10, atol=1e-6)
     npt.assert_array_equal(acc.table[MIN], ref[MIN])
     npt.assert_array_equal(acc.table[MAX], ref[MAX])
+    npt.assert_allclose(acc.table[SUM], ref[SUM], rtol=1e-12, atol=1e-6)
+
+
+def test_segment_sums_of_integers_are_exact() -> None:
+    """The SUM plane adds integers without rounding (mean * count would not), for any blocks."""
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 10**9, size=(200_000, 2)).astype(np.float64)
+    labels = rng.integers(-1, 3, size=200_000).astype(np.int32)
+    acc = SegmentMoments(3, 2)
+    for a in range(0, 200_000, 2 * acc.chunk_rows):
+        acc.add(values[a:a + 2 * acc.chunk_rows], labels[a:a + 2 * acc.chunk_rows])
+    exact = [[sum(int(v) for v in values[labels == s, j]) for j in range(2)] for s in range(3)]
+    assert acc.table[SUM].tolist() == [[float(v) for v in row] for row in exact]
 
 
 def test_segment_moments_are_the_same_bits_for_any_blocks_of_whole_chunks() -> None:
@@ -75,6 +88,11 @@ def test_bottom_k_is_the_naive_sample_and_everything_when_it_fits() -> None:
     small = BottomK(size=100, seed=3)
     small.add(0, x=np.arange(60.0))
     assert small.rows.tolist() == list(range(60))
+
+
+def test_sample_rows_are_the_bottom_k_rows_without_values() -> None:
+    assert sample_rows(5000, 300, 9, block=700).tolist() == naive.bottom_k_rows(5000, 300, 9)
+    assert sample_rows(40, 300, 9).tolist() == list(range(40))
 
 
 def test_bottom_k_is_roughly_uniform() -> None:

@@ -64,7 +64,7 @@ def cached_range(key: tuple, name: str) -> tuple[float, float]:
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_distribution(key: tuple, name: str, segment: int) -> pl.DataFrame:
     run = cached_run(key)
-    sample = data.run_sample(run.metrics["rows"], run.metrics["rows_used"], run.metrics["seed"])
+    sample = data.run_sample(run.metrics["rows"], run.metrics["seed"])
     return data.distribution(cached_column(key, name), cached_labels(key), segment, sample)
 
 
@@ -220,7 +220,7 @@ def distributions(key: tuple, run: Run) -> None:
     segment = right.selectbox("Segment", sorted(names), format_func=lambda j: segment_label(j, names), key="dist_segment")
     hist = cached_distribution(key, columns[label], int(segment))
     st.plotly_chart(distribution_figure(hist, label, segment_label(int(segment), names)), key="distribution")
-    sample = data.run_sample(run.metrics["rows"], run.metrics["rows_used"], run.metrics["seed"])
+    sample = data.run_sample(run.metrics["rows"], run.metrics["seed"])
     st.caption("Segmented rows of the run's sample: " + ("every row." if sample is None else
                f"the uniform sample of {len(sample):,} rows the profiles' medians came from."))
 

@@ -22,9 +22,8 @@ from engine.dashboard.rundata import Run
 from engine.duck.dashboard import ID_TEXT, DashboardDB, RowFilter, RowSource, parquet_rows
 from engine.duck.open import open_source
 from engine.errors import InputError
-from engine.fit.scores import sample_indices
 from engine.input.files import Input, open_input
-from engine.insight import profiles
+from engine.insight.onepass import sampled_rows
 from engine.insight.profiles import profile_frame
 
 PAGE_SIZES = (25, 50, 100)
@@ -186,12 +185,10 @@ def page(db: DashboardDB, rows: RowFilter, number: int, size: int, names: dict[i
     return pl.concat([customers.select(first), labels, customers.drop(first)], how="horizontal")
 
 
-def run_sample(n_rows: int, n_segmented: int, seed: int) -> np.ndarray | None:
-    """The rows the run's medians came from (``engine.insight.profiles``): every row up to its
-    ``profiles.EXACT_ROWS`` segmented rows (None), else its uniform sample of ``profiles.SAMPLE_ROWS`` input rows."""
-    if n_segmented <= profiles.EXACT_ROWS:
-        return None
-    return sample_indices(n_rows, profiles.SAMPLE_ROWS, np.random.default_rng(seed))  # the run's, as profiles drew it
+def run_sample(n_rows: int, seed: int) -> np.ndarray | None:
+    """The rows the run's medians came from (``engine.insight.onepass.sampled_rows``): None for
+    every row (up to ``profiles.SAMPLE_ROWS`` input rows), else those of its hash sample."""
+    return sampled_rows(n_rows, seed)
 
 
 def distribution(values: pa.Array, segments: pl.Series, segment: int, sample: np.ndarray | None,

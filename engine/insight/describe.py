@@ -1,8 +1,9 @@
 """``segment describe``: a per-column summary and the correlation matrix of the numeric columns.
 
-Everything is lazy Polars over the input (``engine.input.files.open_input``): the column statistics
-in one select, the null counts in another and the correlations in a third, collected one at a
-time so that only one query's columns are in memory at once. NaN and ±inf are left out of a float
+Everything is lazy Polars over the input (``engine.input.files.open_input``), or over a run's hash
+sample of it (``describe_sample``): the column statistics in one select, the null counts in
+another and the correlations in a third, collected one at a time so that only one query's
+columns are in memory at once. NaN and ±inf are left out of a float
 column's statistics (and counted as ``non_finite``): each float column is cleaned once, and all
 five quantiles come from one selection per column.
 """
@@ -29,9 +30,8 @@ MAX_CORRELATION_COLUMNS = 60
 #: Correlations come from every n-th row when the input has more rows than this (a systematic
 #: sample; the standard error of r is then about 0.001): the pairs cost the most.
 CORRELATION_ROWS = 1_000_000
-#: ``segment run`` describes the columns it used from every n-th row above this many rows.
-RUN_SAMPLE_ROWS = 1_000_000
-#: ...and its correlations from at most this many rows (standard error of r about 0.003).
+#: ``segment run`` describes the columns it used from its hash sample (``engine.insight.onepass``),
+#: and its correlations from at most this many of the sampled rows (standard error of r about 0.003).
 RUN_CORRELATION_ROWS = 100_000
 
 
@@ -80,28 +80,48 @@ def clean(value: Any) -> Any:
     return value
 
 
-def describe_input(inp: Input, columns: Sequence[str] | None = None, sample_every: int = 1,
+def describe_input(inp: Input, columns: Sequence[str] | None = None,
                    correlation_rows: int = CORRELATION_ROWS) -> dict[str, Any]:
     """Summary of ``inp`` (all columns, or those named): rows, per-column statistics and the
-    correlation matrix of the numeric columns (pairwise-complete Pearson).
-
-    With ``sample_every`` n > 1 the column statistics come from every n-th row (a systematic
-    sample, as the correlations of large inputs): ``segment run`` describes the columns it used
-    this way above ``RUN_SAMPLE_ROWS`` rows, for the report, at a fraction of the cost, with the
-    correlations from at most ``correlation_rows`` rows."""
+    correlation matrix of the numeric columns (pairwise-complete Pearson, from every n-th row
+    above ``correlation_rows`` rows)."""
     t0 = time.perf_counter()
     schema = inp.schema()
+    names = checked_names(schema, columns, inp.label)
+    try:
+        total = inp.frame.select(pl.len()).collect().item()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+    described, rows, correlation = summarise(inp.frame, schema, names, total, correlation_rows, inp.label)
+    return {"input": inp.label, "rows": total, "columns": described, "sample": {"every": 1, "rows": rows},
+            "correlation": correlation, "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def describe_sample(sample: pl.DataFrame, schema: pl.Schema, columns: Sequence[str], total: int, where: str,
+                    seed: int, correlation_rows: int = RUN_CORRELATION_ROWS) -> dict[str, Any]:
+    """``describe_input`` of a run's input from its hash sample (``engine.insight.onepass``: every
+    row up to its size; ``seed`` keyed it): the statistics of the sampled rows, ``rows`` the
+    input's count, the correlations from at most ``correlation_rows`` of the sampled rows."""
+    t0 = time.perf_counter()
+    names = checked_names(schema, columns, where)
+    described, rows, correlation = summarise(sample.lazy(), schema, names, sample.height, correlation_rows, where)
+    return {"input": where, "rows": total, "columns": described, "sample": {"rows": rows, "seed": seed},
+            "correlation": correlation, "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def checked_names(schema: pl.Schema, columns: Sequence[str] | None, where: str) -> list[str]:
     names = list(columns) if columns else schema.names()
     for name in names:
         if name not in schema:
-            raise InputError(f"{inp.label}: column {name!r} not found{did_you_mean(name, schema.names())}")
+            raise InputError(f"{where}: column {name!r} not found{did_you_mean(name, schema.names())}")
+    return names
+
+
+def summarise(source: pl.LazyFrame, schema: pl.Schema, names: list[str], total: int, correlation_rows: int,
+              where: str) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """Per-column statistics of ``source`` (``total`` rows), its rows, and the correlations of
+    its numeric columns from every n-th row (at most ``correlation_rows``)."""
     columns, counts = cleaned(schema, names)
-    source = inp.frame
-    if sample_every > 1:  # the sample is small: read it once, then every statistic runs over it
-        try:
-            source = inp.frame.select(names).gather_every(sample_every).collect().lazy()
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
     frame = source.select(columns)
     exprs = [pl.len().alias("\0rows")]
     for name in names:
@@ -109,14 +129,13 @@ def describe_input(inp: Input, columns: Sequence[str] | None = None, sample_ever
     numeric = numeric_names(schema, names)[:MAX_CORRELATION_COLUMNS]
     pairs = [(a, b) for i, a in enumerate(numeric) for b in numeric[i + 1:]]
     corr = [pl.corr(pl.col(a).cast(pl.Float64), pl.col(b).cast(pl.Float64)).alias(f"{a}\0{b}") for a, b in pairs]
+    every = max(1, math.ceil(total / correlation_rows))
     try:
-        total = inp.frame.select(pl.len()).collect().item()
-        every = max(1, math.ceil(total / sample_every / correlation_rows))
         frames = [frame.select(exprs), source.select(counts)]
         frames += [frame.gather_every(every).select(corr)] if corr else []
         results = [f.collect() for f in frames]  # one at a time: bounded memory
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+        raise InputError(f"cannot read {where}: {first_line(exc)}") from exc
     stats = {**results[0].row(0, named=True), **results[1].row(0, named=True)}
     for name in numeric_names(schema, names):
         for q, value in zip(QUANTILES, stats.pop(f"{name}\0quantiles") or [None] * len(QUANTILES)):
@@ -136,11 +155,8 @@ def describe_input(inp: Input, columns: Sequence[str] | None = None, sample_ever
         for a, b in pairs:
             v = clean(values[f"{a}\0{b}"])
             matrix[index[a]][index[b]] = matrix[index[b]][index[a]] = v
-    return {"input": inp.label, "rows": total, "columns": described,
-            "sample": {"every": sample_every, "rows": rows},
-            "correlation": {"columns": numeric, "matrix": matrix, "every": every * sample_every,
-                            "rows": len(range(0, rows, every))},
-            "seconds": round(time.perf_counter() - t0, 4)}
+    correlation = {"columns": numeric, "matrix": matrix, "every": every, "rows": len(range(0, rows, every))}
+    return described, rows, correlation
 
 
 def describe(inputs: Sequence[str], columns: Sequence[str] | None = None, separator: str | None = None,

@@ -7,12 +7,13 @@ and by channel). For segment ``s`` and an item ``c`` of a group (the categories,
     population_share = the same over every segmented customer
     index            = segment_share / population_share   (the affinity index; 1 = like everyone)
 
-The sums come from the profile's group-by pass (``engine.insight.profiles``, ``Profiles.offer_sums``);
+The sums come from the insight's one pass (``engine.insight.onepass``, ``Profiles.offer_sums``);
 the population's are the segments' added in segment order, so no figure reads the input again.
 
 **Products** (transactions with ``--product-col``): the RFM query's ``products`` column lists each
-customer's distinct products (``engine.duck.rfm``). A (customer, product) pair is one purchase
-"slot"; for segment ``s`` and product ``p``:
+customer's distinct products (``engine.duck.rfm``); the one pass counts the customers of each
+(segment, product) block by block (``product_support``). A (customer, product) pair is one
+purchase "slot"; for segment ``s`` and product ``p``:
 
     support          = customers of s who bought p
     segment_share    = support / the (customer, product) pairs of s
@@ -37,10 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from engine.duck.rfm import PRODUCTS
 from engine.features.business import Offers
-from engine.features.spec import FeatureSpec
-from engine.input.files import Input
 
 COLUMNS = ("segment", "kind", "item", "value", "segment_share", "population_share", "index", "rank")
 KINDS = {"categories": "category", "channels": "channel"}
@@ -81,14 +79,26 @@ def category_affinity(sums: pl.DataFrame, k: int) -> pl.DataFrame:
     ).select("segment", "kind", "item", "value", "segment_share", "population_share", "index", "@order")
 
 
-def product_lift(products: pl.Series, segments: pl.Series, k: int, min_support: int) -> pl.DataFrame:
+def product_support(products: pl.Series, labels: np.ndarray) -> pl.DataFrame:
+    """Per (segment, product): the customers who bought it (``support``), of one block of customers;
+    ``products`` is a list column (one list per customer), ``labels`` their segments (-1: not
+    segmented, left out). Counts: the blocks' add up to the whole input's in any order."""
+    frame = pl.DataFrame({"segment": pl.Series(labels, dtype=pl.Int32), "item": products.cast(pl.List(pl.String))})
+    frame = frame.filter(pl.col("segment") >= 0)
+    return (frame.with_row_index("@customer").explode("item").drop_nulls("item").unique(["@customer", "item"])
+            .group_by("segment", "item").agg(pl.len().cast(pl.Int64).alias("support")))
+
+
+def total_support(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The blocks' ``product_support`` added up, sorted by segment and product."""
+    if not parts:
+        return pl.DataFrame(schema={"segment": pl.Int32, "item": pl.String, "support": pl.Int64})
+    return pl.concat(parts).group_by("segment", "item").agg(pl.col("support").sum()).sort("segment", "item")
+
+
+def product_lift(bought: pl.DataFrame, k: int, min_support: int) -> pl.DataFrame:
     """The lift of every (segment, product) bought by at least ``min_support`` of the segment's
-    customers; ``products`` is a list column (one list per customer), ``segments`` its labels
-    (null: not segmented, left out)."""
-    frame = pl.DataFrame({"segment": segments.cast(pl.Int32), "item": products.cast(pl.List(pl.String))})
-    frame = frame.filter(pl.col("segment").is_not_null())
-    bought = (frame.with_row_index("@customer").explode("item").drop_nulls("item").unique(["@customer", "item"])
-              .group_by("segment", "item").len().rename({"len": "support"}).sort("segment", "item"))
+    customers, from the purchase counts ``bought`` (``total_support``)."""
     pairs = bought.group_by("segment").agg(pl.col("support").sum().alias("pairs"))
     buyers = bought.group_by("item").agg(pl.col("support").sum().alias("buyers"))
     total = int(bought["support"].sum())
@@ -128,14 +138,15 @@ def offer_line(rows: pl.DataFrame) -> str | None:
     return " ".join(parts) if parts else None
 
 
-def segment_offers(sums: pl.DataFrame | None, products: pl.Series | None, segments: pl.Series | None, k: int,
+def segment_offers(sums: pl.DataFrame | None, support: pl.DataFrame | None, k: int,
                    offers: Offers) -> SegmentOffers | None:
-    """The offers of every segment, or None when the run declares nothing to offer."""
+    """The offers of every segment, from the per-segment sums of ``[business.offers]`` and the
+    product purchase counts (``total_support``), or None when the run declares nothing to offer."""
     parts = []
     if sums is not None:
         parts.append(category_affinity(sums, k))
-    if products is not None and segments is not None:
-        parts.append(product_lift(products, segments, k, offers.min_support))
+    if support is not None:
+        parts.append(product_lift(support, k, offers.min_support))
     if not parts:
         return None
     table = rank_items(pl.concat(parts), offers.top).cast(SCHEMA)
@@ -144,16 +155,6 @@ def segment_offers(sums: pl.DataFrame | None, products: pl.Series | None, segmen
                        maintain_order=True)
     lines = [offer_line(table.filter(pl.col("segment") == j)) for j in range(k)]
     return SegmentOffers(table, lines)
-
-
-def run_offers(inp: Input, spec: FeatureSpec, sums: pl.DataFrame | None, segments: pl.Series,
-               k: int) -> SegmentOffers | None:
-    """A run's offers: from the profile pass's sums, and from the transactions' ``products`` column
-    (in the run's in-memory RFM result) when the preset has a product column."""
-    products = None
-    if spec.preset and spec.preset.get("product") and PRODUCTS in inp.schema():
-        products = inp.frame.select(PRODUCTS).collect()[PRODUCTS]
-    return segment_offers(sums, products, segments, k, spec.business.offers)
 
 
 def with_offer(profiles: pl.DataFrame, lines: list[str | None]) -> pl.DataFrame:

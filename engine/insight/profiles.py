@@ -1,38 +1,36 @@
-"""Per-segment profiles, computed with Polars aggregates over the input joined with the labels.
+"""Per-segment profiles: the profile's columns as expressions over the raw input, and the k-row
+arithmetic that turns per-segment figures into the profile table.
 
-The run's input is read again lazily (only the columns the spec needs), the spec's feature and
-business expressions are evaluated as in ``engine.features.build``, and the segment labels are added as
-a column (null for rows dropped for missing values, which are left out of every per-segment
-figure). One group-by pass gives the per-segment figures; the population's means and deviations
-are combined from them in segment order (a parallel reduction over the whole frame would round
-differently on another thread count, and profiles.parquet must not depend on it).
+The figures themselves are accumulated block by block in the run's final pass
+(``engine.insight.onepass``): the spec's feature and business expressions are evaluated on each
+block as in ``engine.features.build``, then folded per segment in fixed global chunks. The
+population's means and deviations are combined from the segments' in segment order (a reduction
+over all rows would round differently in another block layout or thread count, and
+profiles.parquet must not depend on it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import zip_longest
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from engine.features.business import Business
 from engine.errors import InputError
 from engine.features.build import cleaned_frame, one_hot_exprs, parse_expr
-from engine.fit.scores import sample_indices
-from engine.errors import first_line
-from engine.input.files import Input
+from engine.features.business import Business
 from engine.features.spec import Feature, FeatureSpec
+from engine.input.files import Input
 
 SEGMENT = "@segment"
 TOP_SHARES = (10, 20, 25)  # revenue concentration: share of revenue from the top p% of customers
 #: Measures summarised by mean, median and z-score (revenue also by sum, share and index).
 SUMMARISED = ("revenue", "recency", "frequency", "deals", "tenure")
-#: Medians and revenue concentration are exact up to this many segmented rows...
-EXACT_ROWS = 2_000_000
-#: ...and above it estimated from a uniform sample of this many input rows (a median's standard
-#: error is then about 1.25 sigma / sqrt(rows of the segment in the sample)).
+#: Medians, revenue concentration and the EDA summary come from a bottom-k hash sample of this many
+#: input rows (``kernels.hashsample``; every row when there are no more): exact up to this many
+#: input rows, above it estimated (a median's standard error is then about 1.25 sigma /
+#: sqrt(rows of the segment in the sample)). Means, sums and counts use every row.
 SAMPLE_ROWS = 1_000_000
 
 
@@ -65,42 +63,54 @@ def check_measures(spec: FeatureSpec, where: str) -> None:
                              f"rename the feature or make them the same")
 
 
-def profile_frame(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]],
-                  segments: pl.Series) -> pl.LazyFrame:
-    """Features in original units (NaN and inf as null), one-hot levels, business measures and
-    campaign figure columns, with ``@segment``: lazy, nothing is read yet."""
-    schema = inp.schema()
-    where = inp.label
+@dataclass
+class ProfileQuery:
+    """The profile's columns as expressions over the raw input: features in original units,
+    business measures, campaign figure and ``[business.offers]`` columns (float64, NaN and inf as
+    null), the categorical columns as text and their one-hot levels."""
+
+    schema: pl.Schema
+    numeric: set[str]  # the spec's text columns to parse as numbers, of those the expressions read
+    values: list[pl.Expr]
+    cats: list[str]
+    levels: dict[str, tuple[str, ...]]
+
+    def columns(self) -> list[str]:
+        """The input columns the expressions read, in schema order."""
+        roots = {r for e in self.values for r in e.meta.root_names()} | set(self.cats)
+        return [c for c in self.schema.names() if c in roots]
+
+    def apply(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """The profile's columns of ``frame`` (the raw input's rows, or some of them): row by row."""
+        finite = [pl.when(e.is_finite()).then(e).alias(e.meta.output_name()) for e in self.values]
+        cats = [pl.col(c).cast(pl.String) for c in self.cats]
+        cleaned = cleaned_frame(frame, self.schema, self.numeric, self.values).select([*finite, *cats])
+        return cleaned.with_columns(one_hot_exprs(self.levels))
+
+
+def profile_query(schema: pl.Schema, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], where: str) -> ProfileQuery:
+    """The spec's profile expressions, checked against the input's ``schema``."""
     numeric = set(spec.numeric)
     business = spec.business
     check_measures(spec, where)
     exprs = [parse_expr(f, schema, numeric, where) for f in spec.features]
     exprs += [parse_expr(Feature(f"business.{m}", e), schema, numeric, where).alias(measure_name(m))
               for m, e in business.measures().items()]
-    figures = []
     for key in ("cost_per_contact", "revenue_per_response"):
         column = getattr(business, key)
         if isinstance(column, str):
-            figures.append(parse_expr(Feature(f"business.{key}", column), schema, numeric, where)
-                           .alias(measure_name(key)))
-    figures += [parse_expr(Feature(f"business.offers.{g}.{label}", e), schema, numeric, where).alias(offer_name(g, label))
-                for g, label, e in business.offers.items()]
-    finite = [pl.when(e.is_finite()).then(e).alias(e.meta.output_name()) for e in exprs + figures]
-    cats = [pl.col(c.column).cast(pl.String) for c in spec.categorical]
-    frame = cleaned_frame(inp.frame, schema, numeric, exprs + figures).select([*finite, *cats])
-    hot = one_hot_exprs(levels)
-    return frame.with_columns(hot).with_columns(segments.alias(SEGMENT))
+            exprs.append(parse_expr(Feature(f"business.{key}", column), schema, numeric, where).alias(measure_name(key)))
+    exprs += [parse_expr(Feature(f"business.offers.{g}.{label}", e), schema, numeric, where).alias(offer_name(g, label))
+              for g, label, e in business.offers.items()]
+    roots = {r for e in exprs for r in e.meta.root_names()}
+    return ProfileQuery(schema, numeric & roots, exprs, [c.column for c in spec.categorical], levels)
 
 
-COLUMNS_PER_QUERY = 4
-
-
-def batched(groups: list[list[pl.Expr]]) -> list[list[pl.Expr]]:
-    """Aggregate lists joined so that each query reads about ``COLUMNS_PER_QUERY`` source columns."""
-    out: list[list[pl.Expr]] = []
-    for i in range(0, len(groups), COLUMNS_PER_QUERY):
-        out.append([e for g in groups[i:i + COLUMNS_PER_QUERY] for e in g])
-    return out
+def profile_frame(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]],
+                  segments: pl.Series) -> pl.LazyFrame:
+    """The profile's columns of the whole input with ``@segment``: lazy, nothing is read yet."""
+    query = profile_query(inp.schema(), spec, levels, inp.label)
+    return query.apply(inp.frame).with_columns(segments.alias(SEGMENT))
 
 
 def concentration(col: str, pct: int) -> pl.Expr:
@@ -109,97 +119,6 @@ def concentration(col: str, pct: int) -> pl.Expr:
     top = (values.len() * pct + 99) // 100
     ranked = values.sort(descending=True).cum_sum()
     return (ranked.gather(pl.max_horizontal(top, 1) - 1).first() / values.sum()).alias(f"revenue_top{pct}_share")
-
-
-@dataclass
-class Aggregates:
-    """The profile's aggregate expressions, by the rows they run over: ``exact`` and ``heavy``
-    (medians, concentration) per segment, ``pop`` and ``pop_heavy`` over every segmented row,
-    ``everyone`` over every input row. Each of ``exact`` and ``heavy`` is a list of groups, one
-    per source column."""
-
-    exact: list[list[pl.Expr]]
-    heavy: list[list[pl.Expr]]
-    pop: list[pl.Expr]
-    pop_heavy: list[pl.Expr]
-    everyone: list[pl.Expr]
-
-
-def aggregates(cols: list[str], out_names: list[str], measures: dict[str, str], business: Business) -> Aggregates:
-    """Per column: mean, variance, count and median; revenue sums and concentration, responses and
-    the campaign figures when the spec declares them."""
-    exact = [[pl.len().cast(pl.Int64).alias("size")]]
-    heavy = []
-    for c, name in zip(cols, out_names):
-        exact.append([pl.col(c).mean().alias(f"{name}_mean"), pl.col(c).var(ddof=0).alias(f"{name}\0var"),
-                      pl.col(c).count().alias(f"{name}\0count")])
-        heavy.append([pl.col(c).median().alias(f"{name}_median")])
-    pop = [pl.len().alias("rows")]
-    pop_heavy = []
-    rev, resp = measure_name("revenue"), measure_name("response")
-    if "revenue" in measures:
-        exact.append([pl.col(rev).sum().alias("revenue_sum")])
-        heavy.append([concentration(rev, p) for p in TOP_SHARES])
-        pop_heavy += [concentration(rev, p) for p in TOP_SHARES]
-    if "response" in measures:
-        exact.append([pl.col(resp).sum().alias("responses"), pl.col(resp).mean().alias("response_rate"),
-                      pl.col(resp).count().alias("response\0count")])
-    for g, label, _ in business.offers.items():  # offers: per-segment sums of each category / channel column
-        exact.append([pl.col(offer_name(g, label)).sum().alias(f"{offer_name(g, label)}\0sum")])
-    everyone = [pl.len().alias("rows")]
-    if "response" in measures:
-        everyone += [pl.col(resp).fill_null(0).sum().alias("responses"), pl.col(resp).null_count().alias("response_missing"),
-                     ((pl.col(resp) != 0) & (pl.col(resp) != 1)).sum().alias("response_invalid")]
-    for key in ("cost_per_contact", "revenue_per_response"):
-        if isinstance(getattr(business, key), str):
-            c = pl.col(measure_name(key))
-            everyone += [c.mean().alias(key), c.min().alias(f"{key}_min"), c.max().alias(f"{key}_max")]
-    return Aggregates(exact, heavy, pop, pop_heavy, everyone)
-
-
-def median_rows(frame: pl.LazyFrame, seg: pl.LazyFrame, segments: pl.Series, seed: int) -> tuple[pl.LazyFrame, int]:
-    """The segmented rows that medians and revenue concentration sort, and how many rows are
-    segmented: all of them up to ``EXACT_ROWS``, above it a uniform sample of ``SAMPLE_ROWS``
-    input rows drawn with the run's seed (means, sums and counts stay exact)."""
-    n_seg = len(segments) - segments.null_count()
-    if n_seg <= EXACT_ROWS:
-        return seg, n_seg
-    pick = np.zeros(len(segments), dtype=bool)
-    pick[sample_indices(len(segments), SAMPLE_ROWS, np.random.default_rng(seed))] = True
-    return frame.filter(pl.Series(pick)).filter(pl.col(SEGMENT).is_not_null()), n_seg
-
-
-def run_aggregates(agg: Aggregates, frame: pl.LazyFrame, seg: pl.LazyFrame, sampled: pl.LazyFrame,
-                   where: str) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
-    """The per-segment figures, the segmented population's and every input row's.
-
-    Aggregates run in batches of a few source columns: each query reads only its own columns, so
-    memory stays at a few columns whatever the width (all at once, Polars held 3.3 GB for
-    10,000,000 x 16), and the in-memory engine sums in a fixed order (the streaming engine's last
-    bits varied with the thread count)."""
-    exact, heavy, pop, pop_heavy = agg.exact, agg.heavy, agg.pop, agg.pop_heavy
-    if sampled is seg:  # no sample: a column's medians go with its means, one read of it
-        exact = [e + h for e, h in zip_longest(exact, [[], *heavy], fillvalue=[])]
-        heavy = []
-        pop = pop + pop_heavy
-        pop_heavy = []
-    exact, heavy = batched(exact), batched(heavy)
-    queries = ([seg.group_by(SEGMENT).agg(g) for g in exact] + [sampled.group_by(SEGMENT).agg(h) for h in heavy]
-               + [seg.select(pop), frame.select(agg.everyone)] + ([sampled.select(pop_heavy)] if pop_heavy else []))
-    try:
-        results = [q.collect(engine="in-memory") for q in queries]
-    except pl.exceptions.InvalidOperationError as exc:
-        raise InputError(f"{where}: a column listed in numeric holds text that is not a number: {first_line(exc)}") from exc
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"cannot read {where}: {first_line(exc)}") from exc
-    parts, rest = results[:len(exact) + len(heavy)], results[len(exact) + len(heavy):]
-    grouped = parts[0]
-    for part in parts[1:]:
-        grouped = grouped.join(part, on=SEGMENT, how="left")
-    population, total, *pop_sampled = rest
-    if pop_sampled:
-        population = population.hstack(pop_sampled[0])
-    return grouped, population.row(0, named=True), total.row(0, named=True)
 
 
 def segment_table(grouped: pl.DataFrame, population: dict[str, Any], out_names: list[str], measures: dict[str, str],
@@ -231,12 +150,11 @@ def segment_table(grouped: pl.DataFrame, population: dict[str, Any], out_names: 
     return table.select(order).with_columns(pl.col("responses").fill_null(0).cast(pl.Int64) if "response" in measures else [])
 
 
-def overall_figures(total: dict[str, Any], population: dict[str, Any], n_seg: int, measures: dict[str, str],
-                    business: Business) -> dict[str, Any]:
-    """The population's figures for metrics.json: rows, the median sample, revenue, responses and
-    the campaign figures."""
-    overall = {"rows": total["rows"], "rows_segmented": population["rows"],
-               "median_sample": min(n_seg, SAMPLE_ROWS) if n_seg > EXACT_ROWS else None}
+def overall_figures(total: dict[str, Any], population: dict[str, Any], median_sample: int | None,
+                    measures: dict[str, str], business: Business) -> dict[str, Any]:
+    """The population's figures for metrics.json: rows, the median sample (None: every row),
+    revenue, responses and the campaign figures."""
+    overall = {"rows": total["rows"], "rows_segmented": population["rows"], "median_sample": median_sample}
     if "revenue" in measures:
         overall["revenue_sum"] = population["revenue_sum"]
         overall["revenue_concentration"] = {f"top{p}": population[f"revenue_top{p}_share"] for p in TOP_SHARES}
@@ -248,33 +166,6 @@ def overall_figures(total: dict[str, Any], population: dict[str, Any], n_seg: in
         value = getattr(business, key)
         overall[key] = total.get(key) if isinstance(value, str) else value
     return overall
-
-
-def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], segments: pl.Series,
-                  k: int, seed: int) -> Profiles:
-    """One row per segment: ``segment``, ``name``, ``action``, ``size``, ``share``; per feature
-    ``{f}_mean``, ``{f}_median`` (original units: before clipping, log1p and scaling; one-hot
-    columns give the share of the level) and ``{f}_z`` (the segment mean's z-score against the
-    population); then the business columns declared in the spec (see README, Output schemas).
-
-    ``segments`` holds one label per input row, null for rows dropped for missing values; ``seed``
-    (the run's) draws the median sample above ``EXACT_ROWS`` segmented rows."""
-    business = spec.business
-    features = [f.name for f in spec.features] + [e.meta.output_name() for e in one_hot_exprs(levels)]
-    measures = business.measures()
-    summarised = [m for m in SUMMARISED if m in measures and m not in features]
-    cols = features + [measure_name(m) for m in summarised]
-    out_names = features + summarised
-    frame = profile_frame(inp, spec, levels, segments)
-    seg = frame.filter(pl.col(SEGMENT).is_not_null())
-    sampled, n_seg = median_rows(frame, seg, segments, seed)
-    agg = aggregates(cols, out_names, measures, business)
-    grouped, population, total = run_aggregates(agg, frame, seg, sampled, inp.label)
-    population.update(combine(grouped, out_names, measures))
-    warnings = check_business(business, total, inp.label)
-    table = segment_table(grouped, population, out_names, measures, k)
-    return Profiles(table, overall_figures(total, population, n_seg, measures, business), warnings,
-                    offer_sums(grouped, business))
 
 
 def offer_sums(grouped: pl.DataFrame, business: Business) -> pl.DataFrame | None:

@@ -213,9 +213,9 @@ def eda_section(describe: dict[str, Any], figures: Figures) -> str:
                          for k in ("column", "type", "nulls", "distinct", "min", "max", "mean", "p50", "skew")}
                         for c in describe["columns"]], infer_schema_length=None)
     corr = describe.get("correlation") or {}
-    sample = describe.get("sample") or {"every": 1}
-    sampled = (f" (statistics from every {sample['every']:,}th row: {sample['rows']:,} rows)"
-               if sample["every"] > 1 else "")
+    sample = describe.get("sample") or {}
+    rows = sample.get("rows", describe["rows"])
+    sampled = f" (statistics from a uniform sample of {rows:,} rows)" if rows < describe["rows"] else ""
     return (f"<h2>Input data (EDA)</h2><p class=\"note\">{describe['rows']:,} rows{sampled}; "
             "the columns the spec reads.</p>"
             + html_table(eda)

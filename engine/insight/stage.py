@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from engine.errors import InputError, did_you_mean, first_line
 from engine.features.business import Business
 from engine.fit.scores import sample_indices
 from engine.insight import describe as eda
 from engine.insight.impact import impact_summary, impact_table, transaction_figures
-from engine.insight.offers import run_offers, with_offer
-from engine.insight.profiles import profile_table
+from engine.insight.offers import segment_offers, with_offer
+from engine.insight.onepass import InsightPass, feed_input, row_labels
 from engine.outputs import rundir
 from engine.outputs.rundir import RunWriter
 
@@ -164,20 +163,24 @@ def used_columns(spec, levels: dict) -> list[str]:
 
 class Insight:
     """Everything a run adds for marketing: profiles with names and actions, impact, the EDA
-    summary of the columns used and the PCA sample for the report."""
+    summary of the columns used and the PCA sample for the report.
 
-    def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int):
+    The figures come from the insight's one pass (``engine.insight.onepass``): ``passed`` is an
+    ``InsightPass`` the run's final pass has fed every block of the input; without it the input's
+    columns are read here, once, and fed in blocks. Nothing below reads the input."""
+
+    def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int,
+                 passed: InsightPass | None = None):
         spec, business = data.spec, data.spec.business
-        if data.kept is None:
-            segments = pl.Series(labels, dtype=pl.Int32)
-        else:  # one label per input row, null where the row was dropped
-            values = labels[np.where(data.kept, np.cumsum(data.kept) - 1, 0)]
-            segments = pl.from_arrow(pa.array(values, type=pa.int32(), mask=~data.kept))
-        profiles = profile_table(inp, spec, data.fitted.levels, segments, k, seed)
+        if passed is None:
+            passed = InsightPass(inp.schema(), inp.label, spec, data.fitted.levels, k, seed)
+            feed_input(passed, inp, row_labels(labels, data.kept))
+        result = passed.finish()
+        profiles = result.profiles
         self.warnings = list(profiles.warnings)
         self.profiles = add_names_and_actions(profiles.table, [f.name for f in spec.features], business,
                                               data.fitted.levels)
-        self.offers = run_offers(inp, spec, profiles.offer_sums, segments, k)
+        self.offers = segment_offers(profiles.offer_sums, result.support, k, business.offers)
         if self.offers is not None:
             self.profiles = with_offer(self.profiles, self.offers.lines)
         self.summary: dict = {"overall": profiles.overall, "business": business.to_dict()}
@@ -193,8 +196,8 @@ class Insight:
             self.warnings.append("no impact.parquet: declare cost_per_contact and revenue_per_response in the spec's "
                                  "[business] or give --cost-per-contact and --revenue-per-response")
         self.projection, self.summary["projection"] = projection(data, labels, centers, seed)
-        every = max(1, -(-data.n_rows // eda.RUN_SAMPLE_ROWS))
-        self.describe = eda.describe_input(inp, used_columns(spec, data.fitted.levels), every, eda.RUN_CORRELATION_ROWS)
+        self.describe = eda.describe_sample(result.sample, result.schema, used_columns(spec, data.fitted.levels),
+                                            result.rows, inp.label, seed)
 
     def write(self, out: RunWriter) -> None:
         """profiles.parquet, impact.parquet, offers.parquet and projection.parquet (with the outputs' key-value
