@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +27,12 @@ from engine.duck.open import open_source, source_facts
 from engine.duck.views import write_database
 from engine.errors import InputError
 from engine.features.build import FeatureData, build_features
-from engine.features.stream import block_ids, stream_features
+from engine.features.stream import stream_features
 from engine.features.build import resolve_spec as resolve_features
 from engine.features.pca import PCA, fit_pca
 from engine.features.business import Business
 from engine.features.spec import FeatureSpec, load_spec, parse_pca_option, reload_spec, spec_from_columns
-from engine.fit.batches import ArraySource, BatchSource, ScratchSource
+from engine.fit.batches import ArraySource
 from engine.fit.kmeans import FitParams, FitResult, assign_rows, fit_kmeans
 from engine.fit.match import match_centres, relabel
 from engine.fit.model import Model, load_model
@@ -39,15 +40,15 @@ from engine.fit.scores import sample_indices, silhouette_score
 from engine.fit.sweep import SweepOutcome, parse_ks, sweep_matrix, write_sweep
 from engine.fit.threads import thread_limit
 from engine.input.files import Input
-from engine.input.memory import check_memory, human, memory_plan
+from engine.input.memory import check_memory
 from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
                                      keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
 from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
                             RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
 from engine.outputs import rundir
-from engine.outputs.write import (SegmentWriter, atomic_file, check_file_target, scatter, scratch_dir, write_partitions,
-                                  write_segments)
+from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
+from engine.streaming import Scratch, final_pass, source_of, stream_refused, wants_stream
 
 Log = Callable[[str], None]
 PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
@@ -107,22 +108,27 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
                          out=None if out is None else str(out))
     plan = plan_run(opts)
     with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch:
-        inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch, stream_refused(plan))
+        inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch, stream_refused(plan.k, plan.spec.pca))
         space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
         k, outcome = choose_k(space, plan, opts, log)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
         fit = fit_kmeans(source_of(space), params)  # with --k auto too: the run's own restarts
         silhouette, t_sil = timed(score, space, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
         centres = fit.centers if pca is None else pca.inverse(fit.centers)  # in scaled feature units
-        insight, t_prof = timed(Insight, inp, with_mask(data), fit.labels, centres, k, opts.fit.seed)
-        for w in insight.warnings:
-            log(f"warning: {w}")
         provenance = record(opts, plan, inp, data, outcome is not None)
         model = Model(data.spec, data.fitted, fit.centers, {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia,
                                                             "params": fit_params(params, data)}, pca)
+        t_final = time.perf_counter()
+        passed = None if data.X is not None else final_pass(inp, data, fit, opts.fit.seed, scratch.segments,
+                                                        segments_meta(model, data))
+        insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed, passed)
+        for w in insight.warnings:
+            log(f"warning: {w}")
         metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
         metrics["pca"] = pca.summary() if pca else None
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
+        if data.X is None:
+            seconds["final_pass"] = time.perf_counter() - t_final - t_prof
         written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
@@ -241,17 +247,22 @@ def run_metrics(data: FeatureData, fit: FitResult, params: FitParams, silhouette
     }
 
 
+def segments_meta(model: Model, data: FeatureData) -> dict[str, Any]:
+    """The key-value metadata of segments.parquet (and the run's other Parquet files)."""
+    return {"k": model.k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
+
+
 def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,
               outcome: SweepOutcome | None, metrics: dict[str, Any], seconds: dict[str, float],
               t_start: float) -> list[str]:
     """Every file of the run directory, committed in one step; returns what was written."""
     t0 = time.perf_counter()
     k = fit.centers.shape[0]
-    meta = {"k": k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
+    meta = segments_meta(model, data)
     with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out:
         model.save(out.path(rundir.MODEL))
-        if data.X is None:
-            stream_segments(out.path(rundir.SEGMENTS), inp, data, fit, meta)
+        if data.X is None:  # written by the streamed run's final pass
+            os.replace(data.scratch.path.parent / rundir.SEGMENTS, out.path(rundir.SEGMENTS))
         else:
             write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
         if opts.outputs.partition_by_segment:
@@ -599,83 +610,6 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data
-
-
-def wants_stream(inp: Input, n_features: int, n_onehot: int, options: InputOptions, log: Log) -> bool:
-    """``--stream``, or an in-memory run that would need more than the memory available."""
-    if options.stream:
-        return True
-    rows, need, avail = memory_plan(inp, n_features, n_onehot, options.memory_limit)
-    if avail is None or need <= avail or inp.format == "sql":  # a SQL result is in memory already
-        return False
-    log(f"{rows:,} rows need about {human(need)} in memory, {human(avail)} is available: streaming")
-    return True
-
-
-def stream_refused(plan: RunPlan) -> str | None:
-    """Why this run cannot stream (None: it can)."""
-    if plan.k is None:
-        return "with --k auto (segment sweep a sample, then run with the k chosen)"
-    if plan.spec.pca is not None:
-        return "with PCA (--pca or [pca])"
-    return None
-
-
-class Scratch:
-    """A streamed run's scratch space beside its output: the scaled rows (``ScratchSource``),
-    created on the first block, removed with the directory when the run ends."""
-
-    def __init__(self, out: Path):
-        self.out, self.matrix = out, None
-        self.context = scratch_dir(out)
-        self.path: Path | None = None
-
-    def __enter__(self) -> Scratch:
-        return self
-
-    def append(self, block: np.ndarray) -> None:
-        if self.matrix is None:
-            self.path = self.context.__enter__()
-            self.matrix = ScratchSource(self.path / "rows.f32", block.shape[1])
-        self.matrix.append(block)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.matrix is not None:
-            self.matrix.close()
-            self.context.__exit__(*exc)
-
-
-def source_of(data: FeatureData) -> BatchSource:
-    """The fit's rows: the matrix in memory, or the streamed run's scratch file."""
-    return ArraySource(data.X) if data.X is not None else data.scratch
-
-
-def with_mask(data: FeatureData) -> FeatureData:
-    """A streamed build with its kept-row mask over every input row (None when all were kept)."""
-    if data.blocks is None or all(b.kept is None for b in data.blocks):
-        return data
-    mask = np.concatenate([b.mask() if b.kept is not None else np.ones(b.rows, dtype=bool) for b in data.blocks])
-    return replace(data, kept=mask)
-
-
-def stream_segments(path: Path, inp: Input, data: FeatureData, fit: FitResult, meta: dict[str, Any]) -> None:
-    """The final pass of a streamed run: each input block's kept rows read back from the scratch
-    file and assigned to the fitted centres (the kernel primitive of the fit's last pass, which
-    assigned them to these centres: the same labels and distances), and ``segments.parquet``
-    written row group by row group. No label or distance of every row is held at once."""
-    writer = SegmentWriter(path, meta)
-    buffer = np.empty((max(b.n_kept for b in data.blocks), data.scratch.n_features), dtype=np.float32)
-    used = 0
-    try:
-        for block in data.blocks:
-            rows = data.scratch.read_into(used, buffer[:block.n_kept])
-            labels, dist2, _ = assign_rows(rows, fit.centers)
-            if not np.array_equal(labels, fit.labels[used:used + block.n_kept]):
-                raise RuntimeError(f"rows {block.start:,}..: the final pass disagrees with the fit's last pass")
-            writer.write(block_ids(inp, data.spec, block), labels, dist2, block.mask())
-            used += block.n_kept
-    finally:
-        writer.close()
 
 
 def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log) -> Input:

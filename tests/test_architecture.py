@@ -30,7 +30,8 @@ LAYERS = {
     "duck": {"input", "features", "fit", "outputs", "options", "present"},
     "insight": {"input", "features", "fit", "outputs", "duck", "present", "options"},
     "dashboard": {"input", "features", "fit", "outputs", "duck", "present", "insight", "options", "api"},
-    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present"},
+    "streaming": {"input", "features", "fit", "outputs", "insight", "options"},
+    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "streaming"},
 }
 
 

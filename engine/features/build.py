@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 import kernels
-from kernels.hashsample import BottomK
+from kernels.hashsample import sample_rows
 
 from engine.errors import InputError, did_you_mean
 from engine.features.scaling import Scaler
@@ -636,12 +636,7 @@ STATS_SAMPLE = 1 << 20
 
 def stats_rows(n_rows: int, seed: int) -> np.ndarray:
     """Row numbers (ascending) the statistics are learned from: all of them up to ``STATS_SAMPLE``."""
-    if n_rows <= STATS_SAMPLE:
-        return np.arange(n_rows)
-    sample = BottomK(STATS_SAMPLE, seed)
-    for start in range(0, n_rows, 1 << 22):  # keys only: the sample depends on nothing else
-        sample.add(start, row=np.empty(min(1 << 22, n_rows - start), dtype=np.int8))
-    return sample.rows
+    return np.arange(n_rows) if n_rows <= STATS_SAMPLE else sample_rows(n_rows, STATS_SAMPLE, seed)
 
 
 def fit_statistics(spec: FeatureSpec, cols: np.ndarray, cats: dict[str, pl.Series], where: str) -> FittedFeatures:

@@ -73,10 +73,8 @@ def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], 
     missing: dict[str, int] = {}
     non_finite: dict[str, int] = {}
     found: list[Block] = []
-    columns = raw_columns(inp, spec)
-    for start in layout.block_starts(n_rows):
-        rows = min(layout.BLOCK_ROWS, n_rows - start)
-        frame = layout.read_block(inp, start, rows, columns)  # one read of the block's columns
+    for start, frame in layout.blocks(inp, n_rows, raw_columns(inp, spec)):
+        rows = frame.height
         part = build_features(replace(inp, frame=frame.lazy(), rows=rows), spec, fitted=fitted, allow_duplicate_ids=True)
         if spec.id_col and not allow_duplicate_ids:
             check_ids(part.ids, f"{where} (rows {start:,} to {start + rows - 1:,})")

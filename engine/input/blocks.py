@@ -46,10 +46,29 @@ def read_block(inp: Input, start: int, rows: int, columns: Sequence[str]) -> pl.
 
 def blocks(inp: Input, n_rows: int, columns: Sequence[str],
            block_rows: int | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
-    """``(first row, frame)`` of every block, in order, with the named columns."""
+    """``(first row, frame)`` of every block, in order, with the named columns. Parquet and SQL
+    results are sliced (Polars reads only the row groups a block covers); a CSV is parsed once,
+    front to back, by Polars' streaming engine, and its batches cut into blocks (a slice of a CSV
+    at an offset parses everything before it again)."""
     size = block_rows or BLOCK_ROWS
-    for start in block_starts(n_rows, size):
-        yield start, read_block(inp, start, min(size, n_rows - start), columns)
+    if inp.format != "csv":
+        for start in block_starts(n_rows, size):
+            yield start, read_block(inp, start, min(size, n_rows - start), columns)
+        return
+    start, pending, held = 0, [], 0
+    try:
+        for batch in inp.frame.select(columns).collect_batches(chunk_size=size):
+            pending.append(batch)
+            held += batch.height
+            while held >= size or (held and start + held >= n_rows):
+                frame = pl.concat(pending, rechunk=True)
+                take = min(size, frame.height)
+                yield start, frame.slice(0, take)
+                start, pending, held = start + take, [frame.slice(take)], frame.height - take
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
+    if start != n_rows:
+        raise InputError(f"cannot read {inp.label}: {start:,} rows read where {n_rows:,} were counted")
 
 
 def gather(inp: Input, n_rows: int, rows: np.ndarray, columns: Sequence[str],
@@ -57,11 +76,9 @@ def gather(inp: Input, n_rows: int, rows: np.ndarray, columns: Sequence[str],
     """The rows numbered ``rows`` (ascending) with the named columns, read block by block: the
     memory held is the gathered rows and one block."""
     parts = []
-    size = block_rows or BLOCK_ROWS
-    for start in block_starts(n_rows, size):
-        lo, hi = np.searchsorted(rows, [start, start + size])
+    for start, block in blocks(inp, n_rows, columns, block_rows):
+        lo, hi = np.searchsorted(rows, [start, start + block.height])
         if hi > lo:
-            block = read_block(inp, start, min(size, n_rows - start), columns)
             parts.append(block.select(pl.all().gather(rows[lo:hi] - start)) if hi - lo < block.height else block)
     if not parts:
         return read_block(inp, 0, 0, columns)
