@@ -78,13 +78,17 @@ def test_streamed_run_equals_the_in_memory_run_on_many_blocks(fmt: str, customer
     if fmt == "csv":
         data = tmp_path / "customers.csv"
         pl.read_parquet(customers_200k).write_csv(data)
-    kw = {"spec": "customers", "k": 5, "seed": 3}
+    kw = {"spec": "customers", "k": 5, "seed": 3, "partition_by_segment": fmt == "parquet"}
     memory = engine.run([data], out=tmp_path / "memory", **kw)
     streamed = engine.run([data], out=tmp_path / "streamed", stream=True, **kw)
     assert memory.metrics["rows_dropped"] > 0  # the mask of dropped rows is exercised
     assert memory.metrics["rows"] > 3 * blocks.BLOCK_ROWS and memory.metrics["rows"] > 3 * build.STATS_SAMPLE
     np.testing.assert_array_equal(memory.model.centers, streamed.model.centers)
     assert_same_run(tmp_path / "memory", tmp_path / "streamed")
+    parts = sorted(p.relative_to(tmp_path / "memory") for p in (tmp_path / "memory").glob("segments/*/*.parquet"))
+    assert len(parts) == (6 if fmt == "parquet" else 0)  # 5 segments and the rows dropped for missing values
+    for part in parts:
+        assert pl.read_parquet(tmp_path / "memory" / part).equals(pl.read_parquet(tmp_path / "streamed" / part))
     segments = pq.ParquetFile(tmp_path / "streamed" / "segments.parquet")
     assert segments.metadata.num_row_groups == -(-memory.metrics["rows"] // blocks.BLOCK_ROWS)
 

@@ -260,17 +260,25 @@ def write_partitions(segments: Path, directory: Path, k: int) -> None:
     """``segments.parquet`` again as a hive-partitioned dataset: ``segment=K/part-0.parquet`` for
     K in 0..k-1 (rows dropped by the missing policy in ``segment=__HIVE_DEFAULT_PARTITION__``).
     The partition files hold the id and distance in input order; the directory names carry the
-    segment, so a reader filtering on it opens only the partitions it needs."""
-    table = pq.read_table(segments)
-    meta = {k: v for k, v in (pq.read_metadata(segments).metadata or {}).items() if k.startswith(b"segment.")}
-    column = table.column("segment").to_numpy(zero_copy_only=False)
-    labels = np.where(np.isnan(column), -1, column).astype(np.int64) if column.dtype.kind == "f" else column
-    rest = table.drop_columns(["segment"]).replace_schema_metadata(meta)
-    for j in [*range(k), -1]:
-        rows = np.flatnonzero(labels == j)
-        if j == -1 and rows.size == 0:
-            continue
-        part = directory / (f"segment={j}" if j >= 0 else "segment=__HIVE_DEFAULT_PARTITION__")
-        part.mkdir(parents=True)
-        pq.write_table(rest.take(pa.array(rows)), part / "part-0.parquet", compression="zstd",
-                       row_group_size=ROW_GROUP_ROWS)
+    segment, so a reader filtering on it opens only the partitions it needs. Read and written
+    one row group at a time (a streamed run's file may not fit in memory)."""
+    source = pq.ParquetFile(segments)
+    meta = {k: v for k, v in (source.metadata.metadata or {}).items() if k.startswith(b"segment.")}
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for g in range(source.num_row_groups):
+            table = source.read_row_group(g)
+            column = table.column("segment").to_numpy(zero_copy_only=False)
+            labels = np.where(np.isnan(column), -1, column).astype(np.int64) if column.dtype.kind == "f" else column
+            rest = table.drop_columns(["segment"]).replace_schema_metadata(meta)
+            for j in [*range(k), -1]:
+                rows = np.flatnonzero(labels == j)
+                if j not in writers and (j >= 0 or rows.size):
+                    part = directory / (f"segment={j}" if j >= 0 else "segment=__HIVE_DEFAULT_PARTITION__")
+                    part.mkdir(parents=True)
+                    writers[j] = pq.ParquetWriter(part / "part-0.parquet", rest.schema, compression="zstd")
+                if rows.size:
+                    writers[j].write_table(rest.take(pa.array(rows)), row_group_size=ROW_GROUP_ROWS)
+    finally:
+        for w in writers.values():
+            w.close()
