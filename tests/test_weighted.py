@@ -315,6 +315,12 @@ def test_weights_need_an_in_memory_source():
         def blocks(self):
             return self._inner.blocks()
 
+        def take(self, rows):
+            return self._inner.take(rows)
+
+        def row_state(self, k):
+            return self._inner.row_state(k)
+
     X = data(100, 2)
     assert fit_kmeans(Streamed(X), FitParams(k=3)).labels.shape == (100,)
     with pytest.raises(InputError, match="in-memory"):
