@@ -191,12 +191,17 @@ def test_the_shared_data_end_to_end_reads_the_input_once_for_the_insight(data_cs
     import engine.api
 
     scans, inside = [], []
-    collect = pl.LazyFrame.collect
+    collect, batches = pl.LazyFrame.collect, pl.LazyFrame.collect_batches
 
     def counting(self, *args, **kwargs):
         if inside and data_csv.name in self.explain(optimized=False):
             scans.append(1)
         return collect(self, *args, **kwargs)
+
+    def counting_batches(self, *args, **kwargs):  # a CSV is read front to back in batches
+        if inside and data_csv.name in self.explain(optimized=False):
+            scans.append(1)
+        return batches(self, *args, **kwargs)
 
     class Watched(Insight):
         def __init__(self, *args, **kwargs):
@@ -207,6 +212,7 @@ def test_the_shared_data_end_to_end_reads_the_input_once_for_the_insight(data_cs
                 inside.clear()
 
     monkeypatch.setattr(pl.LazyFrame, "collect", counting)
+    monkeypatch.setattr(pl.LazyFrame, "collect_batches", counting_batches)
     monkeypatch.setattr(engine.api, "Insight", Watched)
     out = tmp_path / "run"
     result = invoke(["run", data_csv, "--spec", "marketing", "--k", "4", "--out", out, "--quiet"])

@@ -18,8 +18,8 @@ evaluated on the block, their values (null as NaN) go into a float64 matrix, and
 
 Moments are folded in fixed global chunks of ``CHUNK_ROWS`` rows and the sample is keyed on the
 global row number, so the figures are the same bits for any block layout (each block but the last
-a whole number of chunks) and thread count. In memory, ``feed_input`` reads the columns once and
-slices them into blocks of ``BLOCK_ROWS``; a streaming run feeds its own blocks.
+a whole number of chunks) and thread count. In memory, ``feed_input`` reads the columns once more,
+block by block (``engine.input.blocks``); a streamed run's final pass feeds its own blocks.
 """
 
 from __future__ import annotations
@@ -34,14 +34,13 @@ from engine.duck.rfm import PRODUCTS
 from engine.errors import InputError, first_line
 from engine.features.build import one_hot_exprs
 from engine.features.spec import FeatureSpec
+from engine.input import blocks as layout
 from engine.input.files import Input
 from engine.insight import profiles as pf
 from engine.insight.offers import product_support, total_support
 from kernels.hashsample import BottomK, sample_rows
 from kernels.segments import CHUNK_ROWS, COUNT, M2, MAX, MIN, SUM, SegmentMoments
 
-#: Rows per block when the input is in memory (a whole number of ``CHUNK_ROWS``).
-BLOCK_ROWS = 16 * CHUNK_ROWS
 ONES = "@rows"  # a column of ones: its count per segment is the segment's size
 INVALID = "@response_invalid"  # 1 where the response is neither 0 nor 1, null where missing
 ROW = "@row"  # global row number of a sampled row
@@ -244,17 +243,17 @@ def row_labels(labels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
     return np.where(kept, labels[np.where(kept, np.cumsum(kept) - 1, 0)], -1).astype(np.int32)
 
 
-def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int = BLOCK_ROWS) -> None:
-    """The in-memory run's pass: the columns ``acc`` needs, read from the input once, in blocks."""
-    try:
-        frame = inp.frame.select(acc.columns()).collect()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"cannot read {inp.label}: {first_line(exc)}") from exc
-    if frame.height != labels.shape[0]:
-        raise InputError(f"{inp.label}: {frame.height:,} rows, but {labels.shape[0]:,} were segmented; "
-                         "did the input change during the run?")
-    for offset in range(0, frame.height, block_rows):
-        acc.add(offset, frame.slice(offset, block_rows), labels[offset:offset + block_rows])
+def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int | None = None) -> None:
+    """The in-memory run's pass: the columns ``acc`` needs, read from the input once more, block by
+    block (``engine.input.blocks``: Parquet row groups by slice, a CSV parsed once front to back),
+    so only one block of them is held."""
+    n = labels.shape[0]
+    seen = 0
+    for offset, block in layout.blocks(inp, n, acc.columns(), block_rows):
+        acc.add(offset, block, labels[offset:offset + block.height])
+        seen = offset + block.height
+    if seen != n or (inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows
+        raise InputError(f"{inp.label}: the input has other rows than the {n:,} segmented; did it change during the run?")
 
 
 def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ...]], segments: pl.Series,
