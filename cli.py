@@ -6,8 +6,10 @@ Progress and warnings go to stderr; data and --json go to stdout. Exit codes: 0 
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
+import gc
 import json
 import os
 import sys
@@ -20,6 +22,12 @@ from engine.options import (PRESETS, BusinessOptions, CompareOptions, ExplainOpt
                             PredictOutputOptions, RefreshFitOptions, RefreshOutputOptions, RunOptions,
                             ScoringOptions, SweepFitOptions, SweepOptions, SweepOutputOptions,
                             SweepScoringOptions, TransactionOptions)
+
+
+# At exit the interpreter's collector walks every object numba, Polars and the engine made: 0.2 to
+# 0.3 s after a small run. Frozen objects are left to the operating system instead; every output
+# is written and closed by then (the engine writes through context managers).
+atexit.register(gc.freeze)
 
 
 class InputProblem(click.ClickException):
