@@ -22,6 +22,7 @@ from engine.options import (PRESETS, BusinessOptions, CompareOptions, ExplainOpt
                             PredictOutputOptions, RefreshFitOptions, RefreshOutputOptions, RunOptions,
                             ScoringOptions, SweepFitOptions, SweepOptions, SweepOutputOptions,
                             SweepScoringOptions, TransactionOptions)
+from engine.progress import SILENT, for_terminal
 
 
 # At exit the interpreter's collector walks every object numba, Polars and the engine made: 0.2 to
@@ -73,6 +74,13 @@ def logger(quiet: bool):
     if quiet:
         return lambda _msg: None
     return lambda msg: click.echo(msg, err=True)
+
+
+def reporters(quiet: bool):
+    """The log and the progress of a long command: progress bars (``engine.progress.Bars``) only when
+    stderr is a terminal and ``--quiet`` is not given; then the log lines are written around them."""
+    progress = for_terminal(quiet)
+    return (logger(quiet) if progress is SILENT else progress.echo), progress
 
 
 def bind(group, *, skip: tuple[str, ...] = ()):
@@ -271,7 +279,8 @@ def run(inputs, as_json, quiet, **options):
     import engine.api  # the engine loads when a command runs, not for --help
     from engine import present  # the engine loads when a command runs, not for --help
 
-    result = engine.api.run(inputs, log=logger(quiet), **preset_of(options))
+    log, progress = reporters(quiet)
+    result = engine.api.run(inputs, log=log, progress=progress, **preset_of(options))
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
         return
@@ -307,7 +316,8 @@ def sweep(inputs, as_json, quiet, **options):
     import engine.api  # the engine loads when a command runs, not for --help
     from engine import present  # the engine loads when a command runs, not for --help
 
-    result = engine.api.sweep(inputs, log=logger(quiet), **preset_of(options))
+    log, progress = reporters(quiet)
+    result = engine.api.sweep(inputs, log=log, progress=progress, **preset_of(options))
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
@@ -337,7 +347,8 @@ def predict(model, inputs, as_json, quiet, **options):
     import engine.api  # the engine loads when a command runs, not for --help
     from engine import present  # the engine loads when a command runs, not for --help
 
-    result = engine.api.predict(model, inputs, log=logger(quiet), **options)
+    log, progress = reporters(quiet)
+    result = engine.api.predict(model, inputs, log=log, progress=progress, **options)
     click.echo(json.dumps(result, indent=2) if as_json else present.predict_summary(result, options["out"]))
 
 

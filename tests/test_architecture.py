@@ -22,7 +22,7 @@ MAX_LINES = 60
 HEAVY = ("sklearn", "plotly", "streamlit", "starlette", "dask", "distributed", "scipy", "playwright", "duckdb")
 #: engine sub-package -> the engine sub-packages it may import (as each one's docstring says).
 LAYERS = {
-    "errors": set(), "options": set(), "present": set(),
+    "errors": set(), "options": set(), "present": set(), "progress": set(),
     "outputs": set(),
     "synth": {"outputs"},
     "input": {"outputs"},
@@ -31,7 +31,7 @@ LAYERS = {
     "duck": {"input", "features", "fit", "outputs", "options", "present"},
     "insight": {"input", "features", "fit", "outputs", "duck", "present", "options"},
     "dashboard": {"input", "features", "fit", "outputs", "duck", "present", "insight", "options", "api"},
-    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present"},
+    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "progress"},
 }
 
 
