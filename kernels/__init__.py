@@ -6,9 +6,9 @@ shared primitives in ``kernels.core``. One algorithm per module; the feature ker
 a parallel driver, and a Python wrapper that checks the arrays and allocates the outputs.
 
 The names below load on first use (PEP 562): ``kernels.assign`` imports ``kernels/assign.py``
-(and so numba) when it is first looked up, so a command imports only the kernel modules it
-calls. ``kernels.config`` (no numba) loads at once: it sets ``OMP_WAIT_POLICY`` before numba
-starts its threads.
+(and so numba) when it is first looked up, so ``import kernels`` costs nothing and a command
+imports only the kernel modules it calls. Every kernel module imports ``kernels.config`` first,
+which sets ``OMP_WAIT_POLICY`` before numba starts its threads.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import sys
 import types
 from typing import Any
 
-from kernels.config import chunk_count
-
 #: public name -> the kernel module that defines it
 EXPORTS = {
     **dict.fromkeys(("assign", "lloyd_pass", "reduce_chunks"), "kernels.assign"),
+    "chunk_count": "kernels.config",
     **dict.fromkeys(("put_column", "take_rows"), "kernels.core"),
     **dict.fromkeys(("dispersion", "label_sums"), "kernels.indices"),
     "kmeanspp": "kernels.kmeanspp",
@@ -36,7 +35,7 @@ EXPORTS = {
                     "kernels.weighted"),
 }
 
-__all__ = sorted({"chunk_count", *EXPORTS})
+__all__ = sorted(EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -319,7 +319,7 @@ atexit.register(report)
 sys.argv = ["segment", *sys.argv[3:]]
 runpy.run_path("cli.py", run_name="__main__")
 """
-HEAVY_AT_START = ("sklearn", "plotly", "streamlit", "duckdb", "numba", "polars")
+HEAVY_AT_START = ("sklearn", "plotly", "streamlit", "duckdb", "scipy.linalg", "numba", "polars")
 
 
 def imported_by(tmp_path: Path, *args: str) -> dict:
@@ -338,8 +338,9 @@ def test_help_imports_no_engine_library(tmp_path: Path) -> None:
 
 
 def test_a_small_run_imports_neither_sklearn_plotly_streamlit_nor_duckdb(tmp_path: Path, data_csv: Path) -> None:
-    """A run from a file needs no DuckDB (only --sql, --preset and --db do), and loads only the
-    kernel modules it calls (the weighted kernels are for --weight-col)."""
+    """A run from a file needs no DuckDB (only --sql, --preset and --db do), nor scipy.linalg
+    (numba's BLAS probe is held back: ``kernels/config.py``), and loads only the kernel modules it
+    calls (the weighted kernels are for --weight-col)."""
     found = imported_by(tmp_path, "run", str(data_csv), "--spec", "marketing", "--k", "3", "--out",
                         str(tmp_path / "run"), "--quiet")
     assert found["heavy"] == ["numba", "polars"]
