@@ -267,7 +267,7 @@ def markdown_table(result: dict) -> str:
                     f"{gib(r['matrix_bytes'])} | {st.get('read', 0):.2f} | {st.get('features', 0) + st.get('scale', 0):.2f} | "
                     f"{fit_s:.2f} | {st.get('write', 0):.2f} | {st.get('profile', 0):.2f} |\n")
     if result.get("startup", {}).get("breakdown"):
-        out += "\nWhere a warm small run's time goes (seconds, median of new processes):\n\n"
+        out += "\n\nWhere a warm small run's time goes (seconds, median of new processes):\n\n"
         out += startup.breakdown_table(result["startup"]) + "\n"
     if "threads" in result:
         th = result["threads"]
