@@ -79,6 +79,7 @@ class Bars:
             click.echo(message, file=self.file)
             return
         click.echo("\r\033[K" + message, file=self.file)  # clear the bar's line, then draw it again below
+        self.bar._last_line = None  # click redraws only a line that changed, and this one did not
         self.bar.render_progress()
 
 

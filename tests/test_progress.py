@@ -143,6 +143,7 @@ def test_bars_draw_on_a_terminal_and_log_lines_go_around_them() -> None:
     text = term.getvalue()
     assert "2/4" in text and "4/4" in text and "100%" in text
     assert "\r\033[Ka message\n" in text
+    assert re.search(r"a message\n[^\n]*reading +\[#+-+\] +2/4", text)  # the bar drawn again below the message
     assert re.search(r"fitting +\[#{30,}\]", text)  # unknown total: drawn full when the stage ends
     assert progress.for_terminal(quiet=True, stream=term) is progress.SILENT
     assert progress.for_terminal(quiet=False, stream=io.StringIO()) is progress.SILENT
