@@ -1,5 +1,5 @@
 """Whole-process comparisons: ``segment run`` against the scikit-learn pipeline and the I/O floor,
-scaling over row counts, peak memory, start-up, and thread scaling of the fit.
+scaling over row counts, peak memory, and thread scaling of the fit (start-up: ``benchmarks/startup.py``).
 
 Every process is measured from outside (wall time, and peak RSS through ``os.wait4`` in the
 small launcher ``benchmarks/measure.py``), so import and start-up costs count, as they do for a user.
@@ -20,7 +20,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
-SHARED_CSV = ROOT.parent / "shared" / "data" / "marketing_campaign.csv"
 ID = "ID"
 #: 16 numeric columns of `segment generate` output, on very different scales (1 to 10^5).
 FEATURES = [
@@ -122,22 +121,6 @@ def bench_scaling(sizes: list[int], log) -> dict:
             out[str(rows)] = {"seconds": r["seconds"], "peak_rss": r["peak_rss"], "matrix_bytes": r["matrix_bytes"],
                               "stages": r["stages"]}
     return out
-
-
-def bench_startup(repeat: int, log) -> dict:
-    """``segment --help`` and a warm run on the shared 2,240-row dataset, each a new process."""
-    helps = [run_measured([bin_path("segment"), "--help"])["seconds"] for _ in range(repeat)]
-    runs = []
-    if SHARED_CSV.is_file():
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [bin_path("segment"), "run", str(SHARED_CSV), "--spec", "customers", "--k", "4",
-                   "--out", str(Path(tmp) / "run"), "--overwrite", "--quiet"]
-            run_measured(cmd)  # the numba cache is warm from here on
-            runs = [run_measured(cmd)["seconds"] for _ in range(repeat)]
-    else:
-        log(f"warning: {SHARED_CSV} not found; warm-run start-up not measured")
-    return {"help_seconds": statistics.median(helps),
-            "warm_run_seconds": statistics.median(runs) if runs else None, "repeat": repeat}
 
 
 def bench_threads(X: np.ndarray, repeat: int, log) -> dict:

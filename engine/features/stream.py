@@ -61,7 +61,8 @@ def learn(inp: Input, spec: FeatureSpec, n_rows: int, seed: int):
 def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], None], seed: int = 0,
                     allow_duplicate_ids: bool = False, advance: Callable[[int], None] | None = None) -> FeatureData:
     """Build every block's scaled rows into ``sink``; the result has no matrix (``X`` is None)
-    and no ids (the final pass reads them again), but its ``blocks`` say which rows were kept."""
+    and no ids (the final pass reads them again), but its ``blocks`` say which rows were kept.
+    ``advance(1)`` (progress) follows each block."""
     t0 = time.perf_counter()
     where = inp.label
     spec = resolve_spec(spec, inp.schema(), where)
@@ -85,7 +86,7 @@ def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], 
         kept = None if part.kept is None else np.packbits(part.kept)
         found.append(Block(start, rows, kept, int(part.X.shape[0])))
         if advance is not None:
-            advance(rows)
+            advance(1)
     if sum(b.n_kept for b in found) == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
     order = [f.name for f in spec.features]  # as the in-memory build lists them
