@@ -12,6 +12,7 @@ tests can check them on a fake result.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -76,6 +77,7 @@ def measure_size(rows: int, tmp: Path, stream_only: bool, timeout: float | None,
             log(f"stream {rows:,}: {name} skipped ({entry[name]['skipped']})")
             continue
         log(f"stream {rows:,}: {name}")
+        load = os.getloadavg()[0]
         try:
             r = fn()
         except (RuntimeError, OSError, ValueError) as exc:
@@ -84,6 +86,7 @@ def measure_size(rows: int, tmp: Path, stream_only: bool, timeout: float | None,
             continue
         entry[name] = run_facts(r) if "stages" in r else {"seconds": r["seconds"], "peak_rss": r["peak_rss"],
                                                           "steps": r.get("output", {}).get("seconds", {})}
+        entry[name]["load"] = [load, os.getloadavg()[0]]  # 1-minute load average before and after
         if name == "memory" and r.get("streamed"):
             entry[name]["note"] = "the engine streamed it (its estimate did not fit when it ran)"
         log(f"stream {rows:,}: {name} {r['seconds']:.1f} s, peak RSS {r['peak_rss'] / 2**30:.2f} GiB")
@@ -211,9 +214,20 @@ def generation_lines(stream: dict) -> list[str]:
     return out
 
 
+def load_line(stream: dict) -> str:
+    """The machine's 1-minute load average around the measured runs (other work shares it)."""
+    loads = [x for e in stream["runs"].values() for r in e.values() if isinstance(r, dict) for x in r.get("load", ())]
+    if not loads:
+        return ""
+    cores = os.cpu_count() or 1
+    return (f"1-minute load average around the runs: {min(loads):.1f} to {max(loads):.1f} on {cores} cores"
+            + (" (other work shared the machine, so the seconds are longer than on an idle one)" if max(loads) > cores + 0.5
+               else "") + ".\n\n")
+
+
 def markdown(stream: dict) -> str:
     """The section's tables: the targets, every size, and how long making each data set took."""
-    out = "\n".join(targets(stream)) + "\n\n" + TABLE_HEAD
+    out = load_line(stream) + "\n".join(targets(stream)) + "\n\n" + TABLE_HEAD
     out += "\n".join(line for e in stream["runs"].values() for line in size_rows(e)) + "\n"
     out += "\nGenerating the data (`segment generate --rows N --segments 8 --seed 0`, once, kept in benchmarks/data/):\n\n"
     return out + "\n".join(generation_lines(stream)) + "\n"
