@@ -196,11 +196,12 @@ def targets(stream: dict) -> list[str]:
         lines.append(f"| {big:,} rows streamed vs the streamed I/O floor | {run['seconds']:.2f} s / "
                      f"{floor['seconds']:.2f} s | {run['seconds'] / floor['seconds']:.2f}x "
                      f"({core / floor['seconds']:.2f}x without the profile stage) | <= 1.5x |")
-    mem = measured(runs[big], "memory")
-    if mem and "inertia" in mem and "inertia" in run:
-        same = "the same" if mem["inertia"] == run["inertia"] else "different"
-        lines.append(f"| inertia, {big:,} rows, in memory / streamed | {mem['inertia']:.9g} / {run['inertia']:.9g} "
-                     f"| {same} | the same |")
+    both = {n: (measured(e, "memory")["inertia"], e["streamed"]["inertia"]) for n, e in sorted(runs.items())
+            if measured(e, "memory") and "inertia" in measured(e, "memory") and "inertia" in e["streamed"]}
+    if both:
+        same = [f"{n:,}: {'the same' if a == b else f'{a:.9g} / {b:.9g}'}" for n, (a, b) in both.items()]
+        lines.append(f"| inertia in memory / streamed | {'; '.join(same)} | "
+                     f"{'the same' if all(a == b for a, b in both.values()) else 'different'} | the same |")
     return ["| streamed figure | measured | ratio | target |", "| --- | --- | --- | --- |", *lines]
 
 

@@ -57,7 +57,10 @@ def test_targets_compare_the_largest_size_with_one_a_tenth_as_large() -> None:
     assert "| peak RSS, 100,000,000 rows streamed | 2.50 GiB | | <= 2 GiB |" in lines
     assert "| 2.00x (1.50x without the profile stage) | <= 1.5x |" in lines
     assert "| 833,333 rows/s |" in lines
-    assert "| the same | the same |" in lines
+    assert "| inertia in memory / streamed | 100,000,000: the same | the same | the same |" in lines
+    result["runs"]["10000000"]["memory"] = run(9.0, 2.0, inertia=2.0)
+    assert "100,000,000: the same; 10,000,000: 2 / 1 | different |" not in "\n".join(stream.targets(result))
+    assert "10,000,000: 2 / 1; 100,000,000: the same | different |" in "\n".join(stream.targets(result))
 
 
 def test_targets_fall_back_to_the_smallest_size_and_skip_failed_runs() -> None:
