@@ -156,7 +156,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     try:
-        sizes = stream.parse_sizes(args.sizes) if args.sizes else list(
+        stream_sizes = stream.parse_sizes(args.sizes) if args.sizes else list(
             stream.QUICK_SIZES if args.quick else stream.DEFAULT_SIZES)
     except ValueError as exc:
         parser.error(str(exc))
@@ -193,7 +193,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
     if "stream" in only:
-        result["stream"] = stream.bench_stream(sizes, log, stream_only=args.quick, timeout=args.timeout,
+        result["stream"] = stream.bench_stream(stream_sizes, log, stream_only=args.quick, timeout=args.timeout,
                                                checkpoint=lambda part: stream.save_json(path, {**result, "stream": part}))
     stream.save_json(path, result)
     table = markdown_table(result) if set(result) & set(SECTIONS) - {"stream"} else ""

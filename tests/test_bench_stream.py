@@ -92,3 +92,9 @@ def test_a_stream_only_run_replaces_its_readme_section_and_keeps_the_rest(tmp_pa
     assert text.startswith("# Benchmarks\n\nthe full run's table\n\n")
     assert text.count(bench.STREAM_BEGIN) == 1 and text.count(bench.STREAM_END) == 1
     assert "(second)" in text and "(first)" not in text and "| 7.00 |" in text
+    # a full run writes the whole file, its streamed section included; a later stream-only run replaces that
+    bench.write_readme({**result("full", 5.0), "repeat": 5}, "| the full run's comparisons |")
+    bench.write_stream_section(result("third", 9.0))
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(bench.INTRO) and "| the full run's comparisons |" in text
+    assert text.count(bench.STREAM_BEGIN) == 1 and "Streamed runs (third)" in text and "Streamed runs (full)" not in text
