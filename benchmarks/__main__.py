@@ -2,6 +2,7 @@
 
     python -m benchmarks            # 2,000,000 x 16, k=8; silhouette on 50,000 rows
     python -m benchmarks --quick    # 200,000 x 16; silhouette on 10,000 rows (about a minute)
+    python -m benchmarks --only stream --sizes 1000000,10M   # streamed runs at chosen sizes
 
 Each pair runs alternately, `--repeat` times, and the table reports medians and ratios, because
 shared machines are noisy. Results go to benchmarks/results/<timestamp>.json.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import e2e, startup
+from benchmarks import e2e, startup, stream
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -118,7 +119,7 @@ def bench_sweep(X: np.ndarray, repeat: int) -> dict:
             "recommended_k": outcome.recommended_k}
 
 
-SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup")
+SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup", "stream")
 
 
 def log(text: str) -> None:
@@ -133,11 +134,19 @@ def main() -> None:
     parser.add_argument("--sweep-rows", type=int, help="rows for the sweep comparison")
     parser.add_argument("--e2e-rows", type=int, help="rows for the end-to-end comparison")
     parser.add_argument("--scaling", help="comma-separated row counts for the scaling runs")
+    parser.add_argument("--sizes", help="comma-separated row counts for the streamed runs (10M works; default "
+                        "1M,10M,30M,100M; --quick: 200k,1M, streamed only)")
+    parser.add_argument("--timeout", type=float, help="stream section: stop a process after this many seconds "
+                        "(recorded as failed)")
     parser.add_argument("--only", help=f"comma-separated sections to run (of {','.join(SECTIONS)})")
     parser.add_argument("--render", type=Path, help="rewrite benchmarks/README.md from a saved results JSON")
     args = parser.parse_args()
     if args.render:
         result = json.loads(args.render.read_text())
+        if set(result) & set(SECTIONS) == {"stream"}:
+            write_stream_section(result)
+            print(stream_section(result))
+            return
         table = markdown_table(result)
         write_readme(result, table)
         print(table)
@@ -146,12 +155,18 @@ def main() -> None:
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    try:
+        stream_sizes = stream.parse_sizes(args.sizes) if args.sizes else list(
+            stream.QUICK_SIZES if args.quick else stream.DEFAULT_SIZES)
+    except ValueError as exc:
+        parser.error(str(exc))
     rows = args.rows or (200_000 if args.quick else 2_000_000)
     sample = 10_000 if args.quick else 50_000
     repeat = args.repeat or (3 if args.quick else 5)
     d, k = 16, 8
     result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "quick": args.quick, "rows": rows, "features": d, "k": k, "repeat": repeat}
+              "quick": args.quick, "rows": rows, "features": d, "k": k, "repeat": repeat,
+              "command": " ".join(["python -m benchmarks", *sys.argv[1:]])}
     if only & {"fit", "silhouette", "threads"}:
         X = overlapping_blobs(rows, d, k, seed=42)
     if "fit" in only:
@@ -177,11 +192,16 @@ def main() -> None:
         result["startup"] = startup.bench_startup(3 if args.quick else 7, log)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown_table(result)
-    print(table)
+    if "stream" in only:
+        result["stream"] = stream.bench_stream(stream_sizes, log, stream_only=args.quick, timeout=args.timeout,
+                                               checkpoint=lambda part: stream.save_json(path, {**result, "stream": part}))
+    stream.save_json(path, result)
+    table = markdown_table(result) if set(result) & set(SECTIONS) - {"stream"} else ""
+    print(table + ("\n" + stream_section(result) if "stream" in result else ""))
     if not args.quick and only == set(SECTIONS):
         write_readme(result, table)
+    elif not args.quick and only == {"stream"}:
+        write_stream_section(result)
     print(f"\nwrote {path}")
 
 
@@ -282,8 +302,10 @@ INTRO = """# Benchmarks
 `make bench` (or `python -m benchmarks`) runs every comparison below on data it generates with fixed
 seeds and writes `benchmarks/results/<time>.json`; a full run also rewrites this file.
 `python -m benchmarks --quick` is the small version (about a minute, for smoke tests);
-`--only fit,silhouette,sweep,e2e,scaling,threads,startup` runs some sections;
+`--only fit,silhouette,sweep,e2e,scaling,threads,startup,stream` runs some sections;
 `python -m benchmarks --render results/<time>.json` rewrites this file from a saved run.
+`python -m benchmarks --only stream` (`--sizes 1000000,10M` to choose the sizes) rewrites only the
+streamed section below.
 Timings live here, never in `tests/`.
 
 How each figure is measured:
@@ -304,19 +326,59 @@ How each figure is measured:
   cache warm, each a new process; medians of 7 (wall from outside, CPU through `os.wait4`); then
   the same run in a probe process that stamps the clock after each import and after the command,
   for the breakdown (interpreter start, imports, the run's stages, teardown).
+- **stream**: generated customers at 1M, 10M, 30M and 100M rows (`--sizes`; `--quick`: 200,000 and
+  1,000,000, streamed runs only), the 16 features, k=8, after one warm-up run. Per size, each a
+  process of its own measured from outside, once: `segment run --stream`, the streamed I/O floor
+  (`benchmarks/io_floor.py --stream`: the feature columns read block by block, 1,048,576 rows,
+  into float32, id, segment and distance written with a ParquetWriter row group by row group:
+  one pass, the least a streamed run can do), `segment run` in memory and the in-memory I/O floor.
+  The in-memory runs are skipped where they would not fit the memory available when they start
+  (the engine's own estimate for `segment run`, `benchmarks/stream.py`'s for the floor) and the
+  table says so. Stage seconds are `metrics.json`'s `seconds`: fit = sample + init + polish +
+  minibatch + subsample + refine; features = features + scale. "x floor without profile" leaves
+  out the `profile` (insight) stage, which the floors do not do.
 """
+
+STREAM_BEGIN = "<!-- stream: rewritten by `python -m benchmarks --only stream` and by a full run -->"
+STREAM_END = "<!-- /stream -->"
+
+
+README = Path(__file__).parent / "README.md"
+
+
+def machine_line(m: dict) -> str:
+    return f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}."
 
 
 def write_readme(result: dict, table: str) -> None:
-    """Replace the measured table in benchmarks/README.md with this run's."""
-    m = result["machine"]
-    readme = Path(__file__).parent / "README.md"
+    """Replace the measured tables in benchmarks/README.md with this run's."""
     body = (
-        INTRO + f"\n## Latest full run ({result['when']})\n\n"
-        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}. "
+        INTRO + f"\n## Latest full run ({result['when']})\n\n{machine_line(result['machine'])} "
         f"Repetitions: {result['repeat']} (fit), median reported. Command: `make bench`.\n\n" + table + "\n"
     )
-    readme.write_text(body, encoding="utf-8")
+    README.write_text(body + ("\n" + stream_section(result) if "stream" in result else ""), encoding="utf-8")
+
+
+def stream_section(result: dict) -> str:
+    """The streamed runs' part of benchmarks/README.md, between markers so that a run of the
+    stream section alone can replace it."""
+    st = result["stream"]
+    sizes = ", ".join(f"{n:,}" for n in st["sizes"])
+    return (f"{STREAM_BEGIN}\n## Streamed runs ({result['when']})\n\n{machine_line(result['machine'])} "
+            f"Sizes: {sizes} rows x {st['features']} features, k={st['k']}; one run of each. "
+            f"Command: `{result.get('command', 'python -m benchmarks')}`.\n\n" + stream.markdown(st) + STREAM_END + "\n")
+
+
+def write_stream_section(result: dict) -> None:
+    """Replace (or add) the streamed section of benchmarks/README.md, keeping the rest."""
+    text = README.read_text(encoding="utf-8") if README.is_file() else INTRO
+    section = stream_section(result)
+    if STREAM_BEGIN in text and STREAM_END in text:
+        head, rest = text.split(STREAM_BEGIN, 1)
+        text = head + section + rest.split(STREAM_END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    README.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,27 +37,51 @@ def bin_path(name: str) -> str:
 
 def dataset(rows: int, log) -> Path:
     """Generated customers (8 overlapping planted segments, seed 0), made once and kept in
-    benchmarks/data/ (git-ignored)."""
-    import engine
-
+    benchmarks/data/ (git-ignored). Made by ``segment generate`` in a process of its own, measured
+    (wall, peak RSS); the figures are kept beside the file (``generation``)."""
     path = DATA / f"customers-{rows}.parquet"
     if not path.exists():
         DATA.mkdir(exist_ok=True)
         log(f"generating {rows:,} customers -> {path}")
-        engine.generate_customers(path, rows=rows, segments=K, seed=0)
+        made = run_measured([bin_path("segment"), "generate", "--rows", str(rows), "--segments", str(K),
+                             "--seed", "0", "--out", str(path), "--quiet"])
+        facts = {"rows": rows, "seconds": made["seconds"], "peak_rss": made["peak_rss"],
+                 "bytes": path.stat().st_size}
+        generation_path(rows).write_text(json.dumps(facts) + "\n")
+        log(f"generated {rows:,} customers in {made['seconds']:.1f} s (peak RSS {made['peak_rss'] / 2**30:.2f} GiB)")
     return path
 
 
-def run_measured(cmd: list[str]) -> dict:
+def generation_path(rows: int) -> Path:
+    return DATA / f"customers-{rows}.generate.json"
+
+
+def generation(rows: int) -> dict | None:
+    """How long making ``dataset(rows)`` took (seconds, peak RSS, file bytes); None for a file
+    made before these figures were kept."""
+    path = generation_path(rows)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_measured(cmd: list[str], timeout: float | None = None) -> dict:
     """Run ``cmd`` in a new process: wall seconds, peak RSS in bytes (``ru_maxrss``, taken by the
-    small launcher ``benchmarks/measure.py``) and the command's last JSON output line, if any."""
+    small launcher ``benchmarks/measure.py``) and the command's last JSON output line, if any.
+    Past ``timeout`` seconds the process group (the launcher and the command) is killed and
+    ``RuntimeError`` raised."""
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.measure", *cmd], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.measure", *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(f"{' '.join(cmd)}: stopped after {timeout:.0f} s") from None
     wall = time.perf_counter() - t
-    lines = proc.stdout.decode().strip().splitlines()
+    lines = stdout.decode().strip().splitlines()
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stdout.decode()[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stdout.decode()[-2000:]}")
     result = {"seconds": wall, "peak_rss": json.loads(lines[-1])["peak_rss"]}
     try:
         result["output"] = json.loads(lines[-2])
@@ -65,13 +90,14 @@ def run_measured(cmd: list[str]) -> dict:
     return result
 
 
-def segment_run(path: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+def segment_run(path: Path, out: Path, extra: tuple[str, ...] = (), timeout: float | None = None) -> dict:
     r = run_measured([bin_path("segment"), "run", str(path), "--features", ",".join(FEATURES), "--id-col", ID,
-                      "--k", str(K), "--out", str(out), "--overwrite", "--quiet", *extra])
+                      "--k", str(K), "--out", str(out), "--overwrite", "--quiet", *extra], timeout)
     metrics = json.loads((out / "metrics.json").read_text())
     r["stages"] = metrics["seconds"]
     r["rows_used"] = metrics["rows_used"]
     r["inertia"] = metrics["inertia"]
+    r["streamed"] = metrics.get("streamed", False)
     r["matrix_bytes"] = metrics["rows_used"] * len(metrics["features"]) * 4
     return r
 
