@@ -241,6 +241,10 @@ def markdown_table(result: dict) -> str:
         lines += [
             f"| end to end, {e['rows']:,} customers: `segment run` vs the scikit-learn pipeline | "
             f"{s['engine']:.2f} s | {s['sklearn']:.2f} s | {e['speedup_vs_sklearn']:.1f}x faster | >= 20x |",
+            *([f"| end to end, {e['rows']:,} customers: `segment run` vs the scikit-learn KMeans(n_init=1) pipeline "
+               f"(SSE {e['inertia']['engine']:.6g} vs {e['inertia']['sklearn_lloyd']:.6g}) | {s['engine']:.2f} s | "
+               f"{s['sklearn_lloyd']:.2f} s | {e['speedup_vs_sklearn_lloyd']:.1f}x faster | >= 4x, SSE <= |"]
+              if "sklearn_lloyd" in s else []),
             f"| end to end, {e['rows']:,} customers: `segment run` vs the I/O floor | {s['engine']:.2f} s | "
             f"{s['floor']:.2f} s | {e['floor_multiple']:.2f}x the floor | <= 2.5x |",
             f"| peak RSS, {e['rows']:,} customers | {gib(e['peak_rss']['engine'])} | "

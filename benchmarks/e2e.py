@@ -105,7 +105,7 @@ def segment_run(path: Path, out: Path, extra: tuple[str, ...] = (), timeout: flo
 def bench_e2e(rows: int, repeat: int, log) -> dict:
     """segment run vs the scikit-learn pipeline vs the I/O floor, alternating, ``repeat`` times."""
     path = dataset(rows, log)
-    runs: dict[str, list[dict]] = {"engine": [], "sklearn": [], "floor": []}
+    runs: dict[str, list[dict]] = {"engine": [], "sklearn": [], "sklearn_lloyd": [], "floor": []}
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         tmp = Path(tmp)
         segment_run(path, tmp / "warm")  # numba cache and page cache warm, as for a user's second run
@@ -114,6 +114,8 @@ def bench_e2e(rows: int, repeat: int, log) -> dict:
             runs["engine"].append(segment_run(path, tmp / "engine"))
             runs["sklearn"].append(run_measured([sys.executable, "benchmarks/sklearn_pipeline.py", str(path),
                                                  str(tmp / "sklearn"), str(K)]))
+            runs["sklearn_lloyd"].append(run_measured([sys.executable, "benchmarks/sklearn_pipeline.py", str(path),
+                                                       str(tmp / "lloyd"), str(K), "lloyd"]))
             runs["floor"].append(run_measured([sys.executable, "benchmarks/io_floor.py", str(path),
                                                str(tmp / "floor")]))
     med = {name: statistics.median(x["seconds"] for x in v) for name, v in runs.items()}
@@ -126,10 +128,14 @@ def bench_e2e(rows: int, repeat: int, log) -> dict:
         "engine_stages": stages,
         "sklearn_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["sklearn"])
                           for s in runs["sklearn"][0]["output"]["seconds"]},
+        "sklearn_lloyd_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["sklearn_lloyd"])
+                                for s in runs["sklearn_lloyd"][0]["output"]["seconds"]},
         "floor_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["floor"])
                         for s in runs["floor"][0]["output"]["seconds"]},
-        "inertia": {"engine": engine_runs[0]["inertia"], "sklearn": runs["sklearn"][0]["output"]["inertia"]},
+        "inertia": {"engine": engine_runs[0]["inertia"], "sklearn": runs["sklearn"][0]["output"]["inertia"],
+                    "sklearn_lloyd": runs["sklearn_lloyd"][0]["output"]["inertia"]},
         "speedup_vs_sklearn": med["sklearn"] / med["engine"],
+        "speedup_vs_sklearn_lloyd": med["sklearn_lloyd"] / med["engine"],
         "floor_multiple": med["engine"] / med["floor"],
     }
 
