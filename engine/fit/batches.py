@@ -167,7 +167,7 @@ class ScratchSource:
             out[order] = self.take(rows[order])
             return out
         out = np.empty((rows.size, self.n_features), dtype=np.float32)
-        if rows.size < 4096:  # a few rows: one read each
+        if rows.size < 65_536:  # a sample (silhouette, projection): one read each, not a pass over the file
             for i, r in enumerate(rows):
                 self.read_into(int(r), out[i:i + 1])
             return out
