@@ -100,7 +100,7 @@ def final_pass(inp: Input, data: FeatureData, fit: FitResult, seed: int, path: P
     group of ``segments.parquet`` written to ``path``, and the block fed to the insight's pass.
     No label or distance of every row is held at once."""
     k = fit.centers.shape[0]
-    insight = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, k, seed)
+    insight = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, k, seed, data.n_rows)
     columns = unique(insight.columns() + ([data.spec.id_col] if data.spec.id_col else []))
     writer = SegmentWriter(path, meta)
     buffer = np.empty((max(b.n_kept for b in data.blocks), data.scratch.n_features), dtype=np.float32)

@@ -92,10 +92,81 @@ class BottomK:
         self.values = {name: col[pick] for name, col in merged.items()}
 
 
-def sample_rows(n: int, size: int, seed: int, block: int = 1 << 22) -> np.ndarray:
-    """The rows (in order) a ``BottomK(size, seed)`` keeps of ``n`` rows, found block by block
-    without the values: what a reader needs to find the rows a pass sampled."""
-    sample = BottomK(size, seed)
-    for a in range(0, n, block):
-        sample.add(a, row=np.empty(min(block, n - a), dtype=np.bool_))
-    return sample.rows
+class KnownSample:
+    """``BottomK``'s sample when the row count is known before the blocks come: the rows are found
+    once (``sample_rows``), so a block only has its sampled rows picked out, no keys computed or
+    merged. After the last block ``rows`` and ``values`` are ``BottomK``'s; before it, they hold
+    the sampled rows seen so far (a ``BottomK`` would also hold rows it later drops)."""
+
+    def __init__(self, n: int, size: int, seed: int):
+        self.size, self.seed = size, seed
+        self.chosen = sample_rows(n, size, seed)
+        self.rows = np.empty(0, dtype=np.int64)
+        self.values: dict[str, np.ndarray] = {}
+
+    def add(self, offset: int, **columns: np.ndarray) -> None:
+        n = {len(v) for v in columns.values()}.pop()
+        lo, hi = np.searchsorted(self.chosen, [offset, offset + n])
+        picked = self.chosen[lo:hi]
+        self.rows = np.concatenate([self.rows, picked])
+        self.values = {name: np.concatenate([self.values[name], col[picked - offset]]) if name in self.values
+                       else col[picked - offset] for name, col in columns.items()}
+
+
+@njit(cache=True, **PARALLEL)
+def count_below(seed, n, cut, n_chunks, counts):
+    """Rows of ``0 .. n - 1`` whose key is at most ``cut``, per chunk.
+
+    seed, n, cut  int      IN   the run's seed, the row count, the key bound (uint64)
+    n_chunks      int      IN   chunks of ``ceil(n / n_chunks)`` rows
+    counts        i8[::1]  OUT  (n_chunks,) rows at or below ``cut`` per chunk
+    """
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        found = 0
+        for r in range(c * step, min(n, (c + 1) * step)):
+            if row_key(seed, r) <= cut:
+                found += 1
+        counts[c] = found
+
+
+@njit(cache=True, **PARALLEL)
+def rows_below(seed, n, cut, n_chunks, starts, rows, keys):
+    """The rows counted by ``count_below``, in row order, with their keys.
+
+    starts  i8[::1]  IN   (n_chunks,) each chunk's first slot in ``rows`` (exclusive cumulative counts)
+    rows    i8[::1]  OUT  row numbers
+    keys    u8[::1]  OUT  their keys
+    """
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        at = starts[c]
+        for r in range(c * step, min(n, (c + 1) * step)):
+            key = row_key(seed, r)
+            if key <= cut:
+                rows[at] = r
+                keys[at] = key
+                at += 1
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """The rows (in order) a ``BottomK(size, seed)`` keeps of ``n`` rows, without holding n keys:
+    the keys are uniform, so the rows whose key is below a bound somewhat above the expected
+    ``size``-th smallest are found in one parallel pass (doubling the bound on the rare miss), and
+    the ``size`` smallest of them are the sample. What a reader needs to find the rows a pass
+    sampled."""
+    if size >= n:
+        return np.arange(n, dtype=np.int64)
+    n_chunks = max(1, min(4096, n // 65_536))
+    share = min(1.0, 1.2 * size / n + 64.0 / n)
+    while True:
+        cut = np.uint64(min(2**64 - 1, int(share * 2**64)))
+        counts = np.empty(n_chunks, dtype=np.int64)
+        count_below(seed, n, cut, n_chunks, counts)
+        if counts.sum() >= size or share >= 1.0:
+            break
+        share = min(1.0, share * 2)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rows, keys = np.empty(int(counts.sum()), dtype=np.int64), np.empty(int(counts.sum()), dtype=np.uint64)
+    rows_below(seed, n, cut, n_chunks, starts, rows, keys)
+    return rows[smallest(keys, rows, size)]

@@ -91,8 +91,32 @@ def test_bottom_k_is_the_naive_sample_and_everything_when_it_fits() -> None:
 
 
 def test_sample_rows_are_the_bottom_k_rows_without_values() -> None:
-    assert sample_rows(5000, 300, 9, block=700).tolist() == naive.bottom_k_rows(5000, 300, 9)
+    assert sample_rows(5000, 300, 9).tolist() == naive.bottom_k_rows(5000, 300, 9)
     assert sample_rows(40, 300, 9).tolist() == list(range(40))
+    assert sample_rows(1000, 999, 2).tolist() == naive.bottom_k_rows(1000, 999, 2)  # the bound is every key
+
+
+@pytest.mark.parametrize("n, size, seed", [(70_000, 1_000, 0), (200_000, 65_536, 5), (131_072, 7, 11)])
+def test_sample_rows_is_what_a_stream_of_blocks_keeps(n, size, seed) -> None:
+    """The bounded search (keys below a cut, the cut doubled on a miss) finds the rows BottomK keeps."""
+    stream = BottomK(size, seed)
+    for a in range(0, n, 30_000):
+        stream.add(a, row=np.empty(min(30_000, n - a), dtype=np.bool_))
+    np.testing.assert_array_equal(sample_rows(n, size, seed), stream.rows)
+
+
+def test_sample_rows_doubles_its_bound_when_too_few_keys_fall_below_it(monkeypatch) -> None:
+    import kernels.hashsample as hs
+
+    calls = []
+    real = hs.count_below
+
+    def counting(seed, n, cut, n_chunks, counts):
+        calls.append(int(cut))
+        real(seed, n, np.uint64(int(cut) // 4) if len(calls) == 1 else cut, n_chunks, counts)  # the first misses
+    monkeypatch.setattr(hs, "count_below", counting)
+    assert hs.sample_rows(50_000, 2_000, 4).tolist() == naive.bottom_k_rows(50_000, 2_000, 4)
+    assert len(calls) == 2 and calls[1] == 2 * calls[0]
 
 
 def test_bottom_k_is_roughly_uniform() -> None:
@@ -121,3 +145,17 @@ def test_the_hash_sample_is_the_same_for_any_blocks_in_any_order(n, size, seed, 
     assert parts.rows.tolist() == whole.rows.tolist()
     assert parts.values["v"].tolist() == whole.values["v"].tolist()
     assert whole.rows.tolist() == naive.bottom_k_rows(n, size, seed)
+
+
+def test_a_known_sample_keeps_what_bottom_k_keeps() -> None:
+    from kernels.hashsample import KnownSample
+
+    n, size = 100_000, 3_000
+    stream, known = BottomK(size, 8), KnownSample(n, size, 8)
+    for a in range(0, n, 65_536):
+        x = np.arange(a, min(n, a + 65_536), dtype=np.float64) * 0.5
+        stream.add(a, x=x)
+        known.add(a, x=x)
+    np.testing.assert_array_equal(known.rows, stream.rows)
+    np.testing.assert_array_equal(known.values["x"], stream.values["x"])
+    assert known.rows.tolist() == naive.bottom_k_rows(n, size, 8)

@@ -81,9 +81,9 @@ def built(messy):
     return inp, data, labels
 
 
-def passed(built, block_rows: int):
+def passed(built, block_rows: int, known: bool = False):
     inp, data, labels = built
-    acc = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, K, 0)
+    acc = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, K, 0, data.n_rows if known else None)
     feed_input(acc, inp, row_labels(labels, data.kept), block_rows)
     return acc.finish()
 
@@ -114,6 +114,8 @@ def test_the_same_bits_for_any_blocks_and_threads(built, monkeypatch, sample_row
         with num_threads(threads):
             for chunks in (1, 2, 3):
                 assert_same(passed(built, chunks * CHUNK_ROWS), whole)
+    # the row count given up front: the sample found once (KnownSample), not merged block by block
+    assert_same(passed(built, 2 * CHUNK_ROWS, known=True), whole)
 
 
 def test_the_figures_of_the_old_group_by(built) -> None:

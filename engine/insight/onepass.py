@@ -38,7 +38,7 @@ from engine.input import blocks as layout
 from engine.input.files import Input
 from engine.insight import profiles as pf
 from engine.insight.offers import product_support, total_support
-from kernels.hashsample import BottomK, sample_rows
+from kernels.hashsample import BottomK, KnownSample, sample_rows
 from kernels.segments import CHUNK_ROWS, COUNT, M2, MAX, MIN, SUM, SegmentMoments
 
 ONES = "@rows"  # a column of ones: its count per segment is the segment's size
@@ -72,7 +72,7 @@ class InsightPass:
     """
 
     def __init__(self, schema: pl.Schema, where: str, spec: FeatureSpec, levels: dict[str, tuple[str, ...]],
-                 k: int, seed: int):
+                 k: int, seed: int, n_rows: int | None = None):
         self.query = pf.profile_query(schema, spec, levels, where)
         self.schema, self.where, self.k, self.business = schema, where, k, spec.business
         self.measures = measures = spec.business.measures()
@@ -88,7 +88,8 @@ class InsightPass:
                              if isinstance(getattr(spec.business, key), str)]
         self.moments = SegmentMoments(k, len(self.seg_columns))
         self.everyone = SegmentMoments(1, len(self.all_columns))
-        self.sample = BottomK(pf.SAMPLE_ROWS, seed)
+        # The same sample either way; with the row count known it is found once, not merged per block.
+        self.sample = BottomK(pf.SAMPLE_ROWS, seed) if n_rows is None else KnownSample(n_rows, pf.SAMPLE_ROWS, seed)
         self.products = PRODUCTS if spec.preset and spec.preset.get("product") and PRODUCTS in schema else None
         self.raw: list[pl.DataFrame] = []  # sampled rows, some no longer in the sample (compact drops them)
         self.support: list[pl.DataFrame] = []
@@ -265,6 +266,6 @@ def profile_table(inp: Input, spec: FeatureSpec, levels: dict[str, tuple[str, ..
 
     ``segments`` holds one label per input row, null for rows dropped for missing values; ``seed``
     (the run's) keys the hash sample of medians above ``SAMPLE_ROWS`` input rows."""
-    acc = InsightPass(inp.schema(), inp.label, spec, levels, k, seed)
+    acc = InsightPass(inp.schema(), inp.label, spec, levels, k, seed, len(segments))
     feed_input(acc, inp, segments.fill_null(-1).to_numpy().astype(np.int32))
     return acc.finish().profiles

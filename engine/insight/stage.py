@@ -173,7 +173,7 @@ class Insight:
                  passed: InsightPass | None = None):
         spec, business = data.spec, data.spec.business
         if passed is None:
-            passed = InsightPass(inp.schema(), inp.label, spec, data.fitted.levels, k, seed)
+            passed = InsightPass(inp.schema(), inp.label, spec, data.fitted.levels, k, seed, data.n_rows)
             feed_input(passed, inp, row_labels(labels, data.kept))
         result = passed.finish()
         profiles = result.profiles
