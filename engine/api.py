@@ -25,7 +25,7 @@ import polars as pl
 from engine.duck.rfm import complete, rfm_spec, summary_line
 from engine.duck.open import open_source, source_facts
 from engine.duck.views import write_database
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.features.build import FeatureData, build_features
 from engine.features.stream import stream_features
 from engine.features.build import resolve_spec as resolve_features
@@ -107,8 +107,10 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     opts = build_options(RunOptions, options, given, inputs=tuple(map(str, inputs)), k=k,
                          out=None if out is None else str(out))
     plan = plan_run(opts)
-    with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch:
-        inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch, stream_refused(plan.k, plan.spec.pca))
+    with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch, \
+            cluster_of(opts.input.cluster, log) as cluster:
+        inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch,
+                                     stream_refused(plan.k, plan.spec.pca), cluster)
         space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
         k, outcome = choose_k(space, plan, opts, log)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
@@ -119,22 +121,50 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
         model = Model(data.spec, data.fitted, fit.centers, {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia,
                                                             "params": fit_params(params, data)}, pca)
         t_final = time.perf_counter()
-        passed = None if data.X is not None else final_pass(inp, data, fit, opts.fit.seed, scratch.segments,
-                                                        segments_meta(model, data))
+        passed = None if data.X is not None else final_pass_of(cluster)(inp, data, fit, opts.fit.seed,
+                                                                    scratch.segments, segments_meta(model, data))
         insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed, passed)
         for w in insight.warnings:
             log(f"warning: {w}")
         metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
         metrics["pca"] = pca.summary() if pca else None
+        if cluster is not None:
+            metrics["cluster"] = cluster.summary()
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
         if data.X is None:
             seconds["final_pass"] = time.perf_counter() - t_final - t_prof
-        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start)
+        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start,
+                            scratch.segments if data.X is None else None)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
         log(f"wrote {opts.outputs.db}")
     log(f"wrote {plan.out}")
     return RunResult(plan.out, metrics, insight.profiles, model, written)
+
+
+@contextlib.contextmanager
+def cluster_of(given: Any, log: Log) -> Any:
+    """The run's Dask cluster (``engine.cluster.connect``): ``--cluster`` or ``SEGMENT_CLUSTER``;
+    None when neither names one. Without the ``dask`` extra, a one-line error."""
+    chosen = given if given is not None else os.environ.get("SEGMENT_CLUSTER") or None
+    if chosen is None:
+        yield None
+        return
+    try:
+        from engine.cluster.connect import connected  # dask: an optional, heavy library (the [dask] extra)
+    except ImportError as exc:
+        raise InputError(f"--cluster needs Dask: pip install 'segment-engine[dask]' ({first_line(exc)})") from None
+    with connected(chosen, log) as cluster:
+        yield cluster
+
+
+def final_pass_of(cluster: Any) -> Callable[..., Any]:
+    """The streamed run's final pass: here (``engine.streaming``), or on the cluster's workers."""
+    if cluster is None:
+        return final_pass
+    from engine.cluster.final import cluster_final_pass  # dask: only with --cluster
+
+    return lambda *args: cluster_final_pass(cluster.client, *args)
 
 
 def plan_run(opts: RunOptions) -> RunPlan:
@@ -211,7 +241,7 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
     spec = data.spec
     resolved = replace(
         opts,
-        input=replace(opts.input, separator=inp.separator),
+        input=replace(opts.input, separator=inp.separator, cluster=None),
         features=replace(opts.features, spec=spec.source, id_col=spec.id_col, missing=spec.missing, scale=spec.scale,
                          exclude=tuple(spec.exclude), pca=spec.pca.text if spec.pca else None),
         fit=replace(opts.fit, k="auto" if auto else plan.k, k_range=opts.fit.k_range if auto else None,
@@ -220,7 +250,8 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
     options = asdict(resolved)
     for key in ("out", "overwrite"):
         del options["outputs"][key]
-    del options["input"]["stream"]  # how the rows were read, not what the model is (metrics.json: "streamed")
+    for how in ("stream", "cluster"):  # how the rows were read, not what the model is (metrics.json: "streamed")
+        del options["input"][how]
     return {"options": options, "input": input_facts(inp), "versions": versions()}
 
 
@@ -254,15 +285,16 @@ def segments_meta(model: Model, data: FeatureData) -> dict[str, Any]:
 
 def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,
               outcome: SweepOutcome | None, metrics: dict[str, Any], seconds: dict[str, float],
-              t_start: float) -> list[str]:
-    """Every file of the run directory, committed in one step; returns what was written."""
+              t_start: float, segments: Path | None = None) -> list[str]:
+    """Every file of the run directory, committed in one step; returns what was written
+    (``segments``: where a streamed run's final pass wrote segments.parquet, a file or a dataset)."""
     t0 = time.perf_counter()
     k = fit.centers.shape[0]
     meta = segments_meta(model, data)
     with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out:
         model.save(out.path(rundir.MODEL))
-        if data.X is None:  # written by the streamed run's final pass
-            os.replace(data.scratch.path.parent / rundir.SEGMENTS, out.path(rundir.SEGMENTS))
+        if segments is not None:  # written by the streamed run's final pass
+            os.replace(segments, out.path(rundir.SEGMENTS))
         else:
             write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
         if opts.outputs.partition_by_segment:
@@ -588,11 +620,14 @@ def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, feat
 
 
 def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: int = 0,
-                     scratch: Scratch | None = None, refused: str | None = None) -> tuple[Input, FeatureData]:
+                     scratch: Scratch | None = None, refused: str | None = None,
+                     cluster: Any = None) -> tuple[Input, FeatureData]:
     """Open the inputs and build the matrix (warnings logged): in memory, or, with ``--stream`` or
     when the in-memory run would not fit in ``--memory-limit``, streamed into ``scratch``
-    (``refused``: why this command cannot stream)."""
+    (``refused``: why this command cannot stream), or on a ``cluster``'s workers."""
     inp = open_and_report(options, spec, log)
+    if cluster is not None:
+        return inp, cluster_features(cluster, inp, spec, log, seed, refused, options.allow_duplicate_ids)
     planned = resolve_features(spec, inp.schema(), inp.label)
     n_features, n_onehot = len(planned.features), sum(c.max_levels for c in planned.categorical)
     streamed = scratch is not None and wants_stream(inp, n_features, n_onehot, options, log)
@@ -610,6 +645,22 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data
+
+
+def cluster_features(cluster: Any, inp: Input, spec: FeatureSpec, log: Log, seed: int, refused: str | None,
+                     allow_duplicate_ids: bool) -> FeatureData:
+    """The streamed feature pass with its blocks built and held on the cluster's workers."""
+    from engine.cluster.source import cluster_features as on_workers  # dask: only with --cluster
+
+    if refused:
+        raise InputError(f"{inp.label}: cannot run on a cluster {refused}")
+    if inp.format == "sql":
+        raise InputError("--cluster reads input files on the workers: give Parquet or CSV files, not --sql")
+    log(f"reading {inp.label} in blocks on {cluster.workers} workers")
+    data = on_workers(cluster.client, inp, spec, seed, allow_duplicate_ids)
+    for w in data.warnings:
+        log(f"warning: {w}")
+    return data
 
 
 def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log) -> Input:
