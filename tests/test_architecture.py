@@ -31,7 +31,8 @@ LAYERS = {
     "insight": {"input", "features", "fit", "outputs", "duck", "present", "options"},
     "dashboard": {"input", "features", "fit", "outputs", "duck", "present", "insight", "options", "api"},
     "streaming": {"input", "features", "fit", "outputs", "insight", "options"},
-    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "streaming"},
+    "cluster": {"input", "features", "fit", "outputs", "insight", "options", "streaming"},
+    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "streaming", "cluster"},
 }
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 from engine.errors import InputError
+from engine.fit.kmeans import block_farthest, block_lloyd
+from kernels.segments import SegmentMoments
 
 ENV = "SEGMENT_CLUSTER"  # the environment's --cluster
 CONNECT_TIMEOUT = 10  # seconds a scheduler address has to answer
@@ -59,9 +61,6 @@ def local_workers(text: str) -> int | None:
 def warm_kernels() -> None:
     """Compile (or load from numba's on-disk cache) the kernels the workers run, on the client
     first: the workers then load them from the cache instead of each compiling them."""
-    from engine.fit.kmeans import block_farthest, block_lloyd  # numba kernels, compiled here (cache=True)
-    from kernels.segments import SegmentMoments  # numba kernels, compiled here (cache=True)
-
     X = np.zeros((4, 2), dtype=np.float32)
     block_lloyd(0, X, X[:2], np.dtype(np.int8))
     block_farthest(0, X, X[:2], 1)
