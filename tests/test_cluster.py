@@ -34,7 +34,7 @@ COMPARED = ("profiles.parquet", "projection.parquet", "impact.parquet", "offers.
 
 
 def small_cluster() -> LocalCluster:
-    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                         env={"NUMBA_NUM_THREADS": "1"}, silence_logs=40)
 
 
