@@ -312,7 +312,7 @@ def sweep(inputs, as_json, quiet, **options):
 @click.argument("model")
 @click.argument("inputs", nargs=-1)
 @bind(PredictOutputOptions)
-@bind(InputOptions, skip=("stream", "cluster"))
+@bind(InputOptions, skip=("stream",))
 @json_option
 @quiet_option
 @engine_errors

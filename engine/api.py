@@ -354,17 +354,35 @@ def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: s
     check_file_target(target, opts.outputs.overwrite)
     check_not_inside_inputs(target, opts.input.inputs)
     model = model if isinstance(model, Model) else load_model(model)
-    with thread_limit(opts.outputs.threads):
-        data = model_features(model, opts.input, log)
-        labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
+    with thread_limit(opts.outputs.threads), cluster_of(opts.input.cluster, log) as cluster:
+        rows = predicted_rows(model, opts.input, log, cluster)
+    ids, labels, dist2, kept, n_rows, inertia = rows
     with atomic_file(target, opts.outputs.overwrite) as tmp:
-        write_segments(tmp, data.ids, labels, dist2, data.kept,
+        write_segments(tmp, ids, labels, dist2, kept,
                        {"k": model.k, "features": ",".join(model.fitted.names), "model_hash": model.digest()})
     log(f"wrote {target}")
-    return {"out": str(target), "k": model.k, "rows": data.n_rows, "rows_used": int(data.X.shape[0]),
-            "rows_dropped": data.rows_dropped, "inertia": inertia,
+    return {"out": str(target), "k": model.k, "rows": n_rows, "rows_used": int(labels.shape[0]),
+            "rows_dropped": n_rows - int(labels.shape[0]), "inertia": inertia,
             "segment_sizes": np.bincount(labels, minlength=model.k).tolist(),
             "seconds": round(time.perf_counter() - t_start, 4)}
+
+
+def predicted_rows(model: Model, options: InputOptions, log: Log, cluster: Any = None) -> tuple:
+    """``(ids, labels, dist2, kept, rows, inertia)`` of the new customers: in memory, or block by
+    block on a cluster's workers (``engine.cluster.predict``)."""
+    if cluster is None:
+        data = model_features(model, options, log)
+        labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
+        return data.ids, labels, dist2, data.kept, data.n_rows, inertia
+    from engine.cluster.predict import cluster_predict  # dask: only with --cluster
+
+    if model.pca is not None:
+        raise InputError("--cluster cannot predict with a PCA model (a run with PCA does not run on a cluster)")
+    inp = open_and_report(options, model.spec, log)
+    if inp.format == "sql":
+        raise InputError("--cluster reads input files on the workers: give Parquet or CSV files, not --sql")
+    log(f"reading {inp.label} in blocks on {cluster.workers} workers")
+    return cluster_predict(cluster.client, inp, model, options.allow_duplicate_ids)
 
 
 def model_features(model: Model, options: InputOptions, log: Log) -> FeatureData:

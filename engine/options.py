@@ -101,7 +101,7 @@ class InputOptions:
                                             "segment run streams an input that would not fit.")
     stream: bool = option(False, "segment run: stream the input in blocks of 1,048,576 rows instead of holding it "
                                  "in memory (automatic when it would not fit in --memory-limit).", is_flag=True)
-    cluster: str | Any | None = option(None, "segment run: the full passes on a Dask cluster: local or local:N (a "
+    cluster: str | Any | None = option(None, "segment run and predict: the full passes on a Dask cluster: local or local:N (a "
                                              "LocalCluster of N worker processes on this machine) or a scheduler "
                                              "address tcp://HOST:PORT (default: $SEGMENT_CLUSTER, else none). Needs "
                                              "pip install 'segment-engine[dask]'.")

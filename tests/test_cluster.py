@@ -238,3 +238,15 @@ def test_a_cluster_run_refuses_what_it_cannot_do(generated_parquet: Path, tmp_pa
         engine.run([], sql=f"SELECT * FROM read_parquet('{generated_parquet}')", k=3, out=tmp_path / "run",
                    cluster=client)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_on_a_cluster_writes_the_local_predicts_file(customers_dataset: Path, tmp_path: Path, client: Client,
+                                                             small_blocks) -> None:
+    engine.run([customers_dataset], k=4, out=tmp_path / "run", spec="customers", seed=1)
+    local = engine.predict(tmp_path / "run", [customers_dataset], out=tmp_path / "local.parquet")
+    remote = engine.predict(tmp_path / "run", [customers_dataset], out=tmp_path / "cluster.parquet", cluster=client)
+    assert local["rows_dropped"] > 0 and local["rows"] > 3 * blocks.BLOCK_ROWS
+    assert (tmp_path / "local.parquet").read_bytes() == (tmp_path / "cluster.parquet").read_bytes()
+    assert {k: v for k, v in local.items() if k not in ("out", "seconds", "inertia")} == \
+        {k: v for k, v in remote.items() if k not in ("out", "seconds", "inertia")}
+    assert remote["inertia"] == pytest.approx(local["inertia"], rel=1e-9)  # the same terms, summed per block
