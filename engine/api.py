@@ -44,8 +44,8 @@ from engine.input.memory import check_memory
 from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
                                      keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
-from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
-                            RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
+from engine.options import (CLUSTER_ENV, SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions,
+                            RefreshOptions, RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
 from engine.outputs import rundir
 from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
 from engine.streaming import Scratch, final_pass, source_of, stream_refused, wants_stream
@@ -146,7 +146,7 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
 def cluster_of(given: Any, log: Log) -> Any:
     """The run's Dask cluster (``engine.cluster.connect``): ``--cluster`` or ``SEGMENT_CLUSTER``;
     None when neither names one. Without the ``dask`` extra, a one-line error."""
-    chosen = given if given is not None else os.environ.get("SEGMENT_CLUSTER") or None
+    chosen = given if given is not None else os.environ.get(CLUSTER_ENV) or None
     if chosen is None:
         yield None
         return
@@ -318,6 +318,7 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
     opts = build_options(SweepOptions, options, given, inputs=tuple(map(str, inputs)), ks=ks,
                          out=None if out is None else str(out))
     check_seed(opts.fit.seed)
+    one_machine(opts.input, "segment sweep")
     k_list = parse_ks(opts.fit.ks)
     target = required_out(opts.outputs.out)
     spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features, opts.transactions)
@@ -453,6 +454,7 @@ def refresh(run_dir: str | Path, inputs: Sequence[str | Path] = (), out: str | P
 def plan_refresh(run_dir: str | Path, opts: RefreshOptions) -> RefreshPlan:
     """Every check ``refresh`` makes before any work (the earlier run's input is read again here)."""
     check_top(opts.fit.top)
+    one_machine(opts.input, "segment refresh")
     if opts.fit.move_threshold < 0:
         raise InputError(f"--move-threshold must be 0 or more, not {opts.fit.move_threshold}")
     base = rundir.read_run(run_dir, need=rundir.RUN_FILES)
@@ -552,6 +554,12 @@ def required_out(out: str | None) -> Path:
     if out is None:
         raise InputError("--out is required: name the output")
     return Path(out)
+
+
+def one_machine(options: InputOptions, command: str) -> None:
+    """``cluster=`` given to a command that runs on one machine only is an error, not ignored."""
+    if options.cluster is not None:
+        raise InputError(f"{command} runs on one machine: --cluster is for segment run and predict")
 
 
 def check_seed(seed: int) -> None:

@@ -26,6 +26,8 @@ OUTPUT_FORMATS = ("table", "csv", "json")
 PRESETS = ("rfm",)
 COMPARE_ALGORITHMS = ("gmm", "ward", "dbscan", "hdbscan")
 
+CLUSTER_ENV = "SEGMENT_CLUSTER"  # the environment's --cluster (segment run and predict)
+
 #: Defaults the engine's own functions also use (the fit and the sweep take them as keyword defaults).
 SILHOUETTE_SAMPLE = 20_000  # a run's silhouette sample when none is given (or all rows, if fewer)
 SWEEP_SILHOUETTE_SAMPLE = 10_000  # a sweep's: the bootstrap interval shows the precision

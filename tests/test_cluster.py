@@ -29,6 +29,7 @@ from engine.cluster import connect, source  # noqa: E402
 from engine.features import build  # noqa: E402
 from engine.fit import kmeans  # noqa: E402
 from engine.input import blocks  # noqa: E402
+from engine.options import CLUSTER_ENV  # noqa: E402
 
 COMPARED = ("profiles.parquet", "projection.parquet", "impact.parquet", "offers.parquet")
 
@@ -111,7 +112,7 @@ def test_the_cli_and_segment_cluster_start_a_local_cluster(generated_parquet: Pa
                                                             monkeypatch) -> None:
     args = ["run", generated_parquet, "--spec", "customers", "--k", "4"]
     local = invoke([*args, "--out", tmp_path / "local"])
-    monkeypatch.setenv(connect.ENV, "local:2")
+    monkeypatch.setenv(CLUSTER_ENV, "local:2")
     remote = invoke([*args, "--out", tmp_path / "cluster"])
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     assert "cluster: 2 workers at tcp://127.0.0.1:" in remote.stderr and "dashboard http://127.0.0.1:" in remote.stderr

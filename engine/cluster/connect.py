@@ -18,7 +18,6 @@ from engine.errors import InputError
 from engine.fit.kmeans import block_farthest, block_lloyd
 from kernels.segments import SegmentMoments
 
-ENV = "SEGMENT_CLUSTER"  # the environment's --cluster
 CONNECT_TIMEOUT = 10  # seconds a scheduler address has to answer
 
 
@@ -33,13 +32,6 @@ class Cluster:
 
     def summary(self) -> dict[str, Any]:
         return {"scheduler": self.address, "workers": self.workers}
-
-
-def given_cluster(option: Any) -> Any:
-    """The cluster a run was given: ``--cluster``, else ``SEGMENT_CLUSTER``, else None."""
-    if option is not None:
-        return option
-    return os.environ.get(ENV) or None
 
 
 def local_workers(text: str) -> int | None:

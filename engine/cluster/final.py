@@ -69,7 +69,7 @@ def cluster_final_pass(client: Client, inp: Input, data: FeatureData, fit: FitRe
         wanted = np.arange(block.start, end) if sampled is None else \
             sampled[np.searchsorted(sampled, block.start):np.searchsorted(sampled, end)]
         futures.append(client.submit(final_block, inp, setup, block, index, fit.centers,
-                                     fit.labels[used:used + block.n_kept].astype(np.int32), wanted, path, meta,
+                                     fit.labels[used:used + block.n_kept], wanted, path, meta,
                                      [(a, b) for _, a, b in spans], *[source.parts[i] for i, _, _ in spans],
                                      pure=False))
         used += block.n_kept

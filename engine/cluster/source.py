@@ -11,6 +11,7 @@ future; a lost one (a worker killed) is computed again by Dask from the input.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -41,7 +42,8 @@ def on_worker(what: str, func: Callable[..., Any], *args: Any) -> Any:
             worker = get_worker().address
         except ValueError:
             worker = "the client"
-        raise InputError(f"worker {worker}: {what}: {first_line(exc)}") from None
+        said = str(exc) if isinstance(exc, InputError) else f"{what}: {first_line(exc)}"
+        raise InputError(f"worker {worker}: {said}") from None
 
 
 def results(client: Client, futures: Sequence[Future]) -> list[Any]:
@@ -173,6 +175,9 @@ def cluster_features(client: Client, inp: Input, spec: FeatureSpec, seed: int = 
     fitted = learn(inp, spec, n_rows, seed)
     t_stats = time.perf_counter() - t0
     size, columns = layout.BLOCK_ROWS, raw_columns(inp, spec)
+    with contextlib.suppress(InputError):  # the build's kernels compiled (or loaded) here first: the
+        # workers then load them from numba's on-disk cache; the pass itself reports any error
+        feature_block(inp, spec, fitted, 0, layout.read_block(inp, 0, min(n_rows, 2), columns), True)
     built = [client.submit(build_block, inp, spec, fitted, start, min(size, n_rows - start), columns,
                            allow_duplicate_ids, pure=False) for start in layout.block_starts(n_rows, size)]
     found = results(client, [client.submit(figures, b, pure=False) for b in built])
