@@ -251,3 +251,50 @@ def test_predict_on_a_cluster_writes_the_local_predicts_file(customers_dataset: 
     assert {k: v for k, v in local.items() if k not in ("out", "seconds", "inertia")} == \
         {k: v for k, v in remote.items() if k not in ("out", "seconds", "inertia")}
     assert remote["inertia"] == pytest.approx(local["inertia"], rel=1e-9)  # the same terms, summed per block
+
+
+def test_cluster_source_reads_and_passes_as_an_array_source(client: Client, monkeypatch) -> None:
+    """Takes, samples, draws, blocks and Lloyd passes (with an empty cluster moved to the farthest
+    rows, found per block on the workers) are the in-memory source's, bit for bit."""
+    from engine.fit.batches import ArraySource
+
+    monkeypatch.setattr(blocks, "BLOCK_ROWS", 1 << 12)
+    X = np.random.default_rng(0).standard_normal((20_000, 3)).astype(np.float32)
+    sizes = [4096] * 4 + [20_000 - 4 * 4096]
+    parts = [client.submit(np.array, X[i * 4096:i * 4096 + n], pure=False) for i, n in enumerate(sizes)]
+    remote, array = source.ClusterSource(client, parts, sizes, 3), ArraySource(X)
+    assert remote.n_rows == 20_000
+    for rows in (np.array([0, 5, 19_999]), np.arange(0, 20_000, 3), np.array([7, 2, 7, 19_000, 1])):
+        np.testing.assert_array_equal(remote.take(rows), X[rows])
+    for size in (100, 30_000):
+        a, b = array.sample(size, np.random.default_rng(1)), remote.sample(size, np.random.default_rng(1))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(array.draw(500, np.random.default_rng(2)), remote.draw(500, np.random.default_rng(2)))
+    assert [(s, b.tobytes()) for s, b in remote.blocks()] == [(s, b.tobytes()) for s, b in array.blocks()]
+    start = np.vstack([X[:3], np.full((1, 3), 1e3, dtype=np.float32)])  # the last centre takes no row
+    here, there = kmeans.lloyd(array, start, 50, 0.0), kmeans.lloyd(remote, start, 50, 0.0)
+    np.testing.assert_array_equal(here.centers, there.centers)
+    np.testing.assert_array_equal(here.labels, there.labels)
+    assert (here.inertia, here.n_iter) == (there.inertia, there.n_iter) and here.n_iter > 2
+    assert np.bincount(there.labels, minlength=4).min() > 0  # the empty centre was moved
+
+
+def test_cover_cuts_rows_into_the_parts_that_hold_them() -> None:
+    starts, sizes = np.array([0, 10, 10, 25]), [10, 0, 15, 5]
+    assert source.cover(starts, sizes, 0, 30) == [(0, 0, 10), (2, 0, 15), (3, 0, 5)]
+    assert source.cover(starts, sizes, 8, 12) == [(0, 8, 10), (2, 0, 2)]
+    assert source.cover(starts, sizes, 26, 28) == [(3, 1, 3)]
+    assert source.cover(starts, sizes, 5, 5) == []
+
+
+def test_dask_stays_off_the_start_up_path_and_plain_runs() -> None:
+    import subprocess
+
+    code = ("import sys, engine.api, cli; from click.testing import CliRunner; "
+            "CliRunner().invoke(cli.main, ['run', '--help']); "
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"

@@ -25,7 +25,7 @@ from engine.features.build import resolve_spec
 from engine.features.build import FeatureData
 from engine.features.spec import FeatureSpec
 from engine.features.stream import feature_block, learn, raw_columns, summarise
-from engine.fit.batches import CompactRowState
+from engine.fit.batches import CompactRowState, sample_by_number
 from engine.input import blocks as layout
 from engine.input.files import Input
 
@@ -147,10 +147,7 @@ class ClusterSource:
         return out
 
     def sample(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if size >= self.n_rows:
-            return self.take(np.arange(self.n_rows)), np.arange(self.n_rows)
-        idx = np.sort(rng.choice(self.n_rows, size=size, replace=False))
-        return self.take(idx), idx
+        return sample_by_number(self, size, rng)
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         return self.take(rng.integers(0, self.n_rows, size=size))
