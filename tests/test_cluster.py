@@ -298,3 +298,16 @@ def test_dask_stays_off_the_start_up_path_and_plain_runs() -> None:
                            cwd=Path(__file__).resolve().parents[1])
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]"
+
+
+def test_a_running_schedulers_address_runs_on_its_workers(generated_parquet: Path, tmp_path: Path,
+                                                          client: Client) -> None:
+    args = ["run", generated_parquet, "--spec", "customers", "--k", "3", "--seed", "5"]
+    local = invoke([*args, "--out", tmp_path / "local"])
+    address = client.scheduler.address
+    remote = invoke([*args, "--out", tmp_path / "cluster", "--cluster", address])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    assert f"cluster: 2 workers at {address}" in remote.stderr
+    assert_same_answer(tmp_path / "local", tmp_path / "cluster")
+    assert read_json(tmp_path / "cluster" / "metrics.json")["cluster"] == {"scheduler": address, "workers": 2}
+    assert client.scheduler_info()["workers"]  # a cluster the run did not start is left running
