@@ -6,8 +6,10 @@ Progress and warnings go to stderr; data and --json go to stdout. Exit codes: 0 
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
+import gc
 import json
 import os
 import sys
@@ -20,6 +22,13 @@ from engine.options import (PRESETS, BusinessOptions, CompareOptions, ExplainOpt
                             PredictOutputOptions, RefreshFitOptions, RefreshOutputOptions, RunOptions,
                             ScoringOptions, SweepFitOptions, SweepOptions, SweepOutputOptions,
                             SweepScoringOptions, TransactionOptions)
+from engine.progress import SILENT, for_terminal
+
+
+# At exit the interpreter's collector walks every object numba, Polars and the engine made: 0.2 to
+# 0.3 s after a small run. Frozen objects are left to the operating system instead; every output
+# is written and closed by then (the engine writes through context managers).
+atexit.register(gc.freeze)
 
 
 class InputProblem(click.ClickException):
@@ -65,6 +74,13 @@ def logger(quiet: bool):
     if quiet:
         return lambda _msg: None
     return lambda msg: click.echo(msg, err=True)
+
+
+def reporters(quiet: bool):
+    """The log and the progress of a long command: progress bars (``engine.progress.Bars``) only when
+    stderr is a terminal and ``--quiet`` is not given; then the log lines are written around them."""
+    progress = for_terminal(quiet)
+    return (logger(quiet) if progress is SILENT else progress.echo), progress
 
 
 def bind(group, *, skip: tuple[str, ...] = ()):
@@ -263,7 +279,8 @@ def run(inputs, as_json, quiet, **options):
     import engine.api  # the engine loads when a command runs, not for --help
     from engine import present  # the engine loads when a command runs, not for --help
 
-    result = engine.api.run(inputs, log=logger(quiet), **preset_of(options))
+    log, progress = reporters(quiet)
+    result = engine.api.run(inputs, log=log, progress=progress, **preset_of(options))
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
         return
@@ -299,7 +316,8 @@ def sweep(inputs, as_json, quiet, **options):
     import engine.api  # the engine loads when a command runs, not for --help
     from engine import present  # the engine loads when a command runs, not for --help
 
-    result = engine.api.sweep(inputs, log=logger(quiet), **preset_of(options))
+    log, progress = reporters(quiet)
+    result = engine.api.sweep(inputs, log=log, progress=progress, **preset_of(options))
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
@@ -329,7 +347,8 @@ def predict(model, inputs, as_json, quiet, **options):
     import engine.api  # the engine loads when a command runs, not for --help
     from engine import present  # the engine loads when a command runs, not for --help
 
-    result = engine.api.predict(model, inputs, log=logger(quiet), **options)
+    log, progress = reporters(quiet)
+    result = engine.api.predict(model, inputs, log=log, progress=progress, **options)
     click.echo(json.dumps(result, indent=2) if as_json else present.predict_summary(result, options["out"]))
 
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks            # 2,000,000 x 16, k=8; silhouette on 50,000 rows
     python -m benchmarks --quick    # 200,000 x 16; silhouette on 10,000 rows (about a minute)
+    python -m benchmarks --only stream --sizes 1000000,10M   # streamed runs at chosen sizes
 
 Each pair runs alternately, `--repeat` times, and the table reports medians and ratios, because
 shared machines are noisy. Results go to benchmarks/results/<timestamp>.json.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import e2e
+from benchmarks import e2e, startup, stream
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -118,7 +119,7 @@ def bench_sweep(X: np.ndarray, repeat: int) -> dict:
             "recommended_k": outcome.recommended_k}
 
 
-SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup")
+SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup", "stream")
 
 
 def log(text: str) -> None:
@@ -133,11 +134,19 @@ def main() -> None:
     parser.add_argument("--sweep-rows", type=int, help="rows for the sweep comparison")
     parser.add_argument("--e2e-rows", type=int, help="rows for the end-to-end comparison")
     parser.add_argument("--scaling", help="comma-separated row counts for the scaling runs")
+    parser.add_argument("--sizes", help="comma-separated row counts for the streamed runs (10M works; default "
+                        "1M,10M,30M,100M; --quick: 200k,1M, streamed only)")
+    parser.add_argument("--timeout", type=float, help="stream section: stop a process after this many seconds "
+                        "(recorded as failed)")
     parser.add_argument("--only", help=f"comma-separated sections to run (of {','.join(SECTIONS)})")
     parser.add_argument("--render", type=Path, help="rewrite benchmarks/README.md from a saved results JSON")
     args = parser.parse_args()
     if args.render:
         result = json.loads(args.render.read_text())
+        if set(result) & set(SECTIONS) == {"stream"}:
+            write_stream_section(result)
+            print(stream_section(result))
+            return
         table = markdown_table(result)
         write_readme(result, table)
         print(table)
@@ -146,12 +155,18 @@ def main() -> None:
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    try:
+        stream_sizes = stream.parse_sizes(args.sizes) if args.sizes else list(
+            stream.QUICK_SIZES if args.quick else stream.DEFAULT_SIZES)
+    except ValueError as exc:
+        parser.error(str(exc))
     rows = args.rows or (200_000 if args.quick else 2_000_000)
     sample = 10_000 if args.quick else 50_000
     repeat = args.repeat or (3 if args.quick else 5)
     d, k = 16, 8
     result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "quick": args.quick, "rows": rows, "features": d, "k": k, "repeat": repeat}
+              "quick": args.quick, "rows": rows, "features": d, "k": k, "repeat": repeat,
+              "command": " ".join(["python -m benchmarks", *sys.argv[1:]])}
     if only & {"fit", "silhouette", "threads"}:
         X = overlapping_blobs(rows, d, k, seed=42)
     if "fit" in only:
@@ -174,14 +189,19 @@ def main() -> None:
             [100_000, 200_000] if args.quick else [1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000])
         result["scaling"] = e2e.bench_scaling(sizes, log)
     if "startup" in only:
-        result["startup"] = e2e.bench_startup(3 if args.quick else 5, log)
+        result["startup"] = startup.bench_startup(3 if args.quick else 7, log)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown_table(result)
-    print(table)
+    if "stream" in only:
+        result["stream"] = stream.bench_stream(stream_sizes, log, stream_only=args.quick, timeout=args.timeout,
+                                               checkpoint=lambda part: stream.save_json(path, {**result, "stream": part}))
+    stream.save_json(path, result)
+    table = markdown_table(result) if set(result) & set(SECTIONS) - {"stream"} else ""
+    print(table + ("\n" + stream_section(result) if "stream" in result else ""))
     if not args.quick and only == set(SECTIONS):
         write_readme(result, table)
+    elif not args.quick and only == {"stream"}:
+        write_stream_section(result)
     print(f"\nwrote {path}")
 
 
@@ -221,6 +241,10 @@ def markdown_table(result: dict) -> str:
         lines += [
             f"| end to end, {e['rows']:,} customers: `segment run` vs the scikit-learn pipeline | "
             f"{s['engine']:.2f} s | {s['sklearn']:.2f} s | {e['speedup_vs_sklearn']:.1f}x faster | >= 20x |",
+            *([f"| end to end, {e['rows']:,} customers: `segment run` vs the scikit-learn KMeans(n_init=1) pipeline "
+               f"(SSE {e['inertia']['engine']:.6g} vs {e['inertia']['sklearn_lloyd']:.6g}) | {s['engine']:.2f} s | "
+               f"{s['sklearn_lloyd']:.2f} s | {e['speedup_vs_sklearn_lloyd']:.1f}x faster | >= 4x, SSE <= |"]
+              if "sklearn_lloyd" in s else []),
             f"| end to end, {e['rows']:,} customers: `segment run` vs the I/O floor | {s['engine']:.2f} s | "
             f"{s['floor']:.2f} s | {e['floor_multiple']:.2f}x the floor | <= 2.5x |",
             f"| peak RSS, {e['rows']:,} customers | {gib(e['peak_rss']['engine'])} | "
@@ -240,10 +264,7 @@ def markdown_table(result: dict) -> str:
             lines.append(f"| fit {th['rows']:,} rows on 2 threads vs 1 | {th['seconds']['2']:.2f} s | "
                          f"{th['seconds']['1']:.2f} s | {sp['2']:.2f}x faster | >= 1.7x |")
     if "startup" in result:
-        st = result["startup"]
-        lines.append(f"| `segment --help` | {st['help_seconds']:.3f} s | | | < 0.3 s |")
-        if st["warm_run_seconds"] is not None:
-            lines.append(f"| warm `segment run` on the 2,240-row shared dataset | {st['warm_run_seconds']:.2f} s | | | < 2 s |")
+        lines += startup.table_rows(result["startup"])
     out = "\n".join(lines)
     if "e2e" in result:
         e = result["e2e"]
@@ -269,6 +290,9 @@ def markdown_table(result: dict) -> str:
             out += (f"| {int(n):,} | {r['seconds']:.2f} | {r['seconds'] / (int(n) / 1e6):.2f} | {gib(r['peak_rss'])} | "
                     f"{gib(r['matrix_bytes'])} | {st.get('read', 0):.2f} | {st.get('features', 0) + st.get('scale', 0):.2f} | "
                     f"{fit_s:.2f} | {st.get('write', 0):.2f} | {st.get('profile', 0):.2f} |\n")
+    if result.get("startup", {}).get("breakdown"):
+        out += "\n\nWhere a warm small run's time goes (seconds, median of new processes):\n\n"
+        out += startup.breakdown_table(result["startup"]) + "\n"
     if "threads" in result:
         th = result["threads"]
         out += "\n| fit threads | " + " | ".join(th["seconds"]) + " |\n| --- |" + " --- |" * len(th["seconds"]) + "\n"
@@ -282,8 +306,10 @@ INTRO = """# Benchmarks
 `make bench` (or `python -m benchmarks`) runs every comparison below on data it generates with fixed
 seeds and writes `benchmarks/results/<time>.json`; a full run also rewrites this file.
 `python -m benchmarks --quick` is the small version (about a minute, for smoke tests);
-`--only fit,silhouette,sweep,e2e,scaling,threads,startup` runs some sections;
+`--only fit,silhouette,sweep,e2e,scaling,threads,startup,stream` runs some sections;
 `python -m benchmarks --render results/<time>.json` rewrites this file from a saved run.
+`python -m benchmarks --only stream` (`--sizes 1000000,10M` to choose the sizes) rewrites only the
+streamed section below.
 Timings live here, never in `tests/`.
 
 How each figure is measured:
@@ -299,21 +325,64 @@ How each figure is measured:
   floor and the scikit-learn pipeline do not: exact silhouette of 20,000 rows, profiles with
   medians and z-scores, names, actions, the EDA summary and PCA sample for the report, model.json.
 - **scaling**: one `segment run` per size after a warm-up run; peak RSS of each.
-- **startup**: `segment --help`, and `segment run` on the shared 2,240-row dataset with the
-  numba cache warm, each a new process; medians of 5.
+- **startup** (`benchmarks/startup.py`, also `python -m benchmarks.startup`): `segment --help`,
+  and `segment run` on the shared 2,240-row dataset (`--spec marketing --k 4`) with the numba
+  cache warm, each a new process; medians of 7 (wall from outside, CPU through `os.wait4`); then
+  the same run in a probe process that stamps the clock after each import and after the command,
+  for the breakdown (interpreter start, imports, the run's stages, teardown).
+- **stream**: generated customers at 1M, 10M, 30M and 100M rows (`--sizes`; `--quick`: 200,000 and
+  1,000,000, streamed runs only), the 16 features, k=8, after one warm-up run. Per size, each a
+  process of its own measured from outside, once: `segment run --stream`, the streamed I/O floor
+  (`benchmarks/io_floor.py --stream`: the feature columns read block by block, 1,048,576 rows,
+  into float32, id, segment and distance written with a ParquetWriter row group by row group:
+  one pass, the least a streamed run can do), `segment run` in memory and the in-memory I/O floor.
+  The in-memory runs are skipped where they would not fit the memory available when they start
+  (the engine's own estimate for `segment run`, `benchmarks/stream.py`'s for the floor) and the
+  table says so. Stage seconds are `metrics.json`'s `seconds`: fit = sample + init + polish +
+  minibatch + subsample + refine; features = features + scale. "x floor without profile" leaves
+  out the `profile` (insight) stage, which the floors do not do.
 """
+
+STREAM_BEGIN = "<!-- stream: rewritten by `python -m benchmarks --only stream` and by a full run -->"
+STREAM_END = "<!-- /stream -->"
+
+
+README = Path(__file__).parent / "README.md"
+
+
+def machine_line(m: dict) -> str:
+    return f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}."
 
 
 def write_readme(result: dict, table: str) -> None:
-    """Replace the measured table in benchmarks/README.md with this run's."""
-    m = result["machine"]
-    readme = Path(__file__).parent / "README.md"
+    """Replace the measured tables in benchmarks/README.md with this run's."""
     body = (
-        INTRO + f"\n## Latest full run ({result['when']})\n\n"
-        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}. "
+        INTRO + f"\n## Latest full run ({result['when']})\n\n{machine_line(result['machine'])} "
         f"Repetitions: {result['repeat']} (fit), median reported. Command: `make bench`.\n\n" + table + "\n"
     )
-    readme.write_text(body, encoding="utf-8")
+    README.write_text(body + ("\n" + stream_section(result) if "stream" in result else ""), encoding="utf-8")
+
+
+def stream_section(result: dict) -> str:
+    """The streamed runs' part of benchmarks/README.md, between markers so that a run of the
+    stream section alone can replace it."""
+    st = result["stream"]
+    sizes = ", ".join(f"{n:,}" for n in st["sizes"])
+    return (f"{STREAM_BEGIN}\n## Streamed runs ({result['when']})\n\n{machine_line(result['machine'])} "
+            f"Sizes: {sizes} rows x {st['features']} features, k={st['k']}; one run of each. "
+            f"Command: `{result.get('command', 'python -m benchmarks')}`.\n\n" + stream.markdown(st) + STREAM_END + "\n")
+
+
+def write_stream_section(result: dict) -> None:
+    """Replace (or add) the streamed section of benchmarks/README.md, keeping the rest."""
+    text = README.read_text(encoding="utf-8") if README.is_file() else INTRO
+    section = stream_section(result)
+    if STREAM_BEGIN in text and STREAM_END in text:
+        head, rest = text.split(STREAM_BEGIN, 1)
+        text = head + section + rest.split(STREAM_END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    README.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Whole-process comparisons: ``segment run`` against the scikit-learn pipeline and the I/O floor,
-scaling over row counts, peak memory, start-up, and thread scaling of the fit.
+scaling over row counts, peak memory, and thread scaling of the fit (start-up: ``benchmarks/startup.py``).
 
 Every process is measured from outside (wall time, and peak RSS through ``os.wait4`` in the
 small launcher ``benchmarks/measure.py``), so import and start-up costs count, as they do for a user.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,7 +21,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
-SHARED_CSV = ROOT.parent / "shared" / "data" / "marketing_campaign.csv"
 ID = "ID"
 #: 16 numeric columns of `segment generate` output, on very different scales (1 to 10^5).
 FEATURES = [
@@ -37,27 +37,51 @@ def bin_path(name: str) -> str:
 
 def dataset(rows: int, log) -> Path:
     """Generated customers (8 overlapping planted segments, seed 0), made once and kept in
-    benchmarks/data/ (git-ignored)."""
-    import engine
-
+    benchmarks/data/ (git-ignored). Made by ``segment generate`` in a process of its own, measured
+    (wall, peak RSS); the figures are kept beside the file (``generation``)."""
     path = DATA / f"customers-{rows}.parquet"
     if not path.exists():
         DATA.mkdir(exist_ok=True)
         log(f"generating {rows:,} customers -> {path}")
-        engine.generate_customers(path, rows=rows, segments=K, seed=0)
+        made = run_measured([bin_path("segment"), "generate", "--rows", str(rows), "--segments", str(K),
+                             "--seed", "0", "--out", str(path), "--quiet"])
+        facts = {"rows": rows, "seconds": made["seconds"], "peak_rss": made["peak_rss"],
+                 "bytes": path.stat().st_size}
+        generation_path(rows).write_text(json.dumps(facts) + "\n")
+        log(f"generated {rows:,} customers in {made['seconds']:.1f} s (peak RSS {made['peak_rss'] / 2**30:.2f} GiB)")
     return path
 
 
-def run_measured(cmd: list[str]) -> dict:
+def generation_path(rows: int) -> Path:
+    return DATA / f"customers-{rows}.generate.json"
+
+
+def generation(rows: int) -> dict | None:
+    """How long making ``dataset(rows)`` took (seconds, peak RSS, file bytes); None for a file
+    made before these figures were kept."""
+    path = generation_path(rows)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_measured(cmd: list[str], timeout: float | None = None) -> dict:
     """Run ``cmd`` in a new process: wall seconds, peak RSS in bytes (``ru_maxrss``, taken by the
-    small launcher ``benchmarks/measure.py``) and the command's last JSON output line, if any."""
+    small launcher ``benchmarks/measure.py``) and the command's last JSON output line, if any.
+    Past ``timeout`` seconds the process group (the launcher and the command) is killed and
+    ``RuntimeError`` raised."""
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.measure", *cmd], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.measure", *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(f"{' '.join(cmd)}: stopped after {timeout:.0f} s") from None
     wall = time.perf_counter() - t
-    lines = proc.stdout.decode().strip().splitlines()
+    lines = stdout.decode().strip().splitlines()
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stdout.decode()[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stdout.decode()[-2000:]}")
     result = {"seconds": wall, "peak_rss": json.loads(lines[-1])["peak_rss"]}
     try:
         result["output"] = json.loads(lines[-2])
@@ -66,13 +90,14 @@ def run_measured(cmd: list[str]) -> dict:
     return result
 
 
-def segment_run(path: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+def segment_run(path: Path, out: Path, extra: tuple[str, ...] = (), timeout: float | None = None) -> dict:
     r = run_measured([bin_path("segment"), "run", str(path), "--features", ",".join(FEATURES), "--id-col", ID,
-                      "--k", str(K), "--out", str(out), "--overwrite", "--quiet", *extra])
+                      "--k", str(K), "--out", str(out), "--overwrite", "--quiet", *extra], timeout)
     metrics = json.loads((out / "metrics.json").read_text())
     r["stages"] = metrics["seconds"]
     r["rows_used"] = metrics["rows_used"]
     r["inertia"] = metrics["inertia"]
+    r["streamed"] = metrics.get("streamed", False)
     r["matrix_bytes"] = metrics["rows_used"] * len(metrics["features"]) * 4
     return r
 
@@ -80,7 +105,7 @@ def segment_run(path: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
 def bench_e2e(rows: int, repeat: int, log) -> dict:
     """segment run vs the scikit-learn pipeline vs the I/O floor, alternating, ``repeat`` times."""
     path = dataset(rows, log)
-    runs: dict[str, list[dict]] = {"engine": [], "sklearn": [], "floor": []}
+    runs: dict[str, list[dict]] = {"engine": [], "sklearn": [], "sklearn_lloyd": [], "floor": []}
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         tmp = Path(tmp)
         segment_run(path, tmp / "warm")  # numba cache and page cache warm, as for a user's second run
@@ -89,6 +114,8 @@ def bench_e2e(rows: int, repeat: int, log) -> dict:
             runs["engine"].append(segment_run(path, tmp / "engine"))
             runs["sklearn"].append(run_measured([sys.executable, "benchmarks/sklearn_pipeline.py", str(path),
                                                  str(tmp / "sklearn"), str(K)]))
+            runs["sklearn_lloyd"].append(run_measured([sys.executable, "benchmarks/sklearn_pipeline.py", str(path),
+                                                       str(tmp / "lloyd"), str(K), "lloyd"]))
             runs["floor"].append(run_measured([sys.executable, "benchmarks/io_floor.py", str(path),
                                                str(tmp / "floor")]))
     med = {name: statistics.median(x["seconds"] for x in v) for name, v in runs.items()}
@@ -101,10 +128,14 @@ def bench_e2e(rows: int, repeat: int, log) -> dict:
         "engine_stages": stages,
         "sklearn_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["sklearn"])
                           for s in runs["sklearn"][0]["output"]["seconds"]},
+        "sklearn_lloyd_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["sklearn_lloyd"])
+                                for s in runs["sklearn_lloyd"][0]["output"]["seconds"]},
         "floor_steps": {s: statistics.median(x["output"]["seconds"][s] for x in runs["floor"])
                         for s in runs["floor"][0]["output"]["seconds"]},
-        "inertia": {"engine": engine_runs[0]["inertia"], "sklearn": runs["sklearn"][0]["output"]["inertia"]},
+        "inertia": {"engine": engine_runs[0]["inertia"], "sklearn": runs["sklearn"][0]["output"]["inertia"],
+                    "sklearn_lloyd": runs["sklearn_lloyd"][0]["output"]["inertia"]},
         "speedup_vs_sklearn": med["sklearn"] / med["engine"],
+        "speedup_vs_sklearn_lloyd": med["sklearn_lloyd"] / med["engine"],
         "floor_multiple": med["engine"] / med["floor"],
     }
 
@@ -122,22 +153,6 @@ def bench_scaling(sizes: list[int], log) -> dict:
             out[str(rows)] = {"seconds": r["seconds"], "peak_rss": r["peak_rss"], "matrix_bytes": r["matrix_bytes"],
                               "stages": r["stages"]}
     return out
-
-
-def bench_startup(repeat: int, log) -> dict:
-    """``segment --help`` and a warm run on the shared 2,240-row dataset, each a new process."""
-    helps = [run_measured([bin_path("segment"), "--help"])["seconds"] for _ in range(repeat)]
-    runs = []
-    if SHARED_CSV.is_file():
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [bin_path("segment"), "run", str(SHARED_CSV), "--spec", "customers", "--k", "4",
-                   "--out", str(Path(tmp) / "run"), "--overwrite", "--quiet"]
-            run_measured(cmd)  # the numba cache is warm from here on
-            runs = [run_measured(cmd)["seconds"] for _ in range(repeat)]
-    else:
-        log(f"warning: {SHARED_CSV} not found; warm-run start-up not measured")
-    return {"help_seconds": statistics.median(helps),
-            "warm_run_seconds": statistics.median(runs) if runs else None, "repeat": repeat}
 
 
 def bench_threads(X: np.ndarray, repeat: int, log) -> dict:

@@ -47,8 +47,9 @@ from engine.insight.stage import Insight
 from engine.options import (CLUSTER_ENV, SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions,
                             RefreshOptions, RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
 from engine.outputs import rundir
+from engine.progress import SILENT, Progress
 from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
-from engine.streaming import Scratch, final_pass, source_of, stream_refused, wants_stream
+from engine.streaming import Scratch, final_pass, source_of, stream_blocks, stream_refused, wants_stream
 
 Log = Callable[[str], None]
 PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
@@ -97,11 +98,13 @@ def build_options(options_type: type, options: Any, given: dict[str, Any], **pos
 # ----------------------------------------------------------------------------- run
 
 def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str | Path | None = None, *,
-        options: RunOptions | None = None, log: Log = quiet, **given: Any) -> RunResult:
+        options: RunOptions | None = None, log: Log = quiet, progress: Progress = SILENT,
+        **given: Any) -> RunResult:
     """Segment the customers in ``inputs`` into ``k`` segments and write a run directory ``out``.
 
     With ``k="auto"`` a sweep over ``k_range`` chooses k first (see ``engine.fit.sweep``); the
     sweep's table goes into ``metrics.json`` and ``sweep.*`` beside the other outputs.
+    ``progress`` (``engine.progress``) is told of each stage: reading, fitting, profiling, writing.
     """
     t_start = time.perf_counter()
     opts = build_options(RunOptions, options, given, inputs=tuple(map(str, inputs)), k=k,
@@ -110,20 +113,23 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch, \
             cluster_of(opts.input.cluster, log) as cluster:
         inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch,
-                                     stream_refused(plan.k, plan.spec.pca), cluster)
+                                     stream_refused(plan.k, plan.spec.pca), progress, cluster)
         space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
-        k, outcome = choose_k(space, plan, opts, log)
+        k, outcome = choose_k(space, plan, opts, log, progress)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
-        fit = fit_kmeans(source_of(space), params)  # with --k auto too: the run's own restarts
+        with progress.stage("fitting") as advance:  # with --k auto too: the run's own restarts
+            fit = fit_kmeans(source_of(space), params, advance=advance)
         silhouette, t_sil = timed(score, space, fit.labels, k, opts.scoring.silhouette_sample, opts.fit.seed, log)
         centres = fit.centers if pca is None else pca.inverse(fit.centers)  # in scaled feature units
         provenance = record(opts, plan, inp, data, outcome is not None)
         model = Model(data.spec, data.fitted, fit.centers, {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia,
                                                             "params": fit_params(params, data)}, pca)
         t_final = time.perf_counter()
-        passed = None if data.X is not None else final_pass_of(cluster)(inp, data, fit, opts.fit.seed,
-                                                                    scratch.segments, segments_meta(model, data))
-        insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed, passed)
+        passed = None if data.X is not None else final_pass_of(cluster)(inp, data, fit, opts.fit.seed, scratch.segments,
+                                                                    segments_meta(model, data), progress)
+        with progress.stage("profiling", 1) as advance:
+            insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed, passed)
+            advance(1)
         for w in insight.warnings:
             log(f"warning: {w}")
         metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
@@ -133,7 +139,7 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
         if data.X is None:
             seconds["final_pass"] = time.perf_counter() - t_final - t_prof
-        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start,
+        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start, progress,
                             scratch.segments if data.X is None else None)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
@@ -184,7 +190,8 @@ def plan_run(opts: RunOptions) -> RunPlan:
     return RunPlan(out, replace(spec, business=business), k, ks)
 
 
-def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log) -> tuple[int, SweepOutcome | None]:
+def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log,
+             progress: Progress = SILENT) -> tuple[int, SweepOutcome | None]:
     """The run's k: the one given, or the sweep's recommendation with ``--k auto``."""
     n, d = data.n_used, len(data.fitted.names)
     reduced = f" as {data.X.shape[1]} principal components" if data.spec.pca else ""
@@ -194,7 +201,9 @@ def choose_k(data: FeatureData, plan: RunPlan, opts: RunOptions, log: Log) -> tu
         return plan.k, None
     log(f"{head}; choosing k in {plan.ks[0]}..{plan.ks[-1]}")
     fit = opts.fit
-    outcome = sweep_matrix(data.X, plan.ks, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats, log=log)
+    with progress.stage("choosing k", len(plan.ks)) as advance:
+        outcome = sweep_matrix(data.X, plan.ks, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats, log=log,
+                               advance=advance)
     log(f"chose {outcome.reason}")
     return outcome.recommended_k, outcome
 
@@ -285,34 +294,43 @@ def segments_meta(model: Model, data: FeatureData) -> dict[str, Any]:
 
 def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,
               outcome: SweepOutcome | None, metrics: dict[str, Any], seconds: dict[str, float],
-              t_start: float, segments: Path | None = None) -> list[str]:
+              t_start: float, progress: Progress = SILENT, segments: Path | None = None) -> list[str]:
     """Every file of the run directory, committed in one step; returns what was written
     (``segments``: where a streamed run's final pass wrote segments.parquet, a file or a dataset)."""
     t0 = time.perf_counter()
     k = fit.centers.shape[0]
     meta = segments_meta(model, data)
-    with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out:
+    steps = 3 + opts.outputs.partition_by_segment + (outcome is not None)  # the advances below
+    with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out, \
+            progress.stage("writing", steps) as advance:
         model.save(out.path(rundir.MODEL))
         if segments is not None:  # written by the streamed run's final pass
             os.replace(segments, out.path(rundir.SEGMENTS))
         else:
             write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
+        advance(1)
         if opts.outputs.partition_by_segment:
             write_partitions(out.path(rundir.SEGMENTS), out.path(rundir.PARTITIONS), k)
+            advance(1)
         insight.write(out)
+        advance(1)
         if outcome:
             write_sweep(out, outcome, {"ks": plan.ks, "seed": opts.fit.seed, "repeats": opts.fit.repeats})
+            advance(1)
         seconds = {**seconds, "write": time.perf_counter() - t0, "total": time.perf_counter() - t_start}
         metrics["seconds"] = {key: round(v, 4) for key, v in seconds.items()}
         out.json(rundir.METRICS, metrics)
+        advance(1)
         return out.listing()
 
 
 # ----------------------------------------------------------------------------- sweep
 
 def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = None, out: str | Path | None = None,
-          *, options: SweepOptions | None = None, log: Log = quiet, **given: Any) -> SweepResult:
-    """Fit every k in ``ks`` (``"2..12"``) on the same features and write ``out``/sweep.*."""
+          *, options: SweepOptions | None = None, log: Log = quiet, progress: Progress = SILENT,
+          **given: Any) -> SweepResult:
+    """Fit every k in ``ks`` (``"2..12"``) on the same features and write ``out``/sweep.*; ``progress``
+    (``engine.progress``) is told of the reading and of each k."""
     t_start = time.perf_counter()
     ks = ks if ks is None or isinstance(ks, str) else ",".join(map(str, ks))
     opts = build_options(SweepOptions, options, given, inputs=tuple(map(str, inputs)), ks=ks,
@@ -323,14 +341,15 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
     target = required_out(opts.outputs.out)
     spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features, opts.transactions)
     with thread_limit(opts.fit.threads):
-        inp, data = prepare_features(opts.input, spec, log)
+        inp, data = prepare_features(opts.input, spec, log, progress)
         space, pca = reduce_space(data, opts.fit.seed, log)
         log(f"{data.X.shape[0]:,} rows x {space.X.shape[1]} {'components' if pca else 'features'}; "
             f"fitting k={k_list[0]}..{k_list[-1]}")
         fit, scoring = opts.fit, opts.scoring
-        outcome = sweep_matrix(space.X, k_list, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats,
-                               silhouette_sample=scoring.silhouette_sample, compare=scoring.compare,
-                               compare_sample=scoring.compare_sample, log=log)
+        with progress.stage("fitting k", len(k_list)) as advance:
+            outcome = sweep_matrix(space.X, k_list, seed=fit.seed, n_init=fit.n_init, repeats=fit.repeats,
+                                   silhouette_sample=scoring.silhouette_sample, compare=scoring.compare,
+                                   compare_sample=scoring.compare_sample, log=log, advance=advance)
     params = {"ks": k_list, "seed": fit.seed, "repeats": fit.repeats, "n_init": fit.n_init,
               "compare": list(scoring.compare), "compare_sample": scoring.compare_sample, "rows": data.n_rows,
               "rows_used": int(data.X.shape[0]), "features": list(data.fitted.names),
@@ -346,8 +365,10 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
 # ----------------------------------------------------------------------------- predict
 
 def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: str | Path | None = None, *,
-            options: PredictOptions | None = None, log: Log = quiet, **given: Any) -> dict[str, Any]:
-    """Assign the customers in ``inputs`` to the segments of a saved model; write ``out`` (Parquet)."""
+            options: PredictOptions | None = None, log: Log = quiet, progress: Progress = SILENT,
+            **given: Any) -> dict[str, Any]:
+    """Assign the customers in ``inputs`` to the segments of a saved model; write ``out`` (Parquet);
+    ``progress`` (``engine.progress``) is told of the reading, the assignment and the writing."""
     t_start = time.perf_counter()
     opts = build_options(PredictOptions, options, given, inputs=tuple(map(str, inputs)),
                          out=None if out is None else str(out))
@@ -356,11 +377,11 @@ def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: s
     check_not_inside_inputs(target, opts.input.inputs)
     model = model if isinstance(model, Model) else load_model(model)
     with thread_limit(opts.outputs.threads), cluster_of(opts.input.cluster, log) as cluster:
-        rows = predicted_rows(model, opts.input, log, cluster)
-    ids, labels, dist2, kept, n_rows, inertia = rows
-    with atomic_file(target, opts.outputs.overwrite) as tmp:
+        ids, labels, dist2, kept, n_rows, inertia = predicted_rows(model, opts.input, log, progress, cluster)
+    with atomic_file(target, opts.outputs.overwrite) as tmp, progress.stage("writing", 1) as advance:
         write_segments(tmp, ids, labels, dist2, kept,
                        {"k": model.k, "features": ",".join(model.fitted.names), "model_hash": model.digest()})
+        advance(1)
     log(f"wrote {target}")
     return {"out": str(target), "k": model.k, "rows": n_rows, "rows_used": int(labels.shape[0]),
             "rows_dropped": n_rows - int(labels.shape[0]), "inertia": inertia,
@@ -368,12 +389,15 @@ def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: s
             "seconds": round(time.perf_counter() - t_start, 4)}
 
 
-def predicted_rows(model: Model, options: InputOptions, log: Log, cluster: Any = None) -> tuple:
+def predicted_rows(model: Model, options: InputOptions, log: Log, progress: Progress = SILENT,
+                   cluster: Any = None) -> tuple:
     """``(ids, labels, dist2, kept, rows, inertia)`` of the new customers: in memory, or block by
     block on a cluster's workers (``engine.cluster.predict``)."""
     if cluster is None:
-        data = model_features(model, options, log)
-        labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
+        data = model_features(model, options, log, progress)
+        with progress.stage("assigning", 1) as advance:
+            labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
+            advance(1)
         return data.ids, labels, dist2, data.kept, data.n_rows, inertia
     from engine.cluster.predict import cluster_predict  # dask: only with --cluster
 
@@ -383,16 +407,21 @@ def predicted_rows(model: Model, options: InputOptions, log: Log, cluster: Any =
     if inp.format == "sql":
         raise InputError("--cluster reads input files on the workers: give Parquet or CSV files, not --sql")
     log(f"reading {inp.label} in blocks on {cluster.workers} workers")
-    return cluster_predict(cluster.client, inp, model, options.allow_duplicate_ids)
+    with progress.stage("assigning blocks on the cluster", 1) as advance:
+        found = cluster_predict(cluster.client, inp, model, options.allow_duplicate_ids)
+        advance(1)
+    return found
 
 
-def model_features(model: Model, options: InputOptions, log: Log) -> FeatureData:
+def model_features(model: Model, options: InputOptions, log: Log, progress: Progress = SILENT) -> FeatureData:
     """The features of new customers, built with a saved model's spec and fitted scaler."""
     inp = open_and_report(options, model.spec, log)
     one_hot = sum(len(levels) for levels in model.fitted.levels.values())
     check_memory(inp, len(model.spec.features), one_hot, options.memory_limit)
     log(f"reading {inp.label}")
-    return build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=options.allow_duplicate_ids)
+    with progress.stage("reading", len(model.spec.features)) as advance:
+        return build_features(inp, model.spec, fitted=model.fitted, allow_duplicate_ids=options.allow_duplicate_ids,
+                              advance=advance)
 
 
 # ----------------------------------------------------------------------------- refresh
@@ -647,7 +676,7 @@ def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, feat
 
 def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: int = 0,
                      scratch: Scratch | None = None, refused: str | None = None,
-                     cluster: Any = None) -> tuple[Input, FeatureData]:
+                     progress: Progress = SILENT, cluster: Any = None) -> tuple[Input, FeatureData]:
     """Open the inputs and build the matrix (warnings logged): in memory, or, with ``--stream`` or
     when the in-memory run would not fit in ``--memory-limit``, streamed into ``scratch``
     (``refused``: why this command cannot stream), or on a ``cluster``'s workers."""
@@ -664,10 +693,13 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
         check_memory(inp, n_features, n_onehot, options.memory_limit)
     log(f"reading {inp.label}" + (" in blocks (streamed)" if streamed else ""))
     if streamed:
-        data = stream_features(inp, spec, scratch.append, seed, options.allow_duplicate_ids)
+        with progress.stage("reading blocks", stream_blocks(inp)) as advance:
+            data = stream_features(inp, spec, scratch.append, seed, options.allow_duplicate_ids, advance)
         data.scratch = scratch.matrix
     else:
-        data = build_features(inp, spec, allow_duplicate_ids=options.allow_duplicate_ids, seed=seed)
+        with progress.stage("reading", n_features) as advance:
+            data = build_features(inp, spec, allow_duplicate_ids=options.allow_duplicate_ids, seed=seed,
+                                  advance=advance)
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data

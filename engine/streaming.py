@@ -23,11 +23,12 @@ from engine.fit.batches import ArraySource, BatchSource, ScratchSource
 from engine.fit.kmeans import FitResult, assign_rows
 from engine.input import blocks as layout
 from engine.input.files import Input
-from engine.input.memory import human, memory_plan
+from engine.input.memory import count_rows, human, memory_plan
 from engine.insight.onepass import InsightPass, row_labels, unique
 from engine.options import InputOptions
 from engine.outputs import rundir
 from engine.outputs.write import SegmentWriter, scratch_dir
+from engine.progress import SILENT, Progress
 
 Log = Any
 
@@ -93,8 +94,13 @@ def source_of(data: FeatureData) -> BatchSource:
     return ArraySource(data.X) if data.X is not None else data.scratch
 
 
+def stream_blocks(inp: Input) -> int | None:
+    """How many blocks a streamed pass over ``inp`` has (None for a CSV: its rows are estimated)."""
+    return None if inp.format == "csv" else -(-count_rows(inp) // layout.BLOCK_ROWS)
+
+
 def final_pass(inp: Input, data: FeatureData, fit: FitResult, seed: int, path: Path,
-               meta: dict[str, Any]) -> InsightPass:
+               meta: dict[str, Any], progress: Progress = SILENT) -> InsightPass:
     """Each input block read once more (the insight's columns and the ids): its kept rows read
     back from the scratch file and assigned to the fitted centres (the primitive of the fit's
     last pass, which assigned them to these centres: the same labels and distances), one row
@@ -105,6 +111,14 @@ def final_pass(inp: Input, data: FeatureData, fit: FitResult, seed: int, path: P
     columns = unique(insight.columns() + ([data.spec.id_col] if data.spec.id_col else []))
     writer = SegmentWriter(path, meta)
     buffer = np.empty((max(b.n_kept for b in data.blocks), data.scratch.n_features), dtype=np.float32)
+    with progress.stage("assigning blocks", len(data.blocks)) as advance:
+        pass_blocks(inp, data, fit, insight, writer, columns, buffer, advance)
+    return insight
+
+
+def pass_blocks(inp: Input, data: FeatureData, fit: FitResult, insight: InsightPass, writer: SegmentWriter,
+                columns: list[str], buffer: np.ndarray, advance) -> None:
+    """The final pass's loop (see ``final_pass``)."""
     used = 0
     try:
         for block, (start, frame) in zip(data.blocks, layout.blocks(inp, data.n_rows, columns)):
@@ -115,6 +129,6 @@ def final_pass(inp: Input, data: FeatureData, fit: FitResult, seed: int, path: P
             writer.write(block_ids(inp, data.spec, block, frame), labels, dist2, mask)
             insight.add(start, frame.select(insight.columns()), row_labels(labels, mask))
             used += block.n_kept
+            advance(1)
     finally:
         writer.close()
-    return insight

@@ -1,4 +1,4 @@
-"""Numba options and work partitioning, in one place.
+"""Numba options and work partitioning, in one place (and numba's start-up, below).
 
 Every kernel in this package is ``@njit(cache=True, **JIT)`` (serial), ``PARALLEL`` or ``INLINE``.
 Work splits into fixed row chunks whose size depends only on the row count, never on the
@@ -8,12 +8,40 @@ results are bitwise identical for 1, 2 or 16 threads.
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 
 # OpenMP workers that spin between parallel regions starve the main thread on small machines:
 # on a 2-vCPU VM a trivial prange call cost 1-8 ms with spinning and 0.01 ms with passive waiting,
 # and a 2M x 16 Lloyd pass took 120 ms against 81 ms. The user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+class _Refuse(importlib.abc.MetaPathFinder):
+    """A finder that makes one module unimportable while it is on ``sys.meta_path``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname == self.name:
+            raise ModuleNotFoundError(f"{fullname} is held back while numba starts", name=fullname)
+        return None
+
+
+# numba's first compile or cache load imports numba.np.arraymath, whose BLAS probe imports
+# scipy.linalg where SciPy is installed (scikit-learn brings it): 0.1 to 0.15 s of every run's
+# start-up, for a probe that only picks how np.correlate and np.convolve are compiled; no kernel
+# here calls them, nor np.dot or np.linalg (which import scipy.linalg themselves when compiled).
+# arraymath is loaded here with scipy.linalg held back, so it uses its own loop for those two in
+# this process; scipy.linalg imports normally afterwards. Without SciPy this changes nothing.
+_held_back = _Refuse("scipy.linalg")
+sys.meta_path.insert(0, _held_back)
+try:
+    import numba.np.arraymath  # noqa: F401  (the probe runs at its import)
+finally:
+    sys.meta_path.remove(_held_back)
 
 # Strict IEEE arithmetic apart from the sign of zero. Reassociated sums, fused multiply-adds
 # and approximate sqrt let LLVM pick the rounding, and its picks differed between a fresh

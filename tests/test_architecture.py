@@ -17,11 +17,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(REPO / "engine").rglob("*.py"), *(REPO / "kernels").rglob("*.py"), REPO / "cli.py"])
 MAX_LINES = 60
-#: Libraries that may be imported inside a function to keep them off the start-up path.
-HEAVY = ("sklearn", "plotly", "streamlit", "starlette", "dask", "distributed", "scipy", "playwright")
+#: Libraries that may be imported inside a function to keep them off the start-up path (duckdb:
+#: about 0.1 s, which a run from files does not need; engine/duck/connect.py imports it on use).
+HEAVY = ("sklearn", "plotly", "streamlit", "starlette", "dask", "distributed", "scipy", "playwright", "duckdb")
 #: engine sub-package -> the engine sub-packages it may import (as each one's docstring says).
 LAYERS = {
-    "errors": set(), "options": set(), "present": set(),
+    "errors": set(), "options": set(), "present": set(), "progress": set(),
     "outputs": set(),
     "synth": {"outputs"},
     "input": {"outputs"},
@@ -30,9 +31,10 @@ LAYERS = {
     "duck": {"input", "features", "fit", "outputs", "options", "present"},
     "insight": {"input", "features", "fit", "outputs", "duck", "present", "options"},
     "dashboard": {"input", "features", "fit", "outputs", "duck", "present", "insight", "options", "api"},
-    "streaming": {"input", "features", "fit", "outputs", "insight", "options"},
-    "cluster": {"input", "features", "fit", "outputs", "insight", "options", "streaming"},
-    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "streaming", "cluster"},
+    "streaming": {"input", "features", "fit", "outputs", "insight", "options", "progress"},
+    "cluster": {"input", "features", "fit", "outputs", "insight", "options", "streaming", "progress"},
+    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "progress", "streaming",
+            "cluster"},
 }
 
 

@@ -59,6 +59,7 @@ Options
   --threads 0 (run+predict)   Error: --threads must be at least 1, not 0
   --memory-limit 1MB          Error: <csv>: 2,238 rows x 11 features need about 400.7 MiB of memory, but only
                               976.6 KiB is available (use fewer rows or features, or a larger --memory-limit)
+                              (predict; run streams instead, and refuses only what cannot stream: --k auto)
   --memory-limit banana       Error: --memory-limit: cannot read 'banana' as a size (use e.g. 8GiB or 500MB)
 Spec TOML
   syntax error                Error: <tmp>/syntax.toml: TOML syntax error: Invalid value (at line 3, column 7)
@@ -458,8 +459,9 @@ CASES += [
          ("g.parquet", "--overwrite"), precious="g.parquet"),
     Case("generate:out-dot", lambda c: ["generate", "--rows", "10", "--out", ".", "--quiet"], ("'.'",)),
     # --- memory
-    Case("run:memory-limit-1MB", lambda c: run_args(c.csv, c, "--spec", "customers", "--memory-limit", "1MB"),
-         ("need about", "--memory-limit")),
+    Case("run:memory-limit-1MB", lambda c: ["run", c.csv, "--k", "auto", "--out", c.out, "--quiet", "--spec",
+                                            "customers", "--memory-limit", "1MB"],
+         ("cannot stream", "--k auto", "--memory-limit")),  # a run that fits no limit streams, but --k auto cannot
     Case("run:memory-limit-banana", lambda c: run_args(c.csv, c, "--spec", "customers", "--memory-limit", "banana"),
          ("--memory-limit", "banana")),
     Case("predict:memory-limit-1MB", lambda c: predict_args(c.csv, c, "--memory-limit", "1MB"),

@@ -304,3 +304,45 @@ def test_importing_the_engine_loads_neither_sklearn_nor_plotly() -> None:
     code = "import sys, engine, cli; print(sorted(m for m in ('sklearn', 'plotly') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+#: ``python -c IMPORTS_PROBE OUT ARGS...`` runs ``segment ARGS...`` and, at exit, writes to OUT the
+#: libraries of ``HEAVY_AT_START`` that were imported and the kernel modules that were loaded.
+IMPORTS_PROBE = """
+import atexit, json, runpy, sys
+out, heavy = sys.argv[1], sys.argv[2].split(",")
+def report():
+    with open(out, "w") as fh:
+        json.dump({"heavy": sorted(m for m in heavy if m in sys.modules),
+                   "kernels": sorted(m for m in sys.modules if m.startswith("kernels."))}, fh)
+atexit.register(report)
+sys.argv = ["segment", *sys.argv[3:]]
+runpy.run_path("cli.py", run_name="__main__")
+"""
+HEAVY_AT_START = ("sklearn", "plotly", "streamlit", "duckdb", "scipy.linalg", "numba", "polars")
+
+
+def imported_by(tmp_path: Path, *args: str) -> dict:
+    """What ``segment ARGS`` imported, in a new process."""
+    out = tmp_path / "imported.json"
+    proc = subprocess.run([sys.executable, "-c", IMPORTS_PROBE, str(out), ",".join(HEAVY_AT_START), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())
+
+
+def test_help_imports_no_engine_library(tmp_path: Path) -> None:
+    """``segment --help`` and ``segment run --help``: click and the options only."""
+    assert imported_by(tmp_path, "--help") == {"heavy": [], "kernels": []}
+    assert imported_by(tmp_path, "run", "--help") == {"heavy": [], "kernels": []}
+
+
+def test_a_small_run_imports_neither_sklearn_plotly_streamlit_nor_duckdb(tmp_path: Path, data_csv: Path) -> None:
+    """A run from a file needs no DuckDB (only --sql, --preset and --db do), nor scipy.linalg
+    (numba's BLAS probe is held back: ``kernels/config.py``), and loads only the kernel modules it
+    calls (the weighted kernels are for --weight-col)."""
+    found = imported_by(tmp_path, "run", str(data_csv), "--spec", "marketing", "--k", "3", "--out",
+                        str(tmp_path / "run"), "--quiet")
+    assert found["heavy"] == ["numba", "polars"]
+    assert "kernels.assign" in found["kernels"] and "kernels.weighted" not in found["kernels"]
+    assert (tmp_path / "run" / "metrics.json").is_file()

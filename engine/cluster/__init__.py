@@ -14,5 +14,5 @@ loop does, so the bits are the same.
 Dask is imported at the top of this package's modules, never by ``engine.api`` at start-up: the
 API imports them inside its functions, only with ``--cluster``.
 
-May import: ``input``, ``features``, ``fit``, ``insight``, ``outputs``, ``options``, ``streaming``.
+May import: ``input``, ``features``, ``fit``, ``insight``, ``outputs``, ``options``, ``progress``, ``streaming``.
 """

@@ -25,6 +25,7 @@ from engine.input import blocks as layout
 from engine.input.files import Input
 from engine.insight.onepass import BlockFigures, InsightPass, row_labels, sampled_rows, unique
 from engine.outputs.write import SegmentWriter
+from engine.progress import SILENT, Progress
 
 PART = "part-{:06d}.parquet"
 
@@ -52,9 +53,10 @@ def final_block(inp: Input, setup: tuple, block: Block, index: int, centers: np.
 
 
 def cluster_final_pass(client: Client, inp: Input, data: FeatureData, fit: FitResult, seed: int, path: Path,
-                       meta: dict[str, Any]) -> InsightPass:
+                       meta: dict[str, Any], progress: Progress = SILENT) -> InsightPass:
     """``engine.streaming.final_pass`` with the blocks on the workers: ``path`` becomes the
-    segments dataset; the insight's pass gets every block's figures in block order."""
+    segments dataset; the insight's pass gets every block's figures in block order, each folded
+    as soon as it and the blocks before it are done."""
     source: ClusterSource = data.scratch
     k = fit.centers.shape[0]
     spec: FeatureSpec = data.spec
@@ -74,7 +76,10 @@ def cluster_final_pass(client: Client, inp: Input, data: FeatureData, fit: FitRe
                                      pure=False))
         used += block.n_kept
     used = 0
-    for block, figures in zip(data.blocks, results(client, futures)):
-        insight.add_figures(figures, row_labels(fit.labels[used:used + block.n_kept], block.mask()))
-        used += block.n_kept
+    with progress.stage("assigning blocks", len(futures)) as advance:
+        for block, future in zip(data.blocks, futures):
+            insight.add_figures(results(client, [future])[0], row_labels(fit.labels[used:used + block.n_kept],
+                                                                         block.mask()))
+            used += block.n_kept
+            advance(1)
     return insight

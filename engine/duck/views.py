@@ -24,9 +24,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb  # the type of the connections, in the signatures
 import polars as pl
 import pyarrow as pa
 
@@ -37,6 +36,9 @@ from engine import present
 from engine.outputs import rundir
 from engine.outputs.write import atomic_file
 from engine.duck.source import INPUT_VIEW, PARAMS_TABLE, input_view_sql, params_table, parse_as_of
+
+if TYPE_CHECKING:
+    import duckdb  # the type of the connections, in the signatures
 
 RELATIONS = ("segments", "profiles", "centroids", "metrics", "customers")
 OPTIONAL_RELATIONS = {"migration": rundir.MIGRATION, "drift": rundir.DRIFT}  # in a segment refresh directory

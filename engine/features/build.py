@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -312,17 +313,19 @@ def check_ids(ids: pl.Series, where: str) -> None:
         )
 
 
-def put_series(cols: np.ndarray, j: int, series: pl.Series) -> int:
-    """Copy a float64 column into ``cols[:, j]`` (nulls as NaN); returns its null count."""
+def put_series(cols: np.ndarray, j: int, series: pl.Series, advance: Callable[[int], None]) -> int:
+    """Copy a float64 column into ``cols[:, j]`` (nulls as NaN), then ``advance(1)``; returns its null count."""
     nulls = series.null_count()
     if nulls:
         series = series.fill_null(np.nan)
     # One contiguous buffer first: Polars copies its chunks far faster than to_numpy does.
     kernels.put_column(cols, j, series.rechunk().to_numpy())
+    advance(1)
     return nulls
 
 
-def read_columns(query: FeatureQuery, spec: FeatureSpec, columnar: bool, where: str
+def read_columns(query: FeatureQuery, spec: FeatureSpec, columnar: bool, where: str,
+                 advance: Callable[[int], None] | None = None
                  ) -> tuple[pl.Series, dict[str, pl.Series], np.ndarray, list[int]]:
     """The ids, the categorical columns, and the feature columns as one float64 (rows x features)
     Fortran-ordered array (NaN where missing) with their null counts.
@@ -330,21 +333,24 @@ def read_columns(query: FeatureQuery, spec: FeatureSpec, columnar: bool, where: 
     A columnar input (Parquet, or a SQL result already in memory) is read one feature at a time
     straight into the array, so the float64 data is held once: faster than one wide read, and
     half the peak memory. A CSV is parsed once, and each column leaves the frame as it is copied.
+    ``advance(1)`` (progress) follows each feature column copied.
     """
     names = [f.name for f in spec.features]
+    advance = advance or (lambda _n: None)
     if columnar:
         head = collect(query.frame.select([query.id_expr, *query.cats]), where)
         n = head.height
         ids = head.drop_in_place(head.columns[0])
         cats = {c.column: head.drop_in_place(c.column) for c in spec.categorical}
         cols = np.empty((n, len(names)), dtype=np.float64, order="F")
-        nulls = [put_series(cols, j, collect(query.frame.select(e), where).to_series()) for j, e in enumerate(query.exprs)]
+        nulls = [put_series(cols, j, collect(query.frame.select(e), where).to_series(), advance)
+                 for j, e in enumerate(query.exprs)]
         return ids, cats, cols, nulls
     frame = collect(query.all(), where)
     ids = frame.drop_in_place(frame.columns[0])
     cats = {c.column: frame.drop_in_place(c.column) for c in spec.categorical}
     cols = np.empty((frame.height, len(names)), dtype=np.float64, order="F")
-    nulls = [put_series(cols, j, frame.drop_in_place(name)) for j, name in enumerate(names)]
+    nulls = [put_series(cols, j, frame.drop_in_place(name), advance) for j, name in enumerate(names)]
     return ids, cats, cols, nulls
 
 
@@ -662,7 +668,7 @@ def dropped_warning(dropped: tuple[str, ...] | list[str]) -> str:
 
 def build_features(
     inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False,
-    seed: int = 0,
+    seed: int = 0, advance: Callable[[int], None] | None = None,
 ) -> FeatureData:
     """Read the input once and build the scaled float32 matrix.
 
@@ -671,14 +677,15 @@ def build_features(
     soon as it is no longer needed. With ``fitted`` (from a saved model) no statistics are
     learned: the same clip bounds, medians, levels and scaler are applied, so ``predict`` sees the
     training transform. Above ``STATS_SAMPLE`` rows the statistics are learned from the sample
-    ``stats_rows(rows, seed)``, then applied to every row.
+    ``stats_rows(rows, seed)``, then applied to every row. ``advance(1)`` (progress) follows each
+    feature column read.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     where = inp.label
     spec = resolve_spec(spec, inp.schema(), where)
     query = feature_query(inp, spec)
-    ids, cats, cols, nulls = read_columns(query, spec, inp.format != "csv", where)
+    ids, cats, cols, nulls = read_columns(query, spec, inp.format != "csv", where, advance)
     seconds["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     n_rows = len(ids)

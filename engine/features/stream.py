@@ -61,7 +61,8 @@ def learn(inp: Input, spec: FeatureSpec, n_rows: int, seed: int):
 def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], None], seed: int = 0,
                     allow_duplicate_ids: bool = False, advance: Callable[[int], None] | None = None) -> FeatureData:
     """Build every block's scaled rows into ``sink``; the result has no matrix (``X`` is None)
-    and no ids (the final pass reads them again), but its ``blocks`` say which rows were kept."""
+    and no ids (the final pass reads them again), but its ``blocks`` say which rows were kept.
+    ``advance(1)`` (progress) follows each block."""
     t0 = time.perf_counter()
     where = inp.label
     spec = resolve_spec(spec, inp.schema(), where)
@@ -76,7 +77,7 @@ def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], 
         sink(X)
         found.append((block, missing, non_finite))
         if advance is not None:
-            advance(frame.height)
+            advance(1)
     return summarise(inp, spec, fitted, n_rows, found, {"read": t_stats, "features": 0.0,
                                                         "scale": time.perf_counter() - t0 - t_stats})
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,7 +258,8 @@ def mapped_pass(source: BatchSource, c32: np.ndarray, state: RowState) -> tuple[
 
 
 def lloyd(
-    source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: float, weights: np.ndarray | None = None
+    source: BatchSource, centers: np.ndarray, max_iter: int, tol_abs: float, weights: np.ndarray | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> LloydState:
     """Lloyd passes over every row until labels stop changing or centres move less than ``tol_abs``,
     at most ``max_iter`` of them (0 or 1: one assignment pass, the centres unchanged), plus up to
@@ -279,6 +281,8 @@ def lloyd(
         n_iter += 1
         c32 = centers.astype(np.float32)
         sums, counts, inertia, changed = full_pass(source, c32, state, buffers, weights)
+        if advance is not None:  # progress: one pass over every row of ``source`` done
+            advance(1)
         if (counts == 0).any() and relocations < MAX_RELOCATIONS:
             n_far = min(source.n_rows, max(4 * int((counts == 0).sum()), 64))
             if relocate_empty(centers, counts, source, far_rows(source, state, c32, n_far, weights)) > 0:
@@ -398,6 +402,7 @@ def mean_variance(S: np.ndarray, weights: np.ndarray | None) -> float:
 def best_restart(
     source: BatchSource, S: np.ndarray, S_weights: np.ndarray | None, params: FitParams, tol_abs: float,
     rngs: list[np.random.Generator], weights: np.ndarray | None, seconds: dict[str, float],
+    advance: Callable[[int], None] | None = None,
 ) -> tuple[LloydState, list[dict]]:
     """k-means++ and Lloyd on the sample S once per generator in ``rngs``; the lowest SSE on S wins."""
     whole = S.shape[0] == source.n_rows
@@ -414,7 +419,7 @@ def best_restart(
             rows = "distinct rows" if weights is None else "distinct rows of positive weight"
             raise InputError(f"k={params.k} is larger than the number of {rows} in the data")
         tb = time.perf_counter()
-        state = lloyd(sample_src, centers, params.max_iter, tol_abs, S_weights)
+        state = lloyd(sample_src, centers, params.max_iter, tol_abs, S_weights, advance if whole else None)
         t_init, t_polish = t_init + tb - ta, t_polish + time.perf_counter() - tb
         restarts.append({"restart": r, "sample_inertia": state.inertia, "sample_iter": state.n_iter})
         if best is None or state.inertia < best.inertia:
@@ -423,7 +428,8 @@ def best_restart(
     return best, restarts
 
 
-def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | None = None) -> FitResult:
+def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | None = None,
+               advance: Callable[[int], None] | None = None) -> FitResult:
     """Fit k-means on every row of ``source``.
 
     ``weights``: optionally one non-negative weight per row (``ArraySource`` only) for weighted
@@ -431,6 +437,8 @@ def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | Non
     weight is the objective of repeating the row and a zero weight that of leaving it out (the
     row still gets a label). Samples and mini-batches are drawn uniformly and carry their rows'
     weights. A weighted result has no ``label_sums``/``label_counts`` (those are unweighted).
+
+    ``advance``: called with 1 after each Lloyd pass over every row of ``source`` (progress).
     """
     validate(params, source.n_rows, source.n_features)
     weights, scale = check_weights(weights, source, params.k)
@@ -443,7 +451,7 @@ def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | Non
     seconds["sample"] = time.perf_counter() - t0
     whole = S.shape[0] == source.n_rows
     tol_abs = params.tol * mean_variance(S, S_weights)
-    state, restarts = best_restart(source, S, S_weights, params, tol_abs, rng_restarts, weights, seconds)
+    state, restarts = best_restart(source, S, S_weights, params, tol_abs, rng_restarts, weights, seconds, advance)
     steps = 0
     t1 = time.perf_counter()
     if not whole and params.max_steps > 0:
@@ -468,7 +476,7 @@ def fit_kmeans(source: BatchSource, params: FitParams, weights: np.ndarray | Non
         passes = params.max_iter if params.refine else 0
         if subsampled and params.refine_passes is not None:
             passes = min(passes, params.refine_passes)
-        state = lloyd(source, state.centers, passes, tol_abs, weights)
+        state = lloyd(source, state.centers, passes, tol_abs, weights, advance)
     seconds["refine"] = time.perf_counter() - t1
     if scale != 1.0:  # equal weights: the unweighted fit, its SSE counted ``scale`` times
         state.inertia *= scale

@@ -176,11 +176,12 @@ def sweep_matrix(
     X: np.ndarray, ks: list[int], *, seed: int = SEED, n_init: int | None = None, repeats: int = REPEATS,
     stability_sample: int = STABILITY_SAMPLE, silhouette_sample: int = SWEEP_SILHOUETTE_SAMPLE, compare: Sequence[str] = (),
     compare_sample: int = COMPARE_SAMPLE, log: Callable[[str], None] = lambda _m: None,
+    advance: Callable[[int], None] = lambda _n: None,
 ) -> SweepOutcome:
     """Fit and score every k on the same scaled matrix; optionally compare other algorithms.
 
     ``silhouette_sample=0`` skips the silhouette; the stability score is still evaluated on a
-    sample of the default size."""
+    sample of the default size. ``advance(1)`` (progress) follows each k fitted and scored."""
     n = X.shape[0]
     if ks[-1] > n:
         raise InputError(f"k={ks[-1]} is larger than the number of rows ({n})")
@@ -207,6 +208,7 @@ def sweep_matrix(
         rows.append(row)
         sil = "n/a" if row["silhouette"] is None else f"{row['silhouette']:.3f}"
         log(f"k={k}: SSE {row['inertia']:.6g}, silhouette {sil}, stability {row['stability'] if repeats else 'n/a'}")
+        advance(1)
     k_best, reason, clear, elbow = recommend(rows)
     extra = []
     if compare:
