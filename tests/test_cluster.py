@@ -311,3 +311,15 @@ def test_a_running_schedulers_address_runs_on_its_workers(generated_parquet: Pat
     assert_same_answer(tmp_path / "local", tmp_path / "cluster")
     assert read_json(tmp_path / "cluster" / "metrics.json")["cluster"] == {"scheduler": address, "workers": 2}
     assert client.scheduler_info()["workers"]  # a cluster the run did not start is left running
+
+
+def test_a_csv_input_on_a_cluster_gives_the_local_answer(customers_dataset: Path, tmp_path: Path, client: Client,
+                                                         small_blocks) -> None:
+    """A worker reads its block of a CSV as a slice (the lines before it parsed again), the local
+    stream parses the file once front to back: the same rows either way."""
+    data = tmp_path / "customers.csv"
+    pl.read_parquet(sorted(customers_dataset.glob("*.parquet"))).head(150_000).write_csv(data)
+    kw = {"spec": "customers", "k": 4, "seed": 2}
+    engine.run([data], out=tmp_path / "local", stream=True, **kw)
+    engine.run([data], out=tmp_path / "cluster", cluster=client, **kw)
+    assert_same_answer(tmp_path / "local", tmp_path / "cluster")
