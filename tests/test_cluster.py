@@ -307,6 +307,14 @@ def test_a_running_schedulers_address_runs_on_its_workers(generated_parquet: Pat
     address = client.scheduler.address
     remote = invoke([*args, "--out", tmp_path / "cluster", "--cluster", address])
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    import duckdb
+
+    from engine.duck.views import write_database  # what --db writes
+
+    write_database(tmp_path / "cluster", tmp_path / "c.duckdb", False)
+    with duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True) as con:  # --db reads the dataset too
+        assert con.execute("SELECT count(*) FROM segments").fetchone()[0] == read_json(
+            tmp_path / "cluster" / "metrics.json")["rows"]
     assert f"cluster: 2 workers at {address}" in remote.stderr
     assert_same_answer(tmp_path / "local", tmp_path / "cluster")
     assert read_json(tmp_path / "cluster" / "metrics.json")["cluster"] == {"scheduler": address, "workers": 2}
