@@ -112,8 +112,9 @@ def on_block(func: Callable[..., Any], start: int, block: np.ndarray, *args: Any
     return func(start, block, *args)
 
 
-def take_rows(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return block[rows]
+def take_rows(rows: list[np.ndarray], *blocks: np.ndarray) -> list[np.ndarray]:
+    """The rows numbered ``rows[j]`` of each block ``blocks[j]``."""
+    return [block[r] for r, block in zip(rows, blocks)]
 
 
 class ClusterSource:
@@ -133,17 +134,26 @@ class ClusterSource:
                                      for s, p in zip(self.starts, self.parts)])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows numbered ``rows`` (any order): one task per worker, on the worker holding the
+        blocks it reads (where Dask last saw them: a moved block is fetched, not lost)."""
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         wanted = rows[order]
-        futures = []
+        groups: dict[Any, list[tuple[int, np.ndarray]]] = {}
+        holders = self.client.who_has(self.parts)
         for i, (start, size) in enumerate(zip(self.starts, self.sizes)):
             lo, hi = np.searchsorted(wanted, [start, start + size])
             if hi > lo:
-                futures.append(self.client.submit(take_rows, self.parts[i], wanted[lo:hi] - start, pure=False))
+                where = tuple(holders.get(self.parts[i].key, ()))[:1] or None
+                groups.setdefault(where, []).append((i, wanted[lo:hi] - start))
+        placed = {where: {"workers": list(where), "allow_other_workers": True} if where else {} for where in groups}
+        futures = [self.client.submit(take_rows, [r for _, r in group], *[self.parts[i] for i, _ in group],
+                                      pure=False, **placed[where]) for where, group in groups.items()]
+        pieces = {i: piece for group, found in zip(groups.values(), results(self.client, futures))
+                  for (i, _), piece in zip(group, found)}
         out = np.empty((rows.size, self.n_features), dtype=np.float32)
-        if futures:
-            out[order] = np.concatenate(results(self.client, futures))
+        if pieces:
+            out[order] = np.concatenate([pieces[i] for i in sorted(pieces)])
         return out
 
     def sample(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
