@@ -682,7 +682,7 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     (``refused``: why this command cannot stream), or on a ``cluster``'s workers."""
     inp = open_and_report(options, spec, log)
     if cluster is not None:
-        return inp, cluster_features(cluster, inp, spec, log, seed, refused, options.allow_duplicate_ids)
+        return inp, cluster_features(cluster, inp, spec, log, seed, refused, options.allow_duplicate_ids, progress)
     planned = resolve_features(spec, inp.schema(), inp.label)
     n_features, n_onehot = len(planned.features), sum(c.max_levels for c in planned.categorical)
     streamed = scratch is not None and wants_stream(inp, n_features, n_onehot, options, log)
@@ -706,7 +706,7 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
 
 
 def cluster_features(cluster: Any, inp: Input, spec: FeatureSpec, log: Log, seed: int, refused: str | None,
-                     allow_duplicate_ids: bool) -> FeatureData:
+                     allow_duplicate_ids: bool, progress: Progress = SILENT) -> FeatureData:
     """The streamed feature pass with its blocks built and held on the cluster's workers."""
     from engine.cluster.source import cluster_features as on_workers  # dask: only with --cluster
 
@@ -715,7 +715,8 @@ def cluster_features(cluster: Any, inp: Input, spec: FeatureSpec, log: Log, seed
     if inp.format == "sql":
         raise InputError("--cluster reads input files on the workers: give Parquet or CSV files, not --sql")
     log(f"reading {inp.label} in blocks on {cluster.workers} workers")
-    data = on_workers(cluster.client, inp, spec, seed, allow_duplicate_ids)
+    with progress.stage("reading blocks", stream_blocks(inp)) as advance:
+        data = on_workers(cluster.client, inp, spec, seed, allow_duplicate_ids, advance)
     for w in data.warnings:
         log(f"warning: {w}")
     return data

@@ -331,3 +331,16 @@ def test_a_csv_input_on_a_cluster_gives_the_local_answer(customers_dataset: Path
     engine.run([data], out=tmp_path / "local", stream=True, **kw)
     engine.run([data], out=tmp_path / "cluster", cluster=client, **kw)
     assert_same_answer(tmp_path / "local", tmp_path / "cluster")
+
+
+def test_a_cluster_run_reports_its_blocks_as_progress(customers_dataset: Path, tmp_path: Path, client: Client,
+                                                      small_blocks) -> None:
+    from test_progress import Recorder
+
+    recorder = Recorder()
+    result = engine.run([customers_dataset], k=3, out=tmp_path / "run", spec="customers", cluster=client,
+                        progress=recorder)
+    stages = {label: (total, done) for label, total, done in recorder.stages}
+    n_blocks = -(-200_000 // blocks.BLOCK_ROWS)
+    assert stages["reading blocks"] == (n_blocks, n_blocks) and stages["assigning blocks"] == (n_blocks, n_blocks)
+    assert stages["fitting"][1] >= result.metrics["n_iter"] >= 1

@@ -171,9 +171,10 @@ class ClusterSource:
 
 
 def cluster_features(client: Client, inp: Input, spec: FeatureSpec, seed: int = 0,
-                     allow_duplicate_ids: bool = False) -> FeatureData:
+                     allow_duplicate_ids: bool = False, advance: Callable[[int], None] | None = None) -> FeatureData:
     """The streamed feature pass (``engine.features.stream``) with its blocks built on the
-    workers; the result's ``scratch`` is the ``ClusterSource`` of the scaled rows."""
+    workers; the result's ``scratch`` is the ``ClusterSource`` of the scaled rows. ``advance(1)``
+    (progress) follows each block, in block order."""
     t0 = time.perf_counter()
     spec = resolve_spec(spec, inp.schema(), inp.label)
     n_rows = layout.row_count(inp)
@@ -187,7 +188,11 @@ def cluster_features(client: Client, inp: Input, spec: FeatureSpec, seed: int = 
         feature_block(inp, spec, fitted, 0, layout.read_block(inp, 0, min(n_rows, 2), columns), True)
     built = [client.submit(build_block, inp, spec, fitted, start, min(size, n_rows - start), columns,
                            allow_duplicate_ids, pure=False) for start in layout.block_starts(n_rows, size)]
-    found = results(client, [client.submit(figures, b, pure=False) for b in built])
+    found = []
+    for future in [client.submit(figures, b, pure=False) for b in built]:
+        found.append(results(client, [future])[0])
+        if advance is not None:
+            advance(1)
     data = summarise(inp, spec, fitted, n_rows, found, {"read": t_stats, "features": 0.0,
                                                         "scale": time.perf_counter() - t0 - t_stats})
     blocks = [client.submit(scaled, b, pure=False) for b in built]
