@@ -280,7 +280,7 @@ def run_metrics(data: FeatureData, fit: FitResult, params: FitParams, silhouette
         "features": list(data.fitted.names), "inertia": fit.inertia, "silhouette": silhouette[0],
         "silhouette_sample": silhouette[1], "n_iter": fit.n_iter, "n_steps": fit.n_steps,
         "n_init": params.restarts(data.n_used), "streamed": data.X is None,
-        "segment_sizes": np.bincount(fit.labels, minlength=k).tolist(), "seed": params.seed,
+        "segment_sizes": segment_sizes(fit, k), "seed": params.seed,
         "threads": {"numba": n_threads, "polars": pl.thread_pool_size()},
         "warnings": list(data.warnings) + list(insight.warnings),
         "sweep": outcome.summary() if outcome else None, "insight": insight.summary, **provenance,
@@ -290,6 +290,14 @@ def run_metrics(data: FeatureData, fit: FitResult, params: FitParams, silhouette
 def segments_meta(model: Model, data: FeatureData) -> dict[str, Any]:
     """The key-value metadata of segments.parquet (and the run's other Parquet files)."""
     return {"k": model.k, "features": ",".join(data.fitted.names), "model_hash": model.digest()}
+
+
+def segment_sizes(fit: FitResult, k: int) -> list[int]:
+    """Members per segment: the counts of the fit's last pass (a bincount of a streamed fit's one-byte
+    labels would widen all of them to 8 bytes)."""
+    if fit.label_counts is not None:
+        return [int(c) for c in fit.label_counts]
+    return np.bincount(fit.labels, minlength=k).tolist()
 
 
 def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,

@@ -130,7 +130,8 @@ def test_scratch_source_reads_what_an_array_source_holds(tmp_path: Path, monkeyp
     X = np.random.default_rng(0).standard_normal((20_000, 3)).astype(np.float32)
     array, scratch = ArraySource(X), scratch_of(tmp_path, X, 3_000)  # appended in other sizes than it is read
     assert scratch.n_rows == 20_000
-    for rows in (np.array([0, 5, 19_999]), np.arange(0, 20_000, 3), np.array([7, 2, 7, 19_000, 1])):
+    many = np.sort(np.random.default_rng(3).integers(0, 20_000, size=70_000))  # read block by block
+    for rows in (np.array([0, 5, 19_999]), np.arange(0, 20_000, 3), np.array([7, 2, 7, 19_000, 1]), many, many[::-1]):
         np.testing.assert_array_equal(scratch.take(rows), X[rows])
     for size in (100, 10_000, 30_000):
         a, b = array.sample(size, np.random.default_rng(1)), scratch.sample(size, np.random.default_rng(1))

@@ -8,7 +8,6 @@ serve in-memory arrays, streamed Parquet row groups or Dask partitions.
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,9 +123,8 @@ class ArraySource:
 
 class ScratchSource:
     """A float32 matrix in a scratch file: written block by block once (``append``), then read
-    back block by block into one reused buffer for every full pass. Samples and relocation
-    candidates are read by row number; mini-batches through a mapping that lives for one draw
-    (mapped pages count as resident memory, so none is kept).
+    back block by block into one reused buffer for every full pass. Samples, mini-batches and
+    relocation candidates are read by row number (``os.preadv``; no memory map).
 
     The draws are those of ``ArraySource`` over the same rows, so a fit is the same in memory
     and streamed."""
@@ -176,10 +174,8 @@ class ScratchSource:
             out[order] = self.take(rows[order])
             return out
         out = np.empty((rows.size, self.n_features), dtype=np.float32)
-        if rows.size < 4096:  # a few rows: one read each
-            for i, r in enumerate(rows):
-                self.read_into(int(r), out[i:i + 1])
-            return out
+        if rows.size < 65_536:  # a sample (silhouette, projection): one read each, not a pass over the file
+            return self.take_each(rows)
         size = layout.BLOCK_ROWS
         done = 0
         for start, block in self.blocks():
@@ -196,9 +192,15 @@ class ScratchSource:
         return sample_by_number(self, size, rng)
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        rows = rng.integers(0, self.n_rows, size=size)
-        with mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = np.frombuffer(mapped, dtype=np.float32, count=self.n_rows * self.n_features)
-            batch = view.reshape(self.n_rows, self.n_features)[rows]  # a copy
-            del view  # unmapped on leaving: its pages leave the resident set
-        return batch
+        return self.take_each(rng.integers(0, self.n_rows, size=size))
+
+    def take_each(self, rows: np.ndarray) -> np.ndarray:
+        """The rows numbered ``rows`` (any order), one read each (about 1 µs a row from the page
+        cache). Not a memory map: the kernel maps whole large folios of a mapped file on a fault,
+        so random reads of a mapping made the resident set the size of the file."""
+        out = np.empty((rows.shape[0], self.n_features), dtype=np.float32)
+        fd, width = self.file.fileno(), self.row_bytes
+        for i, r in enumerate(rows.tolist()):
+            if os.preadv(fd, [memoryview(out[i])], r * width) != width:
+                raise OSError(f"{self.path}: short read at row {r}")
+        return out

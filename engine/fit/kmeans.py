@@ -10,7 +10,7 @@
    O(batch), per-centre learning rates, early stop on a smoothed batch inertia, reassignment of
    tiny clusters).
 4. On data more than twice the size of an intermediate subsample (1/8 of the rows, at least
-   262,144 and at most 4,194,304), Lloyd on that subsample to convergence: the full passes then start next to the optimum.
+   262,144 and at most 2,000,000), Lloyd on that subsample to convergence: the full passes then start next to the optimum.
 5. Lloyd refinement over all rows until no label changes or the centres move less than ``tol``;
    empty clusters are moved to the rows farthest from their centres, so the result always has
    exactly k non-empty clusters when the data has k distinct rows.
@@ -53,7 +53,10 @@ class FitParams:
     tol: float = 1e-4  # relative to the mean feature variance, as scikit-learn
     mid_sample_min: int = 262_144  # the intermediate subsample: at least this many rows...
     mid_sample_div: int = 8  # ...or 1/8 of the rows; used when the data has more than twice that...
-    mid_sample_max: int = 1 << 22  # ...and at most this many (256 MiB of 16 features): a streamed fit holds it
+    # ...and at most this many: a streamed fit holds it (128 MB of 16 features), and numpy draws
+    # this many distinct rows of 100,000,000 or more in O(size) memory (Floyd's algorithm; a larger
+    # share of the rows makes it shuffle an array of every row number: 800 MB at 100,000,000)
+    mid_sample_max: int = 2_000_000
     # Full-data Lloyd passes after the subsample converged (None: until convergence). A sweep
     # uses 0: one assignment pass of every row to the subsample's centres.
     refine_passes: int | None = None
