@@ -11,7 +11,7 @@ K      ?= 5
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dashboard]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dashboard,dask]'
 	touch $(STAMP)
 
 # The main job on the embedded default: 1,000,000 synthetic customers, segmented with the

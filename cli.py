@@ -295,7 +295,7 @@ def run(inputs, as_json, quiet, **options):
 @bind(SweepFitOptions)
 @bind(SweepOutputOptions)
 @bind(FeatureOptions)
-@bind(InputOptions, skip=("stream",))
+@bind(InputOptions, skip=("stream", "cluster"))
 @preset_options
 @bind(TransactionOptions)
 @bind(SweepScoringOptions)
@@ -383,7 +383,7 @@ def explain(run_dir, as_json, **options):
 @click.argument("inputs", nargs=-1)
 @bind(RefreshFitOptions)
 @bind(RefreshOutputOptions)
-@bind(InputOptions, skip=("allow_duplicate_ids", "stream"))
+@bind(InputOptions, skip=("allow_duplicate_ids", "stream", "cluster"))
 @bind(BusinessOptions)
 @json_option
 @quiet_option
@@ -474,7 +474,7 @@ def sql_command(run_dir, query, fmt, threads):
 @main.command()
 @click.argument("inputs", nargs=-1)
 @click.option("--columns", help="Comma-separated columns to describe (default: all).")
-@bind(InputOptions, skip=("allow_duplicate_ids", "memory_limit", "stream"))
+@bind(InputOptions, skip=("allow_duplicate_ids", "memory_limit", "stream", "cluster"))
 @json_option
 @engine_errors
 def describe(inputs, columns, separator, sql, as_of, as_json):

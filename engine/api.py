@@ -25,7 +25,7 @@ import polars as pl
 from engine.duck.rfm import complete, rfm_spec, summary_line
 from engine.duck.open import open_source, source_facts
 from engine.duck.views import write_database
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.features.build import FeatureData, build_features
 from engine.features.stream import stream_features
 from engine.features.build import resolve_spec as resolve_features
@@ -44,8 +44,8 @@ from engine.input.memory import check_memory
 from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
                                      keyed, load_period, write_comparison)
 from engine.insight.stage import Insight
-from engine.options import (SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions, RefreshOptions,
-                            RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
+from engine.options import (CLUSTER_ENV, SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions,
+                            RefreshOptions, RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
 from engine.outputs import rundir
 from engine.progress import SILENT, Progress
 from engine.outputs.write import atomic_file, check_file_target, scatter, write_partitions, write_segments
@@ -110,9 +110,10 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     opts = build_options(RunOptions, options, given, inputs=tuple(map(str, inputs)), k=k,
                          out=None if out is None else str(out))
     plan = plan_run(opts)
-    with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch:
+    with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch, \
+            cluster_of(opts.input.cluster, log) as cluster:
         inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch,
-                                     stream_refused(plan.k, plan.spec.pca), progress)
+                                     stream_refused(plan.k, plan.spec.pca), progress, cluster)
         space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
         k, outcome = choose_k(space, plan, opts, log, progress)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
@@ -124,8 +125,8 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
         model = Model(data.spec, data.fitted, fit.centers, {"seed": opts.fit.seed, **provenance, "inertia": fit.inertia,
                                                             "params": fit_params(params, data)}, pca)
         t_final = time.perf_counter()
-        passed = None if data.X is not None else final_pass(inp, data, fit, opts.fit.seed, scratch.segments,
-                                                            segments_meta(model, data), progress)
+        passed = None if data.X is not None else final_pass_of(cluster)(inp, data, fit, opts.fit.seed, scratch.segments,
+                                                                    segments_meta(model, data), progress)
         with progress.stage("profiling", 1) as advance:
             insight, t_prof = timed(Insight, inp, data, fit.labels, centres, k, opts.fit.seed, passed)
             advance(1)
@@ -133,15 +134,43 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
             log(f"warning: {w}")
         metrics = run_metrics(data, fit, params, silhouette, insight, outcome, provenance, n_threads)
         metrics["pca"] = pca.summary() if pca else None
+        if cluster is not None:
+            metrics["cluster"] = cluster.summary()
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
         if data.X is None:
             seconds["final_pass"] = time.perf_counter() - t_final - t_prof
-        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start, progress)
+        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start, progress,
+                            scratch.segments if data.X is None else None)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
         log(f"wrote {opts.outputs.db}")
     log(f"wrote {plan.out}")
     return RunResult(plan.out, metrics, insight.profiles, model, written)
+
+
+@contextlib.contextmanager
+def cluster_of(given: Any, log: Log) -> Any:
+    """The run's Dask cluster (``engine.cluster.connect``): ``--cluster`` or ``SEGMENT_CLUSTER``;
+    None when neither names one. Without the ``dask`` extra, a one-line error."""
+    chosen = given if given is not None else os.environ.get(CLUSTER_ENV) or None
+    if chosen is None:
+        yield None
+        return
+    try:
+        from engine.cluster.connect import connected  # dask: an optional, heavy library (the [dask] extra)
+    except ImportError as exc:
+        raise InputError(f"--cluster needs Dask: pip install 'segment-engine[dask]' ({first_line(exc)})") from None
+    with connected(chosen, log) as cluster:
+        yield cluster
+
+
+def final_pass_of(cluster: Any) -> Callable[..., Any]:
+    """The streamed run's final pass: here (``engine.streaming``), or on the cluster's workers."""
+    if cluster is None:
+        return final_pass
+    from engine.cluster.final import cluster_final_pass  # dask: only with --cluster
+
+    return lambda *args: cluster_final_pass(cluster.client, *args)
 
 
 def plan_run(opts: RunOptions) -> RunPlan:
@@ -221,7 +250,7 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
     spec = data.spec
     resolved = replace(
         opts,
-        input=replace(opts.input, separator=inp.separator),
+        input=replace(opts.input, separator=inp.separator, cluster=None),
         features=replace(opts.features, spec=spec.source, id_col=spec.id_col, missing=spec.missing, scale=spec.scale,
                          exclude=tuple(spec.exclude), pca=spec.pca.text if spec.pca else None),
         fit=replace(opts.fit, k="auto" if auto else plan.k, k_range=opts.fit.k_range if auto else None,
@@ -230,7 +259,8 @@ def record(opts: RunOptions, plan: RunPlan, inp: Input, data: FeatureData, auto:
     options = asdict(resolved)
     for key in ("out", "overwrite"):
         del options["outputs"][key]
-    del options["input"]["stream"]  # how the rows were read, not what the model is (metrics.json: "streamed")
+    for how in ("stream", "cluster"):  # how the rows were read, not what the model is (metrics.json: "streamed")
+        del options["input"][how]
     return {"options": options, "input": input_facts(inp), "versions": versions()}
 
 
@@ -272,8 +302,9 @@ def segment_sizes(fit: FitResult, k: int) -> list[int]:
 
 def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,
               outcome: SweepOutcome | None, metrics: dict[str, Any], seconds: dict[str, float],
-              t_start: float, progress: Progress = SILENT) -> list[str]:
-    """Every file of the run directory, committed in one step; returns what was written."""
+              t_start: float, progress: Progress = SILENT, segments: Path | None = None) -> list[str]:
+    """Every file of the run directory, committed in one step; returns what was written
+    (``segments``: where a streamed run's final pass wrote segments.parquet, a file or a dataset)."""
     t0 = time.perf_counter()
     k = fit.centers.shape[0]
     meta = segments_meta(model, data)
@@ -281,8 +312,8 @@ def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: F
     with rundir.write_run_dir(plan.out, opts.outputs.overwrite, meta) as out, \
             progress.stage("writing", steps) as advance:
         model.save(out.path(rundir.MODEL))
-        if data.X is None:  # written by the streamed run's final pass
-            os.replace(data.scratch.path.parent / rundir.SEGMENTS, out.path(rundir.SEGMENTS))
+        if segments is not None:  # written by the streamed run's final pass
+            os.replace(segments, out.path(rundir.SEGMENTS))
         else:
             write_segments(out.path(rundir.SEGMENTS), data.ids, fit.labels, fit.dist2, data.kept, meta)
         advance(1)
@@ -313,6 +344,7 @@ def sweep(inputs: Sequence[str | Path] = (), ks: str | Sequence[int] | None = No
     opts = build_options(SweepOptions, options, given, inputs=tuple(map(str, inputs)), ks=ks,
                          out=None if out is None else str(out))
     check_seed(opts.fit.seed)
+    one_machine(opts.input, "segment sweep")
     k_list = parse_ks(opts.fit.ks)
     target = required_out(opts.outputs.out)
     spec = plan_directory_output(target, opts.outputs.overwrite, opts.input, opts.features, opts.transactions)
@@ -352,20 +384,41 @@ def predict(model: str | Path | Model, inputs: Sequence[str | Path] = (), out: s
     check_file_target(target, opts.outputs.overwrite)
     check_not_inside_inputs(target, opts.input.inputs)
     model = model if isinstance(model, Model) else load_model(model)
-    with thread_limit(opts.outputs.threads):
-        data = model_features(model, opts.input, log, progress)
-        with progress.stage("assigning", 1) as advance:
-            labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
-            advance(1)
+    with thread_limit(opts.outputs.threads), cluster_of(opts.input.cluster, log) as cluster:
+        ids, labels, dist2, kept, n_rows, inertia = predicted_rows(model, opts.input, log, progress, cluster)
     with atomic_file(target, opts.outputs.overwrite) as tmp, progress.stage("writing", 1) as advance:
-        write_segments(tmp, data.ids, labels, dist2, data.kept,
+        write_segments(tmp, ids, labels, dist2, kept,
                        {"k": model.k, "features": ",".join(model.fitted.names), "model_hash": model.digest()})
         advance(1)
     log(f"wrote {target}")
-    return {"out": str(target), "k": model.k, "rows": data.n_rows, "rows_used": int(data.X.shape[0]),
-            "rows_dropped": data.rows_dropped, "inertia": inertia,
+    return {"out": str(target), "k": model.k, "rows": n_rows, "rows_used": int(labels.shape[0]),
+            "rows_dropped": n_rows - int(labels.shape[0]), "inertia": inertia,
             "segment_sizes": np.bincount(labels, minlength=model.k).tolist(),
             "seconds": round(time.perf_counter() - t_start, 4)}
+
+
+def predicted_rows(model: Model, options: InputOptions, log: Log, progress: Progress = SILENT,
+                   cluster: Any = None) -> tuple:
+    """``(ids, labels, dist2, kept, rows, inertia)`` of the new customers: in memory, or block by
+    block on a cluster's workers (``engine.cluster.predict``)."""
+    if cluster is None:
+        data = model_features(model, options, log, progress)
+        with progress.stage("assigning", 1) as advance:
+            labels, dist2, inertia = assign_rows(model.transform(data.X), model.centers)
+            advance(1)
+        return data.ids, labels, dist2, data.kept, data.n_rows, inertia
+    from engine.cluster.predict import cluster_predict  # dask: only with --cluster
+
+    if model.pca is not None:
+        raise InputError("--cluster cannot predict with a PCA model (a run with PCA does not run on a cluster)")
+    inp = open_and_report(options, model.spec, log)
+    if inp.format == "sql":
+        raise InputError("--cluster reads input files on the workers: give Parquet or CSV files, not --sql")
+    log(f"reading {inp.label} in blocks on {cluster.workers} workers")
+    with progress.stage("assigning blocks on the cluster", 1) as advance:
+        found = cluster_predict(cluster.client, inp, model, options.allow_duplicate_ids)
+        advance(1)
+    return found
 
 
 def model_features(model: Model, options: InputOptions, log: Log, progress: Progress = SILENT) -> FeatureData:
@@ -438,6 +491,7 @@ def refresh(run_dir: str | Path, inputs: Sequence[str | Path] = (), out: str | P
 def plan_refresh(run_dir: str | Path, opts: RefreshOptions) -> RefreshPlan:
     """Every check ``refresh`` makes before any work (the earlier run's input is read again here)."""
     check_top(opts.fit.top)
+    one_machine(opts.input, "segment refresh")
     if opts.fit.move_threshold < 0:
         raise InputError(f"--move-threshold must be 0 or more, not {opts.fit.move_threshold}")
     base = rundir.read_run(run_dir, need=rundir.RUN_FILES)
@@ -539,6 +593,12 @@ def required_out(out: str | None) -> Path:
     return Path(out)
 
 
+def one_machine(options: InputOptions, command: str) -> None:
+    """``cluster=`` given to a command that runs on one machine only is an error, not ignored."""
+    if options.cluster is not None:
+        raise InputError(f"{command} runs on one machine: --cluster is for segment run and predict")
+
+
 def check_seed(seed: int) -> None:
     if seed < 0:
         raise InputError(f"--seed must be 0 or more, not {seed}")
@@ -624,11 +684,13 @@ def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, feat
 
 def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: int = 0,
                      scratch: Scratch | None = None, refused: str | None = None,
-                     progress: Progress = SILENT) -> tuple[Input, FeatureData]:
+                     progress: Progress = SILENT, cluster: Any = None) -> tuple[Input, FeatureData]:
     """Open the inputs and build the matrix (warnings logged): in memory, or, with ``--stream`` or
     when the in-memory run would not fit in ``--memory-limit``, streamed into ``scratch``
-    (``refused``: why this command cannot stream)."""
+    (``refused``: why this command cannot stream), or on a ``cluster``'s workers."""
     inp = open_and_report(options, spec, log)
+    if cluster is not None:
+        return inp, cluster_features(cluster, inp, spec, log, seed, refused, options.allow_duplicate_ids, progress)
     planned = resolve_features(spec, inp.schema(), inp.label)
     n_features, n_onehot = len(planned.features), sum(c.max_levels for c in planned.categorical)
     streamed = scratch is not None and wants_stream(inp, n_features, n_onehot, options, log)
@@ -649,6 +711,23 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data
+
+
+def cluster_features(cluster: Any, inp: Input, spec: FeatureSpec, log: Log, seed: int, refused: str | None,
+                     allow_duplicate_ids: bool, progress: Progress = SILENT) -> FeatureData:
+    """The streamed feature pass with its blocks built and held on the cluster's workers."""
+    from engine.cluster.source import cluster_features as on_workers  # dask: only with --cluster
+
+    if refused:
+        raise InputError(f"{inp.label}: cannot run on a cluster {refused}")
+    if inp.format == "sql":
+        raise InputError("--cluster reads input files on the workers: give Parquet or CSV files, not --sql")
+    log(f"reading {inp.label} in blocks on {cluster.workers} workers")
+    with progress.stage("reading blocks", stream_blocks(inp)) as advance:
+        data = on_workers(cluster.client, inp, spec, seed, allow_duplicate_ids, advance)
+    for w in data.warnings:
+        log(f"warning: {w}")
+    return data
 
 
 def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log) -> Input:

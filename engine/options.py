@@ -26,6 +26,8 @@ OUTPUT_FORMATS = ("table", "csv", "json")
 PRESETS = ("rfm",)
 COMPARE_ALGORITHMS = ("gmm", "ward", "dbscan", "hdbscan")
 
+CLUSTER_ENV = "SEGMENT_CLUSTER"  # the environment's --cluster (segment run and predict)
+
 #: Defaults the engine's own functions also use (the fit and the sweep take them as keyword defaults).
 SILHOUETTE_SAMPLE = 20_000  # a run's silhouette sample when none is given (or all rows, if fewer)
 SWEEP_SILHOUETTE_SAMPLE = 10_000  # a sweep's: the bootstrap interval shows the precision
@@ -101,6 +103,10 @@ class InputOptions:
                                             "segment run streams an input that would not fit.")
     stream: bool = option(False, "segment run: stream the input in blocks of 1,048,576 rows instead of holding it "
                                  "in memory (automatic when it would not fit in --memory-limit).", is_flag=True)
+    cluster: str | Any | None = option(None, "segment run and predict: the full passes on a Dask cluster: local or local:N (a "
+                                             "LocalCluster of N worker processes on this machine) or a scheduler "
+                                             "address tcp://HOST:PORT (default: $SEGMENT_CLUSTER, else none). Needs "
+                                             "pip install 'segment-engine[dask]'.")
     preset: Preset | None = option(None, cli=False)
 
 

@@ -68,17 +68,24 @@ class Scratch:
 
     def append(self, block: np.ndarray) -> None:
         if self.matrix is None:
-            self.path = self.context.__enter__()
-            self.matrix = ScratchSource(self.path / "rows.f32", block.shape[1])
+            self.matrix = ScratchSource(self.directory() / "rows.f32", block.shape[1])
         self.matrix.append(block)
+
+    def directory(self) -> Path:
+        """The scratch directory, created now if no block has been appended yet (a cluster run
+        holds its rows on the workers; its final pass writes here)."""
+        if self.path is None:
+            self.path = self.context.__enter__()
+        return self.path
 
     @property
     def segments(self) -> Path:
-        return self.path / rundir.SEGMENTS
+        return self.directory() / rundir.SEGMENTS
 
     def __exit__(self, *exc: Any) -> None:
         if self.matrix is not None:
             self.matrix.close()
+        if self.path is not None:
             self.context.__exit__(*exc)
 
 

@@ -138,8 +138,18 @@ class SegmentMoments:
     def add(self, values: np.ndarray, labels: np.ndarray) -> None:
         """The next block: ``values`` (rows, d) float64 and ``labels`` (rows,) int32. Every block but
         the last must hold a whole number of chunks, so the chunks stay fixed."""
+        self.fold(self.chunks(values, labels), np.shape(labels)[0])
+
+    def fold(self, chunks: np.ndarray, rows: int) -> None:
+        """Fold the next block's per-chunk moments (``chunks`` of its ``rows`` rows, computed
+        anywhere: a cluster's worker) into the totals, in chunk order."""
         if self.rows % self.chunk_rows:
             raise ValueError(f"a block after {self.rows} rows does not start on a {self.chunk_rows}-row chunk")
+        fold_moments(self.table, chunks)
+        self.rows += rows
+
+    def chunks(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """A block's per-chunk moments (n_chunks, 6, k, d), not folded yet."""
         values = np.asarray(values, dtype=np.float64)
         labels = np.ascontiguousarray(labels, dtype=np.int32)
         if values.ndim != 2 or values.shape[1] != self.d or labels.shape != (values.shape[0],):
@@ -150,5 +160,4 @@ class SegmentMoments:
         n = values.shape[0]
         chunks = np.empty((-(-n // self.chunk_rows), N_PLANES, self.k, self.d))
         block_moments(values, labels, self.chunk_rows, chunks)
-        fold_moments(self.table, chunks)
-        self.rows += n
+        return chunks

@@ -32,7 +32,9 @@ LAYERS = {
     "insight": {"input", "features", "fit", "outputs", "duck", "present", "options"},
     "dashboard": {"input", "features", "fit", "outputs", "duck", "present", "insight", "options", "api"},
     "streaming": {"input", "features", "fit", "outputs", "insight", "options", "progress"},
-    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "progress", "streaming"},
+    "cluster": {"input", "features", "fit", "outputs", "insight", "options", "streaming", "progress"},
+    "api": {"input", "features", "fit", "outputs", "duck", "insight", "options", "present", "progress", "streaming",
+            "cluster"},
 }
 
 

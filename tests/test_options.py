@@ -34,8 +34,8 @@ def test_cli_options_are_the_dataclass_fields_with_their_defaults(name: str) -> 
         for f in dataclasses.fields(group):
             if not f.metadata.get("cli", True):
                 continue
-            if f.name == "stream" and name != "run":  # only segment run streams (bind(skip=...))
-                assert f.name not in params
+            if (f.name == "stream" and name != "run") or (f.name == "cluster" and name == "sweep"):
+                assert f.name not in params  # only segment run streams; run and predict take --cluster
                 continue
             param = params[f.name]
             default = None if param.default is getattr(click.core, "UNSET", object()) else param.default
@@ -50,7 +50,7 @@ def test_metrics_options_are_the_options_asdict(shared_run: Path) -> None:
     groups = opt.group_fields(opt.RunOptions)
     assert set(recorded) == set(groups)
     for name, group in groups.items():
-        left_out = {"outputs": {"out", "overwrite"}, "input": {"stream"}}.get(name, set())  # not what the model is
+        left_out = {"outputs": {"out", "overwrite"}, "input": {"stream", "cluster"}}.get(name, set())  # not what the model is
         keys = {f.name for f in dataclasses.fields(group)} - left_out
         assert set(recorded[name]) == keys, name
     assert recorded["fit"]["k"] == 4 and "customers" in recorded["features"]["spec"]

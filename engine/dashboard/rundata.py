@@ -49,6 +49,9 @@ def check_run_dir(path: str | Path) -> Path:
         if writing:
             raise InputError(f"run directory {p} is not complete: a run is writing it, or was killed ({writing[0].name})")
         raise InputError(f"run directory not found: {p}")
+    if (p / SEGMENTS).is_dir():
+        raise InputError(f"{p}: the dashboard does not read a cluster run's segments dataset "
+                         f"({SEGMENTS}/part-*.parquet) yet; segment sql, report, explain and compare do")
     present = [name for name in REQUIRED if (p / name).is_file()]
     if not present:
         raise InputError(f"{p} is not a segment run directory (no {', '.join(REQUIRED)})")

@@ -86,7 +86,9 @@ def segments_sql(run_dir: Path) -> tuple[str, bool]:
         glob = duck.literal(parts / "**" / "*.parquet")
         return (f"SELECT * EXCLUDE (segment), CAST(segment AS INTEGER) AS segment "
                 f"FROM read_parquet({glob}, hive_partitioning = true)"), True
-    return f"SELECT * FROM read_parquet({duck.literal(run_dir / rundir.SEGMENTS)})", False
+    files = rundir.segment_files(run_dir / rundir.SEGMENTS) or [run_dir / rundir.SEGMENTS]  # a file or a dataset
+    listed = ", ".join(duck.literal(f) for f in files)
+    return f"SELECT * FROM read_parquet([{listed}])", False
 
 
 def input_of(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def build(con: duckdb.DuckDBPyConnection, run_dir: Path, metrics: dict[str, Any]
 
 def readable_files(run_dir: Path, metrics: dict[str, Any]) -> tuple[list[Path], list[Path]]:
     """The files (and directories) a ``segment sql`` query may read."""
-    files = [run_dir / rundir.SEGMENTS, run_dir / rundir.PROFILES]
+    files = [*(rundir.segment_files(run_dir / rundir.SEGMENTS) or [run_dir / rundir.SEGMENTS]), run_dir / rundir.PROFILES]
     files += [run_dir / f for f in OPTIONAL_RELATIONS.values() if (run_dir / f).is_file()]
     files += [Path(f) for f in input_of(metrics).get("files", []) if isinstance(f, str)]
     dirs = [run_dir / rundir.PARTITIONS] if (run_dir / rundir.PARTITIONS).is_dir() else []

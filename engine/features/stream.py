@@ -71,23 +71,41 @@ def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], 
         raise InputError(f"{where}: no rows")
     fitted = learn(inp, spec, n_rows, seed)
     t_stats = time.perf_counter() - t0
-    missing: dict[str, int] = {}
-    non_finite: dict[str, int] = {}
-    found: list[Block] = []
+    found = []
     for start, frame in layout.blocks(inp, n_rows, raw_columns(inp, spec)):
-        rows = frame.height
-        part = build_features(replace(inp, frame=frame.lazy(), rows=rows), spec, fitted=fitted, allow_duplicate_ids=True)
-        if spec.id_col and not allow_duplicate_ids:
-            check_ids(part.ids, f"{where} (rows {start:,} to {start + rows - 1:,})")
-        sink(part.X)
-        for total, counts in ((missing, part.missing), (non_finite, part.non_finite)):
-            for name, c in counts.items():
-                total[name] = total.get(name, 0) + c
-        kept = None if part.kept is None else np.packbits(part.kept)
-        found.append(Block(start, rows, kept, int(part.X.shape[0])))
+        X, block, missing, non_finite = feature_block(inp, spec, fitted, start, frame, allow_duplicate_ids)
+        sink(X)
+        found.append((block, missing, non_finite))
         if advance is not None:
             advance(1)
-    if sum(b.n_kept for b in found) == 0:
+    return summarise(inp, spec, fitted, n_rows, found, {"read": t_stats, "features": 0.0,
+                                                        "scale": time.perf_counter() - t0 - t_stats})
+
+
+def feature_block(inp: Input, spec: FeatureSpec, fitted, start: int, frame: pl.DataFrame, allow_duplicate_ids: bool
+                  ) -> tuple[np.ndarray, Block, dict[str, int], dict[str, int]]:
+    """One block built with the fitted statistics (``build_features(fitted=...)``, as ``predict``
+    builds new rows): its scaled rows, which rows were kept, its missing and non-finite counts."""
+    rows = frame.height
+    part = build_features(replace(inp, frame=frame.lazy(), rows=rows), spec, fitted=fitted, allow_duplicate_ids=True)
+    if spec.id_col and not allow_duplicate_ids:
+        check_ids(part.ids, f"{inp.label} (rows {start:,} to {start + rows - 1:,})")
+    kept = None if part.kept is None else np.packbits(part.kept)
+    return part.X, Block(start, rows, kept, int(part.X.shape[0])), part.missing, part.non_finite
+
+
+def summarise(inp: Input, spec: FeatureSpec, fitted, n_rows: int,
+              found: list[tuple[Block, dict[str, int], dict[str, int]]], seconds: dict[str, float]) -> FeatureData:
+    """The streamed build's ``FeatureData`` from every block's ``feature_block`` figures, in block order."""
+    where = inp.label
+    missing: dict[str, int] = {}
+    non_finite: dict[str, int] = {}
+    for _, block_missing, block_non_finite in found:
+        for total, counts in ((missing, block_missing), (non_finite, block_non_finite)):
+            for name, c in counts.items():
+                total[name] = total.get(name, 0) + c
+    blocks = [b for b, _, _ in found]
+    if sum(b.n_kept for b in blocks) == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
     order = [f.name for f in spec.features]  # as the in-memory build lists them
     missing = {n: missing[n] for n in order if n in missing}
@@ -99,9 +117,8 @@ def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], 
     warnings += input_warnings(spec)
     if fitted.dropped:
         warnings.append(dropped_warning(fitted.dropped))
-    seconds = {"read": t_stats, "features": 0.0, "scale": time.perf_counter() - t0 - t_stats}
     return FeatureData(None, None, None, None, spec, fitted, n_rows, missing, non_finite, warnings, seconds,
-                       blocks=found)
+                       blocks=blocks)
 
 
 def block_ids(inp: Input, spec: FeatureSpec, block: Block, frame: pl.DataFrame | None = None) -> pl.Series:

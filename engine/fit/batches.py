@@ -78,6 +78,15 @@ class CompactRowState:
         self.labels[start:start + labels.shape[0]] = labels
 
 
+def sample_by_number(source: BatchSource, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``ArraySource.sample``'s draw (the same row numbers for the same generator) read through
+    ``source.take``: for sources whose rows are not in memory (a scratch file, a cluster)."""
+    if size >= source.n_rows:
+        return source.take(np.arange(source.n_rows)), np.arange(source.n_rows)
+    idx = np.sort(rng.choice(source.n_rows, size=size, replace=False))
+    return source.take(idx), idx
+
+
 class ArraySource:
     """An in-memory float32 matrix."""
 
@@ -180,10 +189,7 @@ class ScratchSource:
         return CompactRowState(self.n_rows, k)
 
     def sample(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if size >= self.n_rows:
-            return self.take(np.arange(self.n_rows)), np.arange(self.n_rows)
-        idx = np.sort(rng.choice(self.n_rows, size=size, replace=False))
-        return self.take(idx), idx
+        return sample_by_number(self, size, rng)
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         return self.take_each(rng.integers(0, self.n_rows, size=size))

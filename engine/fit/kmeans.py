@@ -157,17 +157,19 @@ def far_rows(source: BatchSource, rows: RowState, c32: np.ndarray, n: int, weigh
     if rows.dist2 is not None:
         far = rows.dist2 if weights is None else np.where(weights > 0, rows.dist2, np.float32(0.0))
         return farthest(far, n)[0]
-    found_rows, found_d2 = [], []
-    for start, block in source.blocks():
-        labels = np.empty(block.shape[0], dtype=np.int32)
-        dist2 = np.empty(block.shape[0], dtype=np.float32)
-        nc = kernels.chunk_count(block.shape[0])
-        kernels.assign(block, c32, labels, dist2, np.empty(nc), nc)
-        r, d = farthest(dist2, n, start)
-        found_rows.append(r)
-        found_d2.append(d)
-    r, d = np.concatenate(found_rows), np.concatenate(found_d2)
+    mapped = getattr(source, "map_blocks", None)  # a source whose blocks live elsewhere (a cluster)
+    found = mapped(block_farthest, c32, n) if mapped else [block_farthest(s, b, c32, n) for s, b in source.blocks()]
+    r, d = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
     return r[np.lexsort((r, -d))[:n]]
+
+
+def block_farthest(start: int, block: np.ndarray, c32: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One block's ``n`` rows farthest from their nearest centre (``farthest``, rows counted from ``start``)."""
+    labels = np.empty(block.shape[0], dtype=np.int32)
+    dist2 = np.empty(block.shape[0], dtype=np.float32)
+    nc = kernels.chunk_count(block.shape[0])
+    kernels.assign(block, c32, labels, dist2, np.empty(nc), nc)
+    return farthest(dist2, n, start)
 
 
 def relocate_empty(centers: np.ndarray, counts: np.ndarray, source: BatchSource, far: np.ndarray) -> int:
@@ -198,6 +200,8 @@ def full_pass(
     """One Lloyd map over every block of ``source`` and its reduction in block order: per-cluster
     sums, member counts (weight totals with ``weights``), SSE (weighted) and rows relabelled.
     Labels and distances are updated in ``state``; ``buffers`` keeps per-block-size scratch arrays."""
+    if weights is None and hasattr(source, "map_blocks"):  # blocks that live elsewhere (a cluster)
+        return mapped_pass(source, c32, state)
     k, d = c32.shape
     count_type = np.int64 if weights is None else np.float64
     sums = np.zeros((k, d))
@@ -222,6 +226,37 @@ def full_pass(
         counts += bc
         inertia += float(sse.sum())
         changed += int(moved.sum())
+    return sums, counts, inertia, changed
+
+
+def block_lloyd(start: int, block: np.ndarray, c32: np.ndarray, label_type: np.dtype
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One block's Lloyd map, wherever the block lives: its labels (as ``label_type``), per-cluster
+    sums and counts (reduced in chunk order) and SSE, the numbers ``full_pass`` folds."""
+    rows, (k, d) = block.shape[0], c32.shape
+    nc = kernels.chunk_count(rows, k * d)
+    s, c, sse, moved = np.empty((nc, k, d)), np.empty((nc, k), dtype=np.int64), np.empty(nc), np.empty(nc, np.int64)
+    labels, dist2 = np.full(rows, -1, dtype=np.int32), np.empty(rows, dtype=np.float32)
+    kernels.lloyd_pass(block, c32, labels, dist2, s, c, sse, moved)
+    bs, bc = kernels.reduce_chunks(s, c)
+    return labels.astype(label_type), bs, bc, float(sse.sum())
+
+
+def mapped_pass(source: BatchSource, c32: np.ndarray, state: RowState) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """``full_pass`` over a source that maps ``block_lloyd`` over its blocks where they live
+    (``source.map_blocks``, results in block order): the partials folded in block order as the
+    local loop folds them, so the same bits; rows relabelled counted against the labels held."""
+    k, d = c32.shape
+    sums, counts = np.zeros((k, d)), np.zeros(k, dtype=np.int64)
+    inertia, changed, start = 0.0, 0, 0
+    for labels, bs, bc, sse in source.map_blocks(block_lloyd, c32, state.labels.dtype):
+        held = state.labels[start:start + labels.shape[0]]
+        changed += int(np.count_nonzero(held != labels))
+        held[:] = labels
+        sums += bs
+        counts += bc
+        inertia += sse
+        start += labels.shape[0]
     return sums, counts, inertia, changed
 
 

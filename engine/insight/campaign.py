@@ -198,7 +198,7 @@ def make_plan(run_dir: str | Path, test: CampaignTest) -> tuple[pl.DataFrame, di
     if "response_rate" not in profiles.columns:
         raise InputError(f"{run_dir}: the run has no response rate per segment to plan from (declare [business] "
                          "response in the spec, or --response-window for transactions)")
-    segments = pl.read_parquet(run.file(rundir.SEGMENTS))
+    segments = rundir.read_parquet(run.file(rundir.SEGMENTS))
     return build_plan(segments, profiles, test, str(run.path), run_figures(run))
 
 

@@ -58,6 +58,18 @@ class Passed:
     support: pl.DataFrame | None  # products: segment, item, support (engine.insight.offers)
 
 
+@dataclass
+class BlockFigures:
+    """One block's figures before they are folded (``InsightPass.figures``)."""
+
+    offset: int
+    rows: int
+    moments: np.ndarray  # (chunks, 6, k, columns): the segments' moments per chunk
+    everyone: np.ndarray  # (chunks, 6, 1, columns): every row's
+    raw: pl.DataFrame  # raw rows the sample may keep, with ROW
+    support: pl.DataFrame | None  # (segment, product) counts
+
+
 def unique(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
@@ -116,23 +128,44 @@ class InsightPass:
     def add(self, offset: int, block: pl.DataFrame, labels: np.ndarray) -> None:
         """The input's rows ``offset .. offset + block.height - 1`` (blocks in row order; each but
         the last a whole number of ``CHUNK_ROWS``) and their segments (-1: not segmented)."""
-        labels = np.ascontiguousarray(labels, dtype=np.int32)
-        if offset != self.rows or labels.shape != (block.height,):
-            raise ValueError(f"block at row {offset} of {block.height} rows with {labels.shape[0]} labels: "
-                             f"expected the rows from {self.rows}, one label each")
-        frame = self.values(block)
-        self.moments.add(matrix(frame, self.seg_columns), labels)
-        self.everyone.add(matrix(frame, self.all_columns), np.zeros(block.height, dtype=np.int32))
+        labels = self.checked(offset, block.height, labels)
         self.sample.add(offset, label=labels)
         rows = self.sample.rows
         kept = rows[np.searchsorted(rows, offset):np.searchsorted(rows, offset + block.height)]
-        raw = block.select(self.query.columns())[kept - offset]
-        self.raw.append(raw.with_columns(pl.Series(ROW, kept, pl.Int64)))
+        self.fold(self.figures(offset, block, labels, kept))
+
+    def checked(self, offset: int, rows: int, labels: np.ndarray) -> np.ndarray:
+        labels = np.ascontiguousarray(labels, dtype=np.int32)
+        if offset != self.rows or labels.shape != (rows,):
+            raise ValueError(f"block at row {offset} of {rows} rows with {labels.shape[0]} labels: "
+                             f"expected the rows from {self.rows}, one label each")
+        return labels
+
+    def figures(self, offset: int, block: pl.DataFrame, labels: np.ndarray, wanted: np.ndarray) -> BlockFigures:
+        """A block's figures, not folded yet (a cluster's worker computes them): per-chunk moments,
+        the raw rows numbered ``wanted`` (those of the block the sample may keep), product counts."""
+        frame = self.values(block)
+        raw = block.select(self.query.columns())[wanted - offset].with_columns(pl.Series(ROW, wanted, pl.Int64))
+        return BlockFigures(offset, block.height, self.moments.chunks(matrix(frame, self.seg_columns), labels),
+                            self.everyone.chunks(matrix(frame, self.all_columns), np.zeros(block.height, np.int32)),
+                            raw, product_support(block[self.products], labels) if self.products else None)
+
+    def add_figures(self, figures: BlockFigures, labels: np.ndarray) -> None:
+        """The next block's figures computed elsewhere, with its labels (for the hash sample)."""
+        labels = self.checked(figures.offset, figures.rows, labels)
+        self.sample.add(figures.offset, label=labels)
+        self.fold(figures)
+
+    def fold(self, figures: BlockFigures) -> None:
+        """A block's figures into the totals: moments in chunk order, sampled rows kept."""
+        self.moments.fold(figures.moments, figures.rows)
+        self.everyone.fold(figures.everyone, figures.rows)
+        self.raw.append(figures.raw)
         if sum(f.height for f in self.raw) > 2 * self.sample.size:
             self.raw = [self.sampled()]
-        if self.products:
-            self.support.append(product_support(block[self.products], labels))
-        self.rows += block.height
+        if figures.support is not None:
+            self.support.append(figures.support)
+        self.rows += figures.rows
 
     def sampled(self) -> pl.DataFrame:
         """The raw rows still in the sample, in row order, with ``ROW``."""

@@ -180,6 +180,15 @@ def recorded_option(metrics: dict[str, Any], group: str, name: str) -> Any:
         return (self.path / PARTITIONS).is_dir()
 
 
+def segment_files(path: Path) -> list[Path]:
+    """The files of ``segments.parquet``: the file itself, or, written by a cluster run
+    (``engine.cluster.final``), the dataset directory's ``part-*.parquet`` sorted by name: the
+    input order. Empty when there is neither."""
+    if path.is_dir():
+        return sorted(path.glob("part-*.parquet"))
+    return [path] if path.is_file() else []
+
+
 def read_json_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -191,10 +200,12 @@ def read_json_file(path: Path) -> dict[str, Any]:
 
 
 def read_parquet(path: Path) -> pl.DataFrame | None:
-    if not path.is_file():
+    """A Parquet file, or a dataset directory of parts (``segment_files``), read whole; None if absent."""
+    files = segment_files(path)
+    if not files:
         return None
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(files) if len(files) > 1 or path.is_dir() else pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
 
@@ -218,7 +229,7 @@ def read_run(directory: str | Path, need: Sequence[str] = (METRICS, PROFILES)) -
     if not path.is_dir():
         raise InputError(f"run directory not found: {path}")
     for name in need:
-        if not (path / name).is_file():
+        if not (path / name).is_file() and not (name == SEGMENTS and segment_files(path / name)):
             raise InputError(f"{path} is not a segment run directory ({name} is missing)")
     metrics = read_json_file(path / METRICS)
     check_version(path / METRICS, metrics.get("format_version"))

@@ -264,12 +264,13 @@ def write_partitions(segments: Path, directory: Path, k: int) -> None:
     K in 0..k-1 (rows dropped by the missing policy in ``segment=__HIVE_DEFAULT_PARTITION__``).
     The partition files hold the id and distance in input order; the directory names carry the
     segment, so a reader filtering on it opens only the partitions it needs. Read and written
-    one row group at a time (a streamed run's file may not fit in memory)."""
-    source = pq.ParquetFile(segments)
-    meta = {k: v for k, v in (source.metadata.metadata or {}).items() if k.startswith(b"segment.")}
+    one row group at a time (a streamed run's file may not fit in memory); a cluster run's dataset
+    directory (``part-*.parquet``) part after part."""
+    sources = [pq.ParquetFile(p) for p in (sorted(segments.glob("part-*.parquet")) if segments.is_dir() else [segments])]
+    meta = {k: v for k, v in (sources[0].metadata.metadata or {}).items() if k.startswith(b"segment.")}
     writers: dict[int, pq.ParquetWriter] = {}
     try:
-        for g in range(source.num_row_groups):
+        for source, g in ((s, g) for s in sources for g in range(s.num_row_groups)):
             table = source.read_row_group(g)
             column = table.column("segment").to_numpy(zero_copy_only=False)
             labels = np.where(np.isnan(column), -1, column).astype(np.int64) if column.dtype.kind == "f" else column
