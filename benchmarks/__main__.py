@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import e2e, startup, stream
+from benchmarks import cluster, e2e, startup, stream
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -119,7 +119,7 @@ def bench_sweep(X: np.ndarray, repeat: int) -> dict:
             "recommended_k": outcome.recommended_k}
 
 
-SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup", "stream")
+SECTIONS = ("fit", "silhouette", "sweep", "e2e", "scaling", "threads", "startup", "cluster", "stream")
 
 
 def log(text: str) -> None:
@@ -190,6 +190,8 @@ def main() -> None:
         result["scaling"] = e2e.bench_scaling(sizes, log)
     if "startup" in only:
         result["startup"] = startup.bench_startup(3 if args.quick else 7, log)
+    if "cluster" in only:
+        result["cluster"] = cluster.bench_cluster(200_000 if args.quick else 4_000_000, 2, 4, RESULTS / "cluster", log)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{result['when'].replace(':', '')}{'-quick' if args.quick else ''}.json"
     if "stream" in only:
@@ -257,6 +259,8 @@ def markdown_table(result: dict) -> str:
             ratio = sc["10000000"]["seconds"] / sc["1000000"]["seconds"]
             lines.append(f"| time(10M) / time(1M) | {sc['10000000']['seconds']:.2f} s | {sc['1000000']['seconds']:.2f} s "
                          f"| {ratio:.1f} | <= 11 |")
+    if "cluster" in result:
+        lines.append(cluster.table_row(result["cluster"]))
     if "threads" in result:
         th = result["threads"]
         sp = th["speedup"]
@@ -306,7 +310,7 @@ INTRO = """# Benchmarks
 `make bench` (or `python -m benchmarks`) runs every comparison below on data it generates with fixed
 seeds and writes `benchmarks/results/<time>.json`; a full run also rewrites this file.
 `python -m benchmarks --quick` is the small version (about a minute, for smoke tests);
-`--only fit,silhouette,sweep,e2e,scaling,threads,startup,stream` runs some sections;
+`--only fit,silhouette,sweep,e2e,scaling,threads,startup,cluster,stream` runs some sections;
 `python -m benchmarks --render results/<time>.json` rewrites this file from a saved run.
 `python -m benchmarks --only stream` (`--sizes 1000000,10M` to choose the sizes) rewrites only the
 streamed section below.
@@ -330,6 +334,11 @@ How each figure is measured:
   cache warm, each a new process; medians of 7 (wall from outside, CPU through `os.wait4`); then
   the same run in a probe process that stamps the clock after each import and after the command,
   for the breakdown (interpreter start, imports, the run's stages, teardown).
+- **cluster** (`benchmarks/cluster.py`, also `python -m benchmarks.cluster`): 4,000,000 generated
+  customers in 4 Parquet files (`--quick`: 200,000), `segment run --spec customers --k 5` streamed
+  locally, then with `--cluster local:2` (2 worker processes on the same machine), one after the
+  other in one process; wall times, the mini-batch step's cost (a round trip to the workers per
+  step on the cluster) and whether segments, profiles and centres are equal.
 - **stream**: generated customers at 1M, 10M, 30M and 100M rows (`--sizes`; `--quick`: 200,000 and
   1,000,000, streamed runs only), the 16 features, k=8, after one warm-up run. Per size, each a
   process of its own measured from outside, once: `segment run --stream`, the streamed I/O floor
