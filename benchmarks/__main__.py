@@ -282,8 +282,8 @@ def markdown_table(result: dict) -> str:
         core = e["seconds"]["engine"] - insight
         out += (f"\nThe `profile` stage is the insight the floor and the scikit-learn pipeline do not produce: "
                 f"profiles with means, medians and z-scores, revenue and response figures, names, actions, impact, "
-                f"the EDA summary and the PCA sample for the report. It reads the input a second time and "
-                f"aggregates it with Polars ({insight:.2f} s). Without it the run takes {core:.2f} s, "
+                f"the EDA summary and the PCA sample for the report. It reads the columns it needs once more, block "
+                f"by block, and accumulates per-segment moments and a hash sample ({insight:.2f} s). Without it the run takes {core:.2f} s, "
                 f"{core / e['seconds']['floor']:.2f}x the I/O floor.\n")
     if "scaling" in result:
         out += "\n| rows | seconds | per million rows | peak RSS | float32 matrix | read | features | fit | write | profile |\n"
