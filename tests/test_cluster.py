@@ -344,3 +344,26 @@ def test_a_cluster_run_reports_its_blocks_as_progress(customers_dataset: Path, t
     n_blocks = -(-200_000 // blocks.BLOCK_ROWS)
     assert stages["reading blocks"] == (n_blocks, n_blocks) and stages["assigning blocks"] == (n_blocks, n_blocks)
     assert stages["fitting"][1] >= result.metrics["n_iter"] >= 1
+
+
+@pytest.mark.slow
+def test_the_issues_case_four_million_rows_in_several_files(tmp_path_factory, client: Client) -> None:
+    """The issue's figure as a test: 4,000,000 generated customers in 5 Parquet files, real
+    1,048,576-row blocks and the statistics learned from the 1,048,576-row hash sample, on a
+    LocalCluster of 2 worker processes with 1 thread each: the local run's labels for every row,
+    its centroids bit for bit, and its profiles."""
+    from engine.synth.customers import generate_customers
+
+    root = tmp_path_factory.mktemp("cluster4m")
+    generate_customers(root / "whole.parquet", 4_000_000, segments=5, seed=4)
+    (root / "data").mkdir()
+    for i, part in enumerate(pl.read_parquet(root / "whole.parquet").iter_slices(800_000)):
+        part.write_parquet(root / "data" / f"part-{i}.parquet")
+    (root / "whole.parquet").unlink()
+    kw = {"spec": "customers", "k": 5, "seed": 1}
+    local = engine.run([root / "data"], out=root / "local", **kw)
+    remote = engine.run([root / "data"], out=root / "cluster", cluster=client, **kw)
+    assert local.metrics["rows"] == 4_000_000 and local.metrics["rows"] > build.STATS_SAMPLE
+    np.testing.assert_array_equal(local.model.centers, remote.model.centers)
+    assert_same_answer(root / "local", root / "cluster")
+    assert len(list((root / "cluster" / "segments.parquet").glob("part-*.parquet"))) == 4
