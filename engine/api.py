@@ -139,7 +139,7 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
         seconds = {**data.seconds, **fit.seconds, "silhouette": t_sil, "profile": t_prof}
         if data.X is None:
             seconds["final_pass"] = time.perf_counter() - t_final - t_prof
-        written = write_run(plan, opts, model, inp, data, fit, insight, outcome, metrics, seconds, t_start, progress,
+        written = write_run(plan, opts, model, data, fit, insight, outcome, metrics, seconds, t_start, progress,
                             scratch.segments if data.X is None else None)
     if opts.outputs.db is not None:
         write_database(plan.out, Path(opts.outputs.db), opts.outputs.overwrite)
@@ -300,7 +300,7 @@ def segment_sizes(fit: FitResult, k: int) -> list[int]:
     return np.bincount(fit.labels, minlength=k).tolist()
 
 
-def write_run(plan: RunPlan, opts: RunOptions, model: Model, inp: Input, data: FeatureData, fit: FitResult, insight: Insight,
+def write_run(plan: RunPlan, opts: RunOptions, model: Model, data: FeatureData, fit: FitResult, insight: Insight,
               outcome: SweepOutcome | None, metrics: dict[str, Any], seconds: dict[str, float],
               t_start: float, progress: Progress = SILENT, segments: Path | None = None) -> list[str]:
     """Every file of the run directory, committed in one step; returns what was written

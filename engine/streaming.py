@@ -59,7 +59,7 @@ class Scratch:
     when the run ends (or by the next run, after a kill)."""
 
     def __init__(self, out: Path):
-        self.out, self.matrix = out, None
+        self.matrix = None
         self.context = scratch_dir(out)
         self.path: Path | None = None
 

@@ -180,9 +180,9 @@ def cluster_features(client: Client, inp: Input, spec: FeatureSpec, seed: int = 
     n_rows = layout.row_count(inp)
     if n_rows == 0:
         raise InputError(f"{inp.label}: no rows")
-    fitted = learn(inp, spec, n_rows, seed)
-    t_stats = time.perf_counter() - t0
     size, columns = layout.BLOCK_ROWS, raw_columns(inp, spec)
+    fitted = learn(inp, spec, n_rows, seed, columns)
+    t_stats = time.perf_counter() - t0
     with contextlib.suppress(InputError):  # the build's kernels compiled (or loaded) here first: the
         # workers then load them from numba's on-disk cache; the pass itself reports any error
         feature_block(inp, spec, fitted, 0, layout.read_block(inp, 0, min(n_rows, 2), columns), True)

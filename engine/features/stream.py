@@ -49,10 +49,10 @@ def raw_columns(inp: Input, spec: FeatureSpec) -> list[str]:
     return [c for c in inp.schema().names() if c in wanted]
 
 
-def learn(inp: Input, spec: FeatureSpec, n_rows: int, seed: int):
-    """The fitted statistics, from the statistics sample's rows read block by block."""
+def learn(inp: Input, spec: FeatureSpec, n_rows: int, seed: int, columns: list[str]):
+    """The fitted statistics, from the statistics sample's rows (of the ``raw_columns``) read block by block."""
     rows = stats_rows(n_rows, seed)
-    sample = layout.gather(inp, n_rows, rows, raw_columns(inp, spec))
+    sample = layout.gather(inp, n_rows, rows, columns)
     part = replace(inp, frame=sample.lazy(), rows=sample.height)
     _, cats, cols, _ = read_columns(feature_query(part, spec), spec, True, inp.label)
     return fit_statistics(spec, cols, cats, inp.label)
@@ -69,10 +69,11 @@ def stream_features(inp: Input, spec: FeatureSpec, sink: Callable[[np.ndarray], 
     n_rows = layout.row_count(inp)
     if n_rows == 0:
         raise InputError(f"{where}: no rows")
-    fitted = learn(inp, spec, n_rows, seed)
+    columns = raw_columns(inp, spec)
+    fitted = learn(inp, spec, n_rows, seed, columns)
     t_stats = time.perf_counter() - t0
     found = []
-    for start, frame in layout.blocks(inp, n_rows, raw_columns(inp, spec)):
+    for start, frame in layout.blocks(inp, n_rows, columns):
         X, block, missing, non_finite = feature_block(inp, spec, fitted, start, frame, allow_duplicate_ids)
         sink(X)
         found.append((block, missing, non_finite))

@@ -173,9 +173,9 @@ class ScratchSource:
             out = np.empty((rows.size, self.n_features), dtype=np.float32)
             out[order] = self.take(rows[order])
             return out
-        out = np.empty((rows.size, self.n_features), dtype=np.float32)
         if rows.size < 65_536:  # a sample (silhouette, projection): one read each, not a pass over the file
             return self.take_each(rows)
+        out = np.empty((rows.size, self.n_features), dtype=np.float32)
         size = layout.BLOCK_ROWS
         done = 0
         for start, block in self.blocks():

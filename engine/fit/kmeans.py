@@ -203,43 +203,49 @@ def full_pass(
     if weights is None and hasattr(source, "map_blocks"):  # blocks that live elsewhere (a cluster)
         return mapped_pass(source, c32, state)
     k, d = c32.shape
-    count_type = np.int64 if weights is None else np.float64
     sums = np.zeros((k, d))
-    counts = np.zeros(k, dtype=count_type)
+    counts = np.zeros(k, dtype=np.int64 if weights is None else np.float64)
     inertia, changed = 0.0, 0
     for start, block in source.blocks():
-        rows = block.shape[0]
-        if rows not in buffers:
-            nc = kernels.chunk_count(rows, k * d)
-            buffers[rows] = (np.empty((nc, k, d)), np.empty((nc, k), dtype=count_type), np.empty(nc),
-                             np.empty(nc, dtype=np.int64))
-        s, c, sse, moved = buffers[rows]
-        out = state.block(start, rows)
-        if weights is None:
-            kernels.lloyd_pass(block, c32, *out, s, c, sse, moved)
-            bs, bc = kernels.reduce_chunks(s, c)
-        else:
-            kernels.lloyd_pass_weighted(block, weights[start:start + rows], c32, *out, s, c, sse, moved)
-            bs, bc = kernels.reduce_weighted(s, c)
+        out = state.block(start, block.shape[0])
+        w = None if weights is None else weights[start:start + block.shape[0]]
+        bs, bc, sse, moved = lloyd_block(block, w, c32, *out, buffers)
         state.store(start, *out)
         sums += bs
         counts += bc
-        inertia += float(sse.sum())
-        changed += int(moved.sum())
+        inertia += sse
+        changed += moved
     return sums, counts, inertia, changed
+
+
+def lloyd_block(block: np.ndarray, weights: np.ndarray | None, c32: np.ndarray, labels: np.ndarray,
+                dist2: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """One block's Lloyd map: ``labels``/``dist2`` updated in place; its per-cluster sums and counts
+    (weight totals with ``weights``) reduced in chunk order, its SSE and rows relabelled.
+    ``buffers`` keeps the per-chunk accumulators by block size (and weighting)."""
+    rows, (k, d) = block.shape[0], c32.shape
+    key = (rows, weights is None)
+    if key not in buffers:
+        nc = kernels.chunk_count(rows, k * d)
+        buffers[key] = (np.empty((nc, k, d)), np.empty((nc, k), dtype=np.int64 if weights is None else np.float64),
+                        np.empty(nc), np.empty(nc, dtype=np.int64))
+    s, c, sse, moved = buffers[key]
+    if weights is None:
+        kernels.lloyd_pass(block, c32, labels, dist2, s, c, sse, moved)
+        bs, bc = kernels.reduce_chunks(s, c)
+    else:
+        kernels.lloyd_pass_weighted(block, weights, c32, labels, dist2, s, c, sse, moved)
+        bs, bc = kernels.reduce_weighted(s, c)
+    return bs, bc, float(sse.sum()), int(moved.sum())
 
 
 def block_lloyd(start: int, block: np.ndarray, c32: np.ndarray, label_type: np.dtype
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """One block's Lloyd map, wherever the block lives: its labels (as ``label_type``), per-cluster
-    sums and counts (reduced in chunk order) and SSE, the numbers ``full_pass`` folds."""
-    rows, (k, d) = block.shape[0], c32.shape
-    nc = kernels.chunk_count(rows, k * d)
-    s, c, sse, moved = np.empty((nc, k, d)), np.empty((nc, k), dtype=np.int64), np.empty(nc), np.empty(nc, np.int64)
-    labels, dist2 = np.full(rows, -1, dtype=np.int32), np.empty(rows, dtype=np.float32)
-    kernels.lloyd_pass(block, c32, labels, dist2, s, c, sse, moved)
-    bs, bc = kernels.reduce_chunks(s, c)
-    return labels.astype(label_type), bs, bc, float(sse.sum())
+    """One block's Lloyd map, wherever the block lives (``lloyd_block`` on fresh labels): its labels
+    (as ``label_type``), per-cluster sums and counts and SSE, the numbers ``full_pass`` folds."""
+    labels, dist2 = np.full(block.shape[0], -1, dtype=np.int32), np.empty(block.shape[0], dtype=np.float32)
+    bs, bc, sse, _ = lloyd_block(block, None, c32, labels, dist2, {})
+    return labels.astype(label_type), bs, bc, sse
 
 
 def mapped_pass(source: BatchSource, c32: np.ndarray, state: RowState) -> tuple[np.ndarray, np.ndarray, float, int]:
@@ -279,7 +285,7 @@ def lloyd(
     finishing = False
     relocations = 0
     n_iter = 0
-    buffers: dict[int, tuple[np.ndarray, ...]] = {}  # per block size, allocated once
+    buffers: dict[tuple[int, bool], tuple[np.ndarray, ...]] = {}  # per block size, allocated once
     while True:
         n_iter += 1
         c32 = centers.astype(np.float32)
