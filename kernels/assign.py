@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import PARALLEL
+from kernels.config import JIT, PARALLEL
 from kernels.core import BLOCK, add_row, chunk_bounds, nearest_block
 
 
@@ -82,14 +82,18 @@ def lloyd_pass(X, centers, labels, dist2, sums, counts, sse, changed):
         changed[c] = moved
 
 
-@njit(cache=True, **PARALLEL)
+@njit(cache=True, **JIT)
 def reduce_chunks(sums, counts):
-    """Sum per-chunk partials in chunk order (fixed order: deterministic for any thread count)."""
+    """Sum per-chunk partials in chunk order (fixed order: deterministic for any thread count).
+
+    Serial: the work is chunks x k x d additions, and a parallel region's launch cost more than
+    the sum itself (0.26 ms against 0.002 ms at 9 x 4 x 10; 0.35 against 0.16 ms at 4096 x 8 x 16).
+    Each total gets its chunks' terms in the same order either way, so the same bits."""
     n_chunks, k, d = sums.shape
     total = np.zeros((k, d), dtype=np.float64)
     total_counts = np.zeros(k, dtype=np.int64)
-    for j in prange(k):
-        for c in range(n_chunks):
+    for c in range(n_chunks):
+        for j in range(k):
             total_counts[j] += counts[c, j]
             for f in range(d):
                 total[j, f] += sums[c, j, f]

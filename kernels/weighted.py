@@ -118,14 +118,14 @@ def lloyd_pass_weighted(X, w, centers, labels, dist2, sums, wsums, sse, changed)
         changed[c] = moved
 
 
-@njit(cache=True, **PARALLEL)
+@njit(cache=True, **JIT)
 def reduce_weighted(sums, wsums):
-    """Sum per-chunk weighted sums and weight totals in chunk order (as ``reduce_chunks``)."""
+    """Sum per-chunk weighted sums and weight totals in chunk order (as ``reduce_chunks``, serial)."""
     n_chunks, k, d = sums.shape
     total = np.zeros((k, d), dtype=np.float64)
     total_w = np.zeros(k, dtype=np.float64)
-    for j in prange(k):
-        for c in range(n_chunks):
+    for c in range(n_chunks):
+        for j in range(k):
             total_w[j] += wsums[c, j]
             for f in range(d):
                 total[j, f] += sums[c, j, f]
