@@ -29,6 +29,48 @@ FEATURES = [
     "NumCatalogPurchases", "NumStorePurchases", "NumWebVisitsMonth",
 ]
 K = 8
+#: The issue's second data set: overlapping Gaussian segments (``overlapping_blobs``), 16 float
+#: columns and an id, written once to benchmarks/data/blobs-ROWS.parquet.
+#: The fit's stages in a run's metrics.json ``seconds``.
+FIT_STAGES = ("sample", "init", "polish", "minibatch", "subsample", "refine")
+BLOB_FEATURES = [f"f{j:02d}" for j in range(16)]
+BLOB_ID = "id"
+
+
+def overlapping_blobs(n: int, d: int, k: int, seed: int) -> np.ndarray:
+    """Overlapping Gaussian segments with unequal sizes and spreads, features on very different
+    scales (1 to 10,000), standardised as the engine's pipeline would: silhouette about 0.2-0.4."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 1.6, size=(k, d))
+    weights = rng.dirichlet(np.full(k, 3.0))
+    labels = rng.choice(k, size=n, p=weights)
+    spread = rng.uniform(0.7, 1.3, size=k)
+    X = centres[labels] + rng.standard_normal((n, d)) * spread[labels, None]
+    X *= np.logspace(0, 4, d)  # very different scales...
+    X = (X - X.mean(0)) / X.std(0)  # ...which the standard scaler removes
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def columns_for(path: Path) -> tuple[list[str], str]:
+    """The feature columns and the id column of a benchmark data set (customers, or blobs)."""
+    return (BLOB_FEATURES, BLOB_ID) if Path(path).name.startswith("blobs-") else (FEATURES, ID)
+
+
+def blob_dataset(rows: int, log) -> Path:
+    """``overlapping_blobs(rows, 16, K, seed=42)`` as Parquet (float32 columns, an int64 id), made
+    once in benchmarks/data/ (git-ignored)."""
+    path = DATA / f"blobs-{rows}.parquet"
+    if not path.exists():
+        import polars as pl
+
+        DATA.mkdir(exist_ok=True)
+        log(f"writing {rows:,} x 16 overlapping blobs -> {path}")
+        X = overlapping_blobs(rows, len(BLOB_FEATURES), K, seed=42)
+        frame = pl.DataFrame({BLOB_ID: np.arange(rows, dtype=np.int64),
+                              **{c: X[:, j] for j, c in enumerate(BLOB_FEATURES)}})
+        frame.write_parquet(path.with_suffix(".tmp"), row_group_size=1 << 20)
+        path.with_suffix(".tmp").rename(path)
+    return path
 
 
 def bin_path(name: str) -> str:
@@ -91,7 +133,8 @@ def run_measured(cmd: list[str], timeout: float | None = None) -> dict:
 
 
 def segment_run(path: Path, out: Path, extra: tuple[str, ...] = (), timeout: float | None = None) -> dict:
-    r = run_measured([bin_path("segment"), "run", str(path), "--features", ",".join(FEATURES), "--id-col", ID,
+    features, id_col = columns_for(path)
+    r = run_measured([bin_path("segment"), "run", str(path), "--features", ",".join(features), "--id-col", id_col,
                       "--k", str(K), "--out", str(out), "--overwrite", "--quiet", *extra], timeout)
     metrics = json.loads((out / "metrics.json").read_text())
     r["stages"] = metrics["seconds"]
@@ -102,9 +145,10 @@ def segment_run(path: Path, out: Path, extra: tuple[str, ...] = (), timeout: flo
     return r
 
 
-def bench_e2e(rows: int, repeat: int, log) -> dict:
-    """segment run vs the scikit-learn pipeline vs the I/O floor, alternating, ``repeat`` times."""
-    path = dataset(rows, log)
+def bench_e2e(rows: int, repeat: int, log, blobs: bool = False) -> dict:
+    """segment run vs the scikit-learn pipeline vs the I/O floor, alternating, ``repeat`` times, on
+    generated customers or (``blobs``) overlapping blobs."""
+    path = blob_dataset(rows, log) if blobs else dataset(rows, log)
     runs: dict[str, list[dict]] = {"engine": [], "sklearn": [], "sklearn_lloyd": [], "floor": []}
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         tmp = Path(tmp)

@@ -3,6 +3,8 @@
     python benchmarks/io_floor.py customers.parquet OUT_DIR            # in memory
     python benchmarks/io_floor.py customers.parquet OUT_DIR --stream   # block by block
 
+The columns are ``benchmarks.e2e.columns_for``'s (customers, or a ``blobs-*.parquet`` file).
+
 In memory: reads just the feature columns into a float32 matrix (Polars, the fastest path we
 found: cast in the scan, then one C-ordered copy) and writes the id, segment and distance columns
 (placeholders of the right types) to Parquet with the engine's writer settings.
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.e2e import FEATURES, ID
+from benchmarks.e2e import columns_for
 
 
 def placeholders(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +42,7 @@ def placeholders(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def in_memory(src: Path, out: Path) -> dict:
     from engine.outputs.write import write_segments
 
+    FEATURES, ID = columns_for(src)  # noqa: N806 (the data set's columns)
     seconds = {}
     t = time.perf_counter()
     frame = pl.scan_parquet(src).select(pl.col(ID), *[pl.col(c).cast(pl.Float32) for c in FEATURES]).collect()
@@ -57,6 +60,7 @@ def streamed(src: Path, out: Path) -> dict:
     from engine.input.blocks import BLOCK_ROWS
     from engine.outputs.write import SegmentWriter
 
+    FEATURES, ID = columns_for(src)  # noqa: N806 (the data set's columns)
     seconds = {"read": 0.0, "write": 0.0}
     scan = pl.scan_parquet(src)
     n = scan.select(pl.len()).collect().item()

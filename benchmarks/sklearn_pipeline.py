@@ -2,6 +2,9 @@
 
     python benchmarks/sklearn_pipeline.py customers.parquet OUT_DIR [K] [minibatch|lloyd]
 
+The columns are ``benchmarks.e2e.columns_for``'s: the customers' 16 and ID, or a
+``blobs-*.parquet`` file's f00..f15 and id.
+
 Polars read of the feature columns, rows with a missing feature dropped, StandardScaler,
 MiniBatchKMeans (scikit-learn's defaults) or, with ``lloyd``, KMeans(n_init=1) (Lloyd's
 algorithm to convergence, what a team wanting the best SSE from one fit would run), predict, distances, segments written to Parquet and a
@@ -20,7 +23,7 @@ import polars as pl
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks.e2e import FEATURES, ID
+from benchmarks.e2e import columns_for
 
 
 def main() -> None:
@@ -28,6 +31,7 @@ def main() -> None:
     k = int(sys.argv[3]) if len(sys.argv) > 3 else 8
     lloyd = len(sys.argv) > 4 and sys.argv[4] == "lloyd"
     out.mkdir(parents=True, exist_ok=True)
+    FEATURES, ID = columns_for(src)  # noqa: N806 (the data set's columns)
     seconds = {}
     t = time.perf_counter()
     df = pl.read_parquet(src, columns=[ID, *FEATURES]).drop_nulls(FEATURES)

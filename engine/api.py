@@ -113,7 +113,7 @@ def run(inputs: Sequence[str | Path] = (), k: int | str | None = None, out: str 
     with thread_limit(opts.fit.threads) as n_threads, Scratch(plan.out) as scratch, \
             cluster_of(opts.input.cluster, log) as cluster:
         inp, data = prepare_features(opts.input, plan.spec, log, opts.fit.seed, scratch,
-                                     stream_refused(plan.k, plan.spec.pca), progress, cluster)
+                                     stream_refused(plan.k, plan.spec.pca), progress, cluster, keep_columns=True)
         space, pca = reduce_space(data, opts.fit.seed, log)  # data itself, or its principal components
         k, outcome = choose_k(space, plan, opts, log, progress)
         params = FitParams(k=k, seed=opts.fit.seed, n_init=opts.fit.n_init)
@@ -684,10 +684,12 @@ def plan_directory_output(out: Path, overwrite: bool, inputs: InputOptions, feat
 
 def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: int = 0,
                      scratch: Scratch | None = None, refused: str | None = None,
-                     progress: Progress = SILENT, cluster: Any = None) -> tuple[Input, FeatureData]:
+                     progress: Progress = SILENT, cluster: Any = None, keep_columns: bool = False
+                     ) -> tuple[Input, FeatureData]:
     """Open the inputs and build the matrix (warnings logged): in memory, or, with ``--stream`` or
     when the in-memory run would not fit in ``--memory-limit``, streamed into ``scratch``
-    (``refused``: why this command cannot stream), or on a ``cluster``'s workers."""
+    (``refused``: why this command cannot stream), or on a ``cluster``'s workers. In memory,
+    ``keep_columns`` keeps the feature columns as read (``FeatureData.columns``) for the insight."""
     inp = open_and_report(options, spec, log)
     if cluster is not None:
         return inp, cluster_features(cluster, inp, spec, log, seed, refused, options.allow_duplicate_ids, progress)
@@ -707,7 +709,7 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     else:
         with progress.stage("reading", n_features) as advance:
             data = build_features(inp, spec, allow_duplicate_ids=options.allow_duplicate_ids, seed=seed,
-                                  advance=advance)
+                                  advance=advance, keep_columns=keep_columns)
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data

@@ -150,14 +150,21 @@ class SegmentMoments:
 
     def chunks(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """A block's per-chunk moments (n_chunks, 6, k, d), not folded yet."""
-        values = np.asarray(values, dtype=np.float64)
-        labels = np.ascontiguousarray(labels, dtype=np.int32)
-        if values.ndim != 2 or values.shape[1] != self.d or labels.shape != (values.shape[0],):
-            raise ValueError(f"expected ({labels.shape[0]}, {self.d}) values for {labels.shape[0]} labels, "
-                             f"got {values.shape}")
-        if labels.size and labels.max() >= self.k:
-            raise ValueError(f"label {labels.max()} is not below k={self.k}")
-        n = values.shape[0]
-        chunks = np.empty((-(-n // self.chunk_rows), N_PLANES, self.k, self.d))
-        block_moments(values, labels, self.chunk_rows, chunks)
-        return chunks
+        if np.ndim(values) != 2 or np.shape(values)[1] != self.d:
+            raise ValueError(f"expected ({np.shape(labels)[0]}, {self.d}) values, got {np.shape(values)}")
+        return segment_chunks(values, labels, self.k, self.chunk_rows)
+
+
+def segment_chunks(values: np.ndarray, labels: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Per-chunk moments (n_chunks, 6, k, columns) of a block's ``values`` (rows, columns), any
+    memory order, by ``labels`` (rows,): each column's independent of the others, so the moments
+    of a block's columns computed in parts and put side by side are the same bits."""
+    values = np.asarray(values, dtype=np.float64)
+    labels = np.ascontiguousarray(labels, dtype=np.int32)
+    if values.ndim != 2 or labels.shape != (values.shape[0],):
+        raise ValueError(f"expected {labels.shape[0]} rows of values for {labels.shape[0]} labels, got {values.shape}")
+    if labels.size and labels.max() >= k:
+        raise ValueError(f"label {labels.max()} is not below k={k}")
+    chunks = np.empty((-(-values.shape[0] // chunk_rows), N_PLANES, k, values.shape[1]))
+    block_moments(values, labels, chunk_rows, chunks)
+    return chunks

@@ -81,10 +81,10 @@ def built(messy):
     return inp, data, labels
 
 
-def passed(built, block_rows: int, known: bool = False):
+def passed(built, block_rows: int, known: bool = False, features: np.ndarray | None = None):
     inp, data, labels = built
     acc = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, K, 0, data.n_rows if known else None)
-    feed_input(acc, inp, row_labels(labels, data.kept), block_rows)
+    feed_input(acc, inp, row_labels(labels, data.kept), block_rows, features)
     return acc.finish()
 
 
@@ -116,6 +116,18 @@ def test_the_same_bits_for_any_blocks_and_threads(built, monkeypatch, sample_row
                 assert_same(passed(built, chunks * CHUNK_ROWS), whole)
     # the row count given up front: the sample found once (KnownSample), not merged block by block
     assert_same(passed(built, 2 * CHUNK_ROWS, known=True), whole)
+
+
+def test_the_run_s_feature_columns_give_the_same_bits(built) -> None:
+    """An in-memory run hands the pass the feature columns it read (``keep_columns``) instead of
+    the features being evaluated on each block again: derived, clipped and logged features,
+    missing values, one-hot levels, measures and offers, the same profile table to the bit."""
+    inp, data, _ = built
+    kept = build_features(inp, data.spec, keep_columns=True)
+    assert kept.columns.shape == (data.n_rows, len(data.spec.features)) and np.isnan(kept.columns).any()
+    assert np.array_equal(kept.X, data.X) and build_features(inp, data.spec).columns is None
+    for block_rows in (2 * CHUNK_ROWS, 1 << 20):
+        assert_same(passed(built, block_rows, features=kept.columns), passed(built, block_rows))
 
 
 def test_the_figures_of_the_old_group_by(built) -> None:

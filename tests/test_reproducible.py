@@ -266,3 +266,21 @@ def test_fingerprint_changes_with_one_byte_in_the_middle_of_a_large_input(tmp_pa
     flip_byte(path, offset)
     assert not pl.read_csv(path).equals(frame_before)  # the data did change
     assert fingerprint(open_input([path], None)) != before
+
+
+def test_describe_of_a_large_sample_is_the_same_bits_every_time() -> None:
+    """A run's describe.json summarises its hash sample (up to 1,000,000 rows) in memory. Polars'
+    streaming engine added the partial sums of std, skew and mean in the order its threads
+    finished (8 different results in 15 runs of 1,000,000 rows on 2 cores); the in-memory engine
+    sums in a fixed order."""
+    from engine.insight.describe import describe_sample
+
+    rng = np.random.default_rng(5)
+    n = 1_000_000
+    sample = pl.DataFrame({f"c{j}": rng.integers(0, 100 * (j + 1), n).astype(np.int32) for j in range(4)})
+    results = set()
+    for _ in range(8):
+        out = describe_sample(sample, sample.schema, sample.columns, n, "sample", seed=0)
+        out.pop("seconds")
+        results.add(repr(out))
+    assert len(results) == 1

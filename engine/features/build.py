@@ -105,6 +105,9 @@ class FeatureData:
     non_finite: dict[str, int]  # NaN or inf values per feature (counted in ``missing`` too)
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # With ``build_features(keep_columns=True)``: the feature columns as read (float64, original
+    # units, NaN where missing, one row per input row, Fortran order), for the insight's pass.
+    columns: np.ndarray | None = None
     # A streamed build (``engine.features.stream``) holds no matrix, ids or mask: its blocks say
     # which rows were kept, and ``scratch`` (set by the run) holds the scaled rows.
     blocks: list | None = None
@@ -645,6 +648,15 @@ def stats_rows(n_rows: int, seed: int) -> np.ndarray:
     return np.arange(n_rows) if n_rows <= STATS_SAMPLE else sample_rows(n_rows, STATS_SAMPLE, seed)
 
 
+def take_rows(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``cols[rows]`` (rows valid, ascending) as a new Fortran-ordered array, one column at a time:
+    0.10 s for 1,048,576 of 10,000,000 rows x 16 here, against 0.18 s for the fancy index."""
+    out = np.empty((rows.size, cols.shape[1]), dtype=cols.dtype, order="F")
+    for j in range(cols.shape[1]):
+        np.take(cols[:, j], rows, out=out[:, j], mode="clip")
+    return out
+
+
 def fit_statistics(spec: FeatureSpec, cols: np.ndarray, cats: dict[str, pl.Series], where: str) -> FittedFeatures:
     """Clip bounds, medians, levels and the scaler learned from the feature columns ``cols``
     (float64, NaN where missing) and categorical columns of some rows: all rows, or the
@@ -668,7 +680,7 @@ def dropped_warning(dropped: tuple[str, ...] | list[str]) -> str:
 
 def build_features(
     inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False,
-    seed: int = 0, advance: Callable[[int], None] | None = None,
+    seed: int = 0, advance: Callable[[int], None] | None = None, keep_columns: bool = False,
 ) -> FeatureData:
     """Read the input once and build the scaled float32 matrix.
 
@@ -678,7 +690,9 @@ def build_features(
     learned: the same clip bounds, medians, levels and scaler are applied, so ``predict`` sees the
     training transform. Above ``STATS_SAMPLE`` rows the statistics are learned from the sample
     ``stats_rows(rows, seed)``, then applied to every row. ``advance(1)`` (progress) follows each
-    feature column read.
+    feature column read. With ``keep_columns`` the feature columns as read stay in
+    ``FeatureData.columns`` (the run's insight accumulates its profiles from them; they were held
+    beside the matrix at the read's peak anyway); otherwise they are freed here.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -697,7 +711,7 @@ def build_features(
     learned = fitted is None and n_rows > STATS_SAMPLE
     if learned:
         rows = stats_rows(n_rows, seed)
-        fitted = fit_statistics(spec, np.asfortranarray(cols[rows]), {c: s.gather(rows) for c, s in cats.items()}, where)
+        fitted = fit_statistics(spec, take_rows(cols, rows), {c: s.gather(rows) for c, s in cats.items()}, where)
     clean = clean_columns(spec, cols, nulls, fitted, where)
     kept = clean.stats.kept
     levels = fitted.levels if fitted else fit_levels(cats, spec, kept)
@@ -710,12 +724,12 @@ def build_features(
     t0 = time.perf_counter()
     layout = model_layout(fitted, names, hot, where) if fitted else fit_layout(spec, cols, clean, codes, levels, hot, where)
     X = scaled_matrix(cols, names, clean, codes, hot, layout)
-    del cols
     seconds["scale"] = time.perf_counter() - t0
     fitted = FittedFeatures(tuple(layout.columns), clean.clip, clean.medians, levels, layout.scaler, tuple(layout.dropped))
     original = original_frame(query, spec, levels, kept)
     return FeatureData(X, ids, kept if kept.size else None, original, spec, fitted,
-                       n_rows, clean.missing, clean.non_finite, clean.warnings, seconds)
+                       n_rows, clean.missing, clean.non_finite, clean.warnings, seconds,
+                       columns=cols if keep_columns else None)
 
 
 def input_warnings(spec: FeatureSpec) -> list[str]:

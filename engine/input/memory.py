@@ -74,9 +74,9 @@ def count_rows(inp: Input) -> int:
 def needed_bytes(rows: int, n_features: int, n_onehot: int) -> int:
     d = n_features + n_onehot
     # float64 feature columns (8) + the float32 matrix (4), with room to spare; per row the ids,
-    # labels, distances, masks and the insight stage's column batches. Measured: 10M rows x 16
-    # features peaked at 2.3 GB RSS (this says 4.6 GB), 1M x 11 (spec customers) at 0.72 GB
-    # (this says 0.76 GB).
+    # labels, distances, masks and the insight stage's column batches (a run keeps the feature
+    # columns until the insight's pass has read them). Measured: 10M rows x 16 features peaked at
+    # 2.3 GB RSS (this says 4.6 GB), 1M x 11 (spec customers) at 0.72 GB (this says 0.76 GB).
     per_row = 16 * d + 160
     return BASE_BYTES + rows * per_row
 

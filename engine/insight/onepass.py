@@ -39,7 +39,7 @@ from engine.input.files import Input
 from engine.insight import profiles as pf
 from engine.insight.offers import product_support, total_support
 from kernels.hashsample import BottomK, KnownSample, sample_rows
-from kernels.segments import CHUNK_ROWS, COUNT, M2, MAX, MIN, SUM, SegmentMoments
+from kernels.segments import CHUNK_ROWS, COUNT, M2, MAX, MIN, SUM, SegmentMoments, segment_chunks
 
 ONES = "@rows"  # a column of ones: its count per segment is the segment's size
 INVALID = "@response_invalid"  # 1 where the response is neither 0 nor 1, null where missing
@@ -95,6 +95,12 @@ class InsightPass:
         extra = [pf.measure_name(m) for m in ("revenue", "response") if m in measures]
         extra += [pf.offer_name(g, label) for g, label, _ in spec.business.offers.items()]
         self.seg_columns = unique([ONES, *self.cols, *extra])
+        # With the block's feature values given (``add(features=...)``) only the other columns are
+        # evaluated; ``by_name`` puts the two parts' moments back in ``seg_columns`` order.
+        self.n_features = len(spec.features)
+        self.rest_columns = [c for c in self.seg_columns if c not in features[:self.n_features]]
+        parts = features[:self.n_features] + self.rest_columns
+        self.by_name = np.array([parts.index(c) for c in self.seg_columns], dtype=np.int64)
         self.all_columns = [ONES] + ([pf.measure_name("response"), INVALID] if "response" in measures else [])
         self.all_columns += [pf.measure_name(key) for key in ("cost_per_contact", "revenue_per_response")
                              if isinstance(getattr(spec.business, key), str)]
@@ -111,28 +117,31 @@ class InsightPass:
         """The input columns a block must hold."""
         return self.query.columns() + ([self.products] if self.products else [])
 
-    def values(self, block: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-        """The profile's columns of raw rows, with ``ONES`` and ``INVALID``."""
+    def values(self, block: pl.DataFrame | pl.LazyFrame, skip: int = 0) -> pl.DataFrame:
+        """The profile's columns of raw rows, with ``ONES`` and ``INVALID`` (all but the features
+        with ``skip``: ``ProfileQuery.apply``)."""
         extra = [pl.lit(1.0).alias(ONES)]
         if "response" in self.measures:
             r = pl.col(pf.measure_name("response"))
             extra.append(((r != 0) & (r != 1)).cast(pl.Float64).alias(INVALID))
         try:
-            return self.query.apply(block.lazy()).with_columns(extra).collect()
+            return self.query.apply(block.lazy(), skip).with_columns(extra).collect()
         except pl.exceptions.InvalidOperationError as exc:
             raise InputError(f"{self.where}: a column listed in numeric holds text that is not a number: "
                              f"{first_line(exc)}") from exc
         except pl.exceptions.PolarsError as exc:
             raise InputError(f"cannot read {self.where}: {first_line(exc)}") from exc
 
-    def add(self, offset: int, block: pl.DataFrame, labels: np.ndarray) -> None:
+    def add(self, offset: int, block: pl.DataFrame, labels: np.ndarray, features: np.ndarray | None = None) -> None:
         """The input's rows ``offset .. offset + block.height - 1`` (blocks in row order; each but
-        the last a whole number of ``CHUNK_ROWS``) and their segments (-1: not segmented)."""
+        the last a whole number of ``CHUNK_ROWS``) and their segments (-1: not segmented).
+        ``features``: the block's feature values as the run read them (float64, (rows, features),
+        NaN where missing), used instead of evaluating the features on ``block`` again."""
         labels = self.checked(offset, block.height, labels)
         self.sample.add(offset, label=labels)
         rows = self.sample.rows
         kept = rows[np.searchsorted(rows, offset):np.searchsorted(rows, offset + block.height)]
-        self.fold(self.figures(offset, block, labels, kept))
+        self.fold(self.figures(offset, block, labels, kept, features))
 
     def checked(self, offset: int, rows: int, labels: np.ndarray) -> np.ndarray:
         labels = np.ascontiguousarray(labels, dtype=np.int32)
@@ -141,12 +150,20 @@ class InsightPass:
                              f"expected the rows from {self.rows}, one label each")
         return labels
 
-    def figures(self, offset: int, block: pl.DataFrame, labels: np.ndarray, wanted: np.ndarray) -> BlockFigures:
+    def figures(self, offset: int, block: pl.DataFrame, labels: np.ndarray, wanted: np.ndarray,
+                features: np.ndarray | None = None) -> BlockFigures:
         """A block's figures, not folded yet (a cluster's worker computes them): per-chunk moments,
-        the raw rows numbered ``wanted`` (those of the block the sample may keep), product counts."""
-        frame = self.values(block)
+        the raw rows numbered ``wanted`` (those of the block the sample may keep), product counts.
+        With ``features`` (``add``) the features' moments come from them."""
+        frame = self.values(block, 0 if features is None else self.n_features)
         raw = block.select(self.query.columns())[wanted - offset].with_columns(pl.Series(ROW, wanted, pl.Int64))
-        return BlockFigures(offset, block.height, self.moments.chunks(matrix(frame, self.seg_columns), labels),
+        if features is None:
+            moments = self.moments.chunks(matrix(frame, self.seg_columns), labels)
+        else:  # each column's moments are its own: computed in two parts, then put in order
+            parts = [segment_chunks(features, labels, self.k),
+                     segment_chunks(matrix(frame, self.rest_columns), labels, self.k)]
+            moments = np.ascontiguousarray(np.concatenate(parts, axis=3)[..., self.by_name])
+        return BlockFigures(offset, block.height, moments,
                             self.everyone.chunks(matrix(frame, self.all_columns), np.zeros(block.height, np.int32)),
                             raw, product_support(block[self.products], labels) if self.products else None)
 
@@ -277,14 +294,18 @@ def row_labels(labels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
     return np.where(kept, labels[np.where(kept, np.cumsum(kept) - 1, 0)], -1).astype(np.int32)
 
 
-def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int | None = None) -> None:
+def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int | None = None,
+               features: np.ndarray | None = None) -> None:
     """The in-memory run's pass: the columns ``acc`` needs, read from the input once more, block by
     block (``engine.input.blocks``: Parquet row groups by slice, a CSV parsed once front to back),
-    so only one block of them is held."""
+    so only one block of them is held. ``features``: the run's feature columns as it read them
+    (``FeatureData.columns``, a row per input row); their moments then come from those, and the
+    block read serves the sample and the other profile columns (measures, one-hot levels)."""
     n = labels.shape[0]
     seen = 0
     for offset, block in layout.blocks(inp, n, acc.columns(), block_rows):
-        acc.add(offset, block, labels[offset:offset + block.height])
+        part = None if features is None else features[offset:offset + block.height]
+        acc.add(offset, block, labels[offset:offset + block.height], part)
         seen = offset + block.height
     if seen != n or (inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows
         raise InputError(f"{inp.label}: the input has other rows than the {n:,} segmented; did it change during the run?")

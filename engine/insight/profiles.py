@@ -80,11 +80,15 @@ class ProfileQuery:
         roots = {r for e in self.values for r in e.meta.root_names()} | set(self.cats)
         return [c for c in self.schema.names() if c in roots]
 
-    def apply(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """The profile's columns of ``frame`` (the raw input's rows, or some of them): row by row."""
-        finite = [pl.when(e.is_finite()).then(e).alias(e.meta.output_name()) for e in self.values]
+    def apply(self, frame: pl.LazyFrame, skip: int = 0) -> pl.LazyFrame:
+        """The profile's columns of ``frame`` (the raw input's rows, or some of them): row by row;
+        with ``skip``, all but the first ``skip`` values (the features: a run that read them has them)."""
+        values = self.values[skip:]
+        finite = [pl.when(e.is_finite()).then(e).alias(e.meta.output_name()) for e in values]
         cats = [pl.col(c).cast(pl.String) for c in self.cats]
-        cleaned = cleaned_frame(frame, self.schema, self.numeric, self.values).select([*finite, *cats])
+        # Nothing left to select keeps the rows all the same (columns added later need them).
+        chosen = [*finite, *cats] or [pl.repeat(None, pl.len()).alias("@none")]
+        cleaned = cleaned_frame(frame, self.schema, self.numeric, values).select(chosen)
         return cleaned.with_columns(one_hot_exprs(self.levels))
 
 

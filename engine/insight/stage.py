@@ -167,14 +167,16 @@ class Insight:
 
     The figures come from the insight's one pass (``engine.insight.onepass``): ``passed`` is an
     ``InsightPass`` the run's final pass has fed every block of the input; without it the input's
-    columns are read here, once, and fed in blocks. Nothing below reads the input."""
+    columns are read here, once, and fed in blocks, with the feature columns the run read
+    (``data.columns``) where it kept them, which are then let go. Nothing below reads the input."""
 
     def __init__(self, inp, data, labels: np.ndarray, centers: np.ndarray, k: int, seed: int,
                  passed: InsightPass | None = None):
         spec, business = data.spec, data.spec.business
         if passed is None:
             passed = InsightPass(inp.schema(), inp.label, spec, data.fitted.levels, k, seed, data.n_rows)
-            feed_input(passed, inp, row_labels(labels, data.kept))
+            feed_input(passed, inp, row_labels(labels, data.kept), features=data.columns)
+            data.columns = None  # held for the pass only: freed before the sample's figures are worked out
         result = passed.finish()
         profiles = result.profiles
         self.warnings = list(profiles.warnings)
