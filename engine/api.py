@@ -690,7 +690,10 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     when the in-memory run would not fit in ``--memory-limit``, streamed into ``scratch``
     (``refused``: why this command cannot stream), or on a ``cluster``'s workers. In memory,
     ``keep_columns`` keeps the feature columns as read (``FeatureData.columns``) for the insight."""
-    inp = open_and_report(options, spec, log)
+    # With --stream a query's result is never held: DuckDB's batches go to a scratch Parquet file.
+    spill = scratch.directory() / "input.parquet" if options.stream and scratch is not None and cluster is None \
+        and (options.sql or spec.sql or spec.preset) else None
+    inp = open_and_report(options, spec, log, spill)
     if cluster is not None:
         return inp, cluster_features(cluster, inp, spec, log, seed, refused, options.allow_duplicate_ids, progress)
     planned = resolve_features(spec, inp.schema(), inp.label)
@@ -732,9 +735,10 @@ def cluster_features(cluster: Any, inp: Input, spec: FeatureSpec, log: Log, seed
     return data
 
 
-def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log) -> Input:
-    """The input of any command (files, --sql or the spec's [source]); what a preset dropped is logged."""
-    inp = open_source(options.inputs, options.separator, spec, options.sql, options.as_of)
+def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log, spill: Path | None = None) -> Input:
+    """The input of any command (files, --sql or the spec's [source]); what a preset dropped is
+    logged. ``spill``: where a query's result goes instead of memory (``open_source``)."""
+    inp = open_source(options.inputs, options.separator, spec, options.sql, options.as_of, spill=spill)
     if inp.info and "rfm" in inp.info:
         log(summary_line(inp.info))
     return inp

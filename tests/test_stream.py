@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import engine
 from conftest import RUN_FILES, invoke, read_json
+from engine.duck import connect as duck
 from engine.features import build
 from engine.fit.batches import ArraySource, ScratchSource
 from engine.fit.kmeans import FitParams, assign_rows, fit_kmeans, lloyd
@@ -233,17 +234,66 @@ def enospc_after(n_ok: int, real):
     return wrapper
 
 
-@pytest.mark.parametrize("point", ["scratch", "segments"])
+def spills(monkeypatch) -> list[tuple[Path, int]]:
+    """Record every query result written to a scratch file; holding one in memory fails the test."""
+    seen: list[tuple[Path, int]] = []
+    real = duck.query_input
+
+    def recorded(relation, spill=None):
+        if spill is None:
+            raise AssertionError("a streamed run held the query's result in memory")
+        frame, rows = real(relation, spill)
+        seen.append((spill, rows))
+        return frame, rows
+    monkeypatch.setattr(duck, "query_input", recorded)
+    monkeypatch.setattr(duck, "arrow_frame", lambda _r: pytest.fail("read_all() of a streamed query"))
+    return seen
+
+
+def test_a_streamed_sql_input_goes_through_a_scratch_file(customers_200k: Path, tmp_path: Path, small_blocks,
+                                                         monkeypatch) -> None:
+    """--sql with --stream: DuckDB's Arrow batches are written to a scratch Parquet file as they
+    come (never all in memory) and every pass reads that file; the results are the in-memory run's."""
+    query = f"SELECT * FROM read_parquet('{customers_200k}') WHERE ID % 7 <> 3"
+    kw = {"spec": "customers", "k": 4, "seed": 5, "sql": query}
+    engine.run(out=tmp_path / "memory", **kw)
+    seen = spills(monkeypatch)
+    streamed = engine.run(out=tmp_path / "streamed", stream=True, **kw)
+    assert len(seen) == 1 and seen[0][1] == streamed.metrics["rows"] > 2 * blocks.BLOCK_ROWS
+    assert ".scratch-" in seen[0][0].parent.name and not seen[0][0].exists()  # removed with the scratch space
+    assert_same_run(tmp_path / "memory", tmp_path / "streamed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory", "streamed"]
+
+
+def test_a_streamed_rfm_run_goes_through_a_scratch_file(tmp_path: Path, small_blocks, monkeypatch) -> None:
+    """The RFM preset's per-customer query, streamed: the same as in memory."""
+    from engine.synth.transactions import generate_transactions
+
+    tx = tmp_path / "tx.parquet"
+    generate_transactions(tx, 150_000, seed=4)
+    args = ["run", tx, "--preset", "rfm", "--customer-col", "customer_id", "--date-col", "ts",
+            "--amount-col", "amount", "--k", "4", "--overwrite"]
+    assert invoke([*args, "--out", tmp_path / "memory"]).exit_code == 0
+    seen = spills(monkeypatch)
+    result = invoke([*args, "--out", tmp_path / "streamed", "--stream"])
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 1 and seen[0][1] > 2 * blocks.BLOCK_ROWS
+    assert_same_run(tmp_path / "memory", tmp_path / "streamed")
+
+
+@pytest.mark.parametrize("point", ["scratch", "segments", "sql"])
 def test_a_full_disk_in_a_streamed_run_keeps_the_previous_outputs(point: str, customers_200k: Path, tmp_path: Path,
                                                                   small_blocks, monkeypatch) -> None:
     out = tmp_path / "run"
-    args = ["run", customers_200k, "--spec", "customers", "--k", "3", "--out", out, "--stream", "--overwrite"]
+    source = ["--sql", f"SELECT * FROM read_parquet('{customers_200k}')"] if point == "sql" else [customers_200k]
+    args = ["run", *source, "--spec", "customers", "--k", "3", "--out", out, "--stream", "--overwrite"]
     assert invoke(args).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     if point == "scratch":
         monkeypatch.setattr(ScratchSource, "append", enospc_after(1, ScratchSource.append))
-    else:
-        monkeypatch.setattr(pq.ParquetWriter, "write_table", enospc_after(1, pq.ParquetWriter.write_table))
+    else:  # the segments' second row group, or the query result's first (the scratch file's)
+        monkeypatch.setattr(pq.ParquetWriter, "write_table",
+                            enospc_after(0 if point == "sql" else 1, pq.ParquetWriter.write_table))
     result = invoke([*args[:-2], "--seed", "9", "--stream", "--overwrite"])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]

@@ -19,7 +19,8 @@ Rules kept here so the rest of the engine cannot get them wrong:
 * ``duckdb`` is imported by the functions that use it, not at the top: a run from files never
   starts DuckDB (about 0.1 s of start-up saved); the type hints name it under ``TYPE_CHECKING``.
 * Results reach Polars as Arrow record batches (``relation.to_arrow_reader``): no pandas, and
-  ``pl.from_arrow`` wraps the batches without copying them.
+  ``pl.from_arrow`` wraps the batches without copying them. A streamed run's result is not held:
+  ``query_input`` writes the batches, as they come, into a scratch Parquet file it then scans.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engine.errors import InputError
 from engine.errors import first_line
@@ -142,6 +145,30 @@ def scan_sql(files: Sequence[Path], fmt: str, separator: str | None = None, hive
         types = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in text_columns)
         return f"read_csv({paths}, header = true{sep}, nullstr = {nulls}{f', types = {{{types}}}' if types else ''})"
     raise InputError(f"cannot scan {fmt} input in SQL")
+
+
+def query_input(relation: duckdb.DuckDBPyRelation, spill: Path | None = None) -> tuple[pl.LazyFrame, int]:
+    """The relation's rows as a lazy frame and their count: held in memory (``arrow_frame``), or,
+    with ``spill`` (a streamed run's scratch file), written there batch by batch from DuckDB's
+    Arrow reader, one row group per ``BATCH_ROWS`` rows, and scanned: the memory held is one
+    batch, and every pass of the run reads the same rows in the same order (a query with no
+    ORDER BY may give another order each time it runs)."""
+    if spill is None:
+        frame = arrow_frame(relation)
+        return frame.lazy(), frame.height
+    reader = relation.to_arrow_reader(BATCH_ROWS)
+    rows, pending, held = 0, [], 0
+    with pq.ParquetWriter(spill, reader.schema, compression="zstd", compression_level=1) as writer:
+        for batch in reader:
+            pending.append(batch)
+            held += batch.num_rows
+            if held >= BATCH_ROWS:
+                writer.write_table(pa.Table.from_batches(pending, reader.schema), row_group_size=held)
+                rows, pending, held = rows + held, [], 0
+        if held or not rows:
+            writer.write_table(pa.Table.from_batches(pending, reader.schema), row_group_size=max(held, 1))
+            rows += held
+    return pl.scan_parquet(spill), rows
 
 
 def arrow_frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:

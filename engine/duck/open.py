@@ -19,9 +19,11 @@ from engine.input.files import Input, open_input
 
 
 def open_source(inputs: Sequence[str | Path], separator: str | None, spec: FeatureSpec,
-                sql: str | None = None, as_of: str | dt.date | None = None, threads: int | None = None) -> Input:
+                sql: str | None = None, as_of: str | dt.date | None = None, threads: int | None = None,
+                spill: Path | None = None) -> Input:
     """The INPUT of every command: files, a ``--sql`` query, or the spec's ``[source]``. With the RFM
-    preset, ``--sql`` is the transaction table the preset reads."""
+    preset, ``--sql`` is the transaction table the preset reads. A query's result is held in
+    memory, or written to ``spill`` (a streamed run's scratch file) and read from there."""
     as_of = parse_as_of(as_of)
     given = [name for name, v in (("--sql", sql), ("the spec's [source] sql", spec.sql)) if v]
     if len(given) > 1:
@@ -30,7 +32,7 @@ def open_source(inputs: Sequence[str | Path], separator: str | None, spec: Featu
         raise InputError("--as-of applies only to SQL sources and --preset rfm")
     if spec.preset:
         return open_rfm(inputs, separator, spec.preset, as_of, threads, sql=sql,
-                        labels=preset_labels(spec.source, spec.flagged))
+                        labels=preset_labels(spec.source, spec.flagged), spill=spill)
     query = sql or spec.sql
     if query is None:
         if not inputs:
@@ -39,7 +41,7 @@ def open_source(inputs: Sequence[str | Path], separator: str | None, spec: Featu
     if spec.sql and not inputs:
         raise InputError(f"{spec.source}: [source] sql reads the INPUT files as the view 'input'; name them")
     where = "--sql" if sql else f"{spec.source}: [source] sql"
-    return run_query(query, inputs, separator, as_of, where, threads)
+    return run_query(query, inputs, separator, as_of, where, threads, spill=spill)
 
 
 def source_facts(inp: Input) -> dict[str, Any]:

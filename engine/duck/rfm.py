@@ -121,6 +121,18 @@ def window_of(preset: dict[str, Any]) -> int | None:
     return None if window is None else int(window)
 
 
+#: Amounts are summed as exact decimals of 6 places (DuckDB adds DECIMAL(18, 6) values in 128-bit
+#: integers): a sum of doubles is added in whatever order DuckDB's threads reach the rows, and
+#: the same run gave monetary values a last bit apart on one run in three.
+SUM_DECIMAL = "DECIMAL(18, 6)"
+
+
+def exact_sum(column: str, where: str | None = None) -> str:
+    """``sum(column)`` (optionally ``FILTER (WHERE where)``) as a DOUBLE, the same bits on any thread count."""
+    condition = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({column} AS {SUM_DECIMAL})){condition} AS DOUBLE)"
+
+
 def clean_sql(cols: dict[str, str], relation: Relation, window: int | None) -> str:
     """Rows with a customer, a date and an amount, up to the as-of date (default: the day after
     the last; with a response window, the last day less the window); with a window, ``outcome``: each customer's purchases in it."""
@@ -129,7 +141,7 @@ def clean_sql(cols: dict[str, str], relation: Relation, window: int | None) -> s
     valid = "cust IS NOT NULL AND ts IS NOT NULL AND amount IS NOT NULL"
     outcome = f""",
     outcome AS (
-        SELECT cust, sum(amount) AS spend FROM typed, bounds
+        SELECT cust, {exact_sum('amount')} AS spend FROM typed, bounds
         WHERE {valid} AND amount > 0 AND CAST(ts AS DATE) > bounds.as_of
               AND CAST(ts AS DATE) <= bounds.as_of + {window}
         GROUP BY cust
@@ -166,10 +178,10 @@ def features_sql(cols: dict[str, str], relation: Relation, customer: str, window
            CAST(date_diff('day', CAST(max(ts) FILTER (WHERE amount > 0) AS DATE), any_value(bounds.as_of)) AS DOUBLE)
                AS recency_days,
            CAST({frequency} AS DOUBLE) AS frequency,
-           greatest(sum(amount), 0.0) AS monetary,
+           greatest({exact_sum('amount')}, 0.0) AS monetary,
            CAST(date_diff('day', CAST(min(ts) FILTER (WHERE amount > 0) AS DATE), any_value(bounds.as_of)) AS DOUBLE)
                AS tenure_days,
-           sum(amount) FILTER (WHERE amount > 0) / nullif({frequency}, 0) AS avg_basket{products}
+           {exact_sum('amount', 'amount > 0')} / nullif({frequency}, 0) AS avg_basket{products}
     FROM clean, bounds
     GROUP BY cust
     )
@@ -184,7 +196,8 @@ def facts_sql(cols: dict[str, str], relation: Relation, window: int | None) -> s
     used = f"{valid} AND CAST(ts AS DATE) <= bounds.as_of"
     end = f"bounds.as_of + {window}" if window else "bounds.as_of"
     responders = ("(SELECT count(*) FROM outcome WHERE cust IN (SELECT cust FROM clean))",
-                  "(SELECT sum(spend) FROM outcome WHERE cust IN (SELECT cust FROM clean))") if window else ("NULL", "NULL")
+                  f"(SELECT {exact_sum('spend')} FROM outcome WHERE cust IN (SELECT cust FROM clean))") if window \
+        else ("NULL", "NULL")
     return f"""WITH {clean_sql(cols, relation, window)}
     SELECT count(*) AS transactions,
            count(*) FILTER (WHERE cust IS NULL) AS null_customer_rows,
@@ -192,7 +205,7 @@ def facts_sql(cols: dict[str, str], relation: Relation, window: int | None) -> s
            count(*) FILTER (WHERE cust IS NOT NULL AND ts IS NOT NULL AND amount IS NULL) AS null_amount_rows,
            count(*) FILTER (WHERE {valid} AND CAST(ts AS DATE) > {end}) AS after_as_of_rows,
            count(*) FILTER (WHERE {used} AND amount < 0) AS refund_rows,
-           coalesce(-sum(amount) FILTER (WHERE {used} AND amount < 0), 0) AS refund_amount,
+           coalesce(-{exact_sum('amount', f'{used} AND amount < 0')}, 0) AS refund_amount,
            count(*) FILTER (WHERE {valid} AND CAST(ts AS DATE) > bounds.as_of AND CAST(ts AS DATE) <= {end})
                AS outcome_rows,
            any_value(bounds.as_of) AS as_of,
@@ -279,9 +292,9 @@ def facts(con, cols: dict[str, str], relation: Relation, preset: dict[str, Any],
 
 def open_rfm(inputs: Sequence[str | Path], separator: str | None, preset: dict[str, Any],
              as_of: dt.date | None, threads: int | None = None, *, sql: str | None = None,
-             labels: dict[str, str] | None = None) -> Input:
+             labels: dict[str, str] | None = None, spill: Path | None = None) -> Input:
     """Per-customer RFM features from the transaction files ``inputs`` (or the ``--sql`` query's
-    result), as a ``"sql"`` Input."""
+    result), as a ``"sql"`` Input (written to ``spill``: ``engine.duck.connect.query_input``)."""
     labels = labels or preset_labels(CLI_SOURCE)
     window = window_of(preset)
     taken = (*RFM_FEATURES, *((PRODUCTS,) if preset.get("product") else ()), *((RESPONSE,) if window else ()))
@@ -293,12 +306,12 @@ def open_rfm(inputs: Sequence[str | Path], separator: str | None, preset: dict[s
             cols = resolve_columns(con, relation, preset, labels)
             found = facts(con, cols, relation, preset, labels)
             query = features_sql(cols, relation, str(preset["customer"]), window)
-            frame = duck.arrow_frame(con.sql(query))
+            frame, rows = duck.query_input(con.sql(query), spill)
     # The query ran with params.as_of as given; record the date it resolved to, so the same
     # features can be rebuilt (segment sql's customers view, --db) without the default moving.
     info = {"query": query, "as_of": found["as_of"], "input_format": relation.input_format,
             "separator": relation.separator, "preset": dict(preset), "rfm": found}
-    return Input(frame.lazy(), relation.files, "sql", relation.separator, query=query, rows=frame.height, info=info)
+    return Input(frame, relation.files, "sql", relation.separator, query=query, rows=rows, info=info)
 
 
 def summary_line(info: dict[str, Any]) -> str:

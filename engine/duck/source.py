@@ -68,8 +68,9 @@ def register_inputs(con, inp: Input, as_of: dt.date | None) -> None:
 
 def run_query(query: str, inputs: Sequence[str | Path] = (), separator: str | None = None,
               as_of: dt.date | None = None, where: str = "--sql", threads: int | None = None,
-              checks=None) -> Input:
-    """Run ``query`` (over ``inputs`` as the view ``input`` when given) into a ``"sql"`` Input.
+              checks=None, spill: Path | None = None) -> Input:
+    """Run ``query`` (over ``inputs`` as the view ``input`` when given) into a ``"sql"`` Input:
+    its result held in memory, or written to ``spill`` (``engine.duck.connect.query_input``).
 
     ``checks(con)`` runs on the same connection before the query and returns the facts to report
     (the RFM preset's counts of refunds and null ids)."""
@@ -85,14 +86,15 @@ def run_query(query: str, inputs: Sequence[str | Path] = (), separator: str | No
                 register_inputs(con, opened, as_of)
         with duck.duck_errors(where):
             info = checks(con) if checks else {}
-            frame = duck.arrow_frame(con.sql(query))
+            relation = con.sql(query)
+            if relation is None or not relation.columns:
+                raise InputError(f"{where}: the query returned no columns")
+            frame, rows = duck.query_input(relation, spill)
     finally:
         con.close()
-    if frame.width == 0:
-        raise InputError(f"{where}: the query returned no columns")
     info = {"query": query, "as_of": as_of.isoformat() if as_of else None, "input_format": fmt,
             "separator": sep, **info}
-    return Input(frame.lazy(), files, "sql", sep, query=query, rows=frame.height, info=info)
+    return Input(frame, files, "sql", sep, query=query, rows=rows, info=info)
 
 
 @dataclass(frozen=True)
