@@ -84,7 +84,9 @@ def built(messy):
 def passed(built, block_rows: int, known: bool = False, features: np.ndarray | None = None):
     inp, data, labels = built
     acc = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, K, 0, data.n_rows if known else None)
-    feed_input(acc, inp, row_labels(labels, data.kept), block_rows, features)
+    every = row_labels(labels, data.kept)
+    moments = None if features is None else acc.feature_moments(features, every, block_rows)
+    feed_input(acc, inp, every, block_rows, moments)
     return acc.finish()
 
 

@@ -95,7 +95,7 @@ class InsightPass:
         extra = [pf.measure_name(m) for m in ("revenue", "response") if m in measures]
         extra += [pf.offer_name(g, label) for g, label, _ in spec.business.offers.items()]
         self.seg_columns = unique([ONES, *self.cols, *extra])
-        # With the block's feature values given (``add(features=...)``) only the other columns are
+        # With the features' moments given (``add(feature_moments=...)``) only the other columns are
         # evaluated; ``by_name`` puts the two parts' moments back in ``seg_columns`` order.
         self.n_features = len(spec.features)
         self.rest_columns = [c for c in self.seg_columns if c not in features[:self.n_features]]
@@ -132,16 +132,17 @@ class InsightPass:
         except pl.exceptions.PolarsError as exc:
             raise InputError(f"cannot read {self.where}: {first_line(exc)}") from exc
 
-    def add(self, offset: int, block: pl.DataFrame, labels: np.ndarray, features: np.ndarray | None = None) -> None:
+    def add(self, offset: int, block: pl.DataFrame, labels: np.ndarray,
+            feature_moments: np.ndarray | None = None) -> None:
         """The input's rows ``offset .. offset + block.height - 1`` (blocks in row order; each but
         the last a whole number of ``CHUNK_ROWS``) and their segments (-1: not segmented).
-        ``features``: the block's feature values as the run read them (float64, (rows, features),
-        NaN where missing), used instead of evaluating the features on ``block`` again."""
+        ``feature_moments``: the block's entry of ``feature_moments``, used instead of evaluating
+        the features on ``block`` again."""
         labels = self.checked(offset, block.height, labels)
         self.sample.add(offset, label=labels)
         rows = self.sample.rows
         kept = rows[np.searchsorted(rows, offset):np.searchsorted(rows, offset + block.height)]
-        self.fold(self.figures(offset, block, labels, kept, features))
+        self.fold(self.figures(offset, block, labels, kept, feature_moments))
 
     def checked(self, offset: int, rows: int, labels: np.ndarray) -> np.ndarray:
         labels = np.ascontiguousarray(labels, dtype=np.int32)
@@ -151,21 +152,31 @@ class InsightPass:
         return labels
 
     def figures(self, offset: int, block: pl.DataFrame, labels: np.ndarray, wanted: np.ndarray,
-                features: np.ndarray | None = None) -> BlockFigures:
+                feature_moments: np.ndarray | None = None) -> BlockFigures:
         """A block's figures, not folded yet (a cluster's worker computes them): per-chunk moments,
         the raw rows numbered ``wanted`` (those of the block the sample may keep), product counts.
-        With ``features`` (``add``) the features' moments come from them."""
-        frame = self.values(block, 0 if features is None else self.n_features)
+        With ``feature_moments`` (``add``) only the other columns' moments are worked out here."""
+        frame = self.values(block, 0 if feature_moments is None else self.n_features)
         raw = block.select(self.query.columns())[wanted - offset].with_columns(pl.Series(ROW, wanted, pl.Int64))
-        if features is None:
+        if feature_moments is None:
             moments = self.moments.chunks(matrix(frame, self.seg_columns), labels)
         else:  # each column's moments are its own: computed in two parts, then put in order
-            parts = [segment_chunks(features, labels, self.k),
-                     segment_chunks(matrix(frame, self.rest_columns), labels, self.k)]
+            parts = [feature_moments, segment_chunks(matrix(frame, self.rest_columns), labels, self.k)]
             moments = np.ascontiguousarray(np.concatenate(parts, axis=3)[..., self.by_name])
         return BlockFigures(offset, block.height, moments,
                             self.everyone.chunks(matrix(frame, self.all_columns), np.zeros(block.height, np.int32)),
                             raw, product_support(block[self.products], labels) if self.products else None)
+
+    def feature_moments(self, columns: np.ndarray, labels: np.ndarray, block_rows: int | None = None) -> list[np.ndarray]:
+        """Per block of ``block_rows`` rows (``engine.input.blocks``' layout), the per-chunk moments of
+        the features from ``columns``, the run's feature columns as it read them (float64, one row
+        per input row, NaN where missing), by ``labels`` (one per input row, -1: not segmented): a
+        few hundred KB in all, so the columns can be let go before the input is read again."""
+        size = block_rows or layout.BLOCK_ROWS
+        if columns.shape != (labels.shape[0], self.n_features):
+            raise ValueError(f"expected ({labels.shape[0]}, {self.n_features}) feature values, got {columns.shape}")
+        return [segment_chunks(columns[start:start + size], labels[start:start + size], self.k)
+                for start in layout.block_starts(labels.shape[0], size)]
 
     def add_figures(self, figures: BlockFigures, labels: np.ndarray) -> None:
         """The next block's figures computed elsewhere, with its labels (for the hash sample)."""
@@ -291,20 +302,22 @@ def row_labels(labels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
     """One label per input row (int32), -1 where the row was dropped: ``labels`` are the kept rows'."""
     if kept is None:
         return np.ascontiguousarray(labels, dtype=np.int32)
-    return np.where(kept, labels[np.where(kept, np.cumsum(kept) - 1, 0)], -1).astype(np.int32)
+    out = np.full(kept.shape[0], -1, dtype=np.int32)  # one array: no row-number temporaries
+    out[kept] = labels
+    return out
 
 
 def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int | None = None,
-               features: np.ndarray | None = None) -> None:
+               feature_moments: list[np.ndarray] | None = None) -> None:
     """The in-memory run's pass: the columns ``acc`` needs, read from the input once more, block by
     block (``engine.input.blocks``: Parquet row groups by slice, a CSV parsed once front to back),
-    so only one block of them is held. ``features``: the run's feature columns as it read them
-    (``FeatureData.columns``, a row per input row); their moments then come from those, and the
-    block read serves the sample and the other profile columns (measures, one-hot levels)."""
+    so only one block of them is held. ``feature_moments`` (``InsightPass.feature_moments`` with
+    the same ``block_rows``): the features' moments from the columns the run read; the block read
+    then serves the sample and the other profile columns (measures, one-hot levels)."""
     n = labels.shape[0]
     seen = 0
     for offset, block in layout.blocks(inp, n, acc.columns(), block_rows):
-        part = None if features is None else features[offset:offset + block.height]
+        part = None if feature_moments is None else feature_moments[offset // (block_rows or layout.BLOCK_ROWS)]
         acc.add(offset, block, labels[offset:offset + block.height], part)
         seen = offset + block.height
     if seen != n or (inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows

@@ -175,8 +175,10 @@ class Insight:
         spec, business = data.spec, data.spec.business
         if passed is None:
             passed = InsightPass(inp.schema(), inp.label, spec, data.fitted.levels, k, seed, data.n_rows)
-            feed_input(passed, inp, row_labels(labels, data.kept), features=data.columns)
-            data.columns = None  # held for the pass only: freed before the sample's figures are worked out
+            every = row_labels(labels, data.kept)
+            moments = None if data.columns is None else passed.feature_moments(data.columns, every)
+            data.columns = None  # the features' moments are taken: let the columns go before the input is read
+            feed_input(passed, inp, every, feature_moments=moments)
         result = passed.finish()
         profiles = result.profiles
         self.warnings = list(profiles.warnings)
