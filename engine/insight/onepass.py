@@ -167,16 +167,18 @@ class InsightPass:
                             self.everyone.chunks(matrix(frame, self.all_columns), np.zeros(block.height, np.int32)),
                             raw, product_support(block[self.products], labels) if self.products else None)
 
-    def feature_moments(self, columns: np.ndarray, labels: np.ndarray, block_rows: int | None = None) -> list[np.ndarray]:
-        """Per block of ``block_rows`` rows (``engine.input.blocks``' layout), the per-chunk moments of
-        the features from ``columns``, the run's feature columns as it read them (float64, one row
-        per input row, NaN where missing), by ``labels`` (one per input row, -1: not segmented): a
-        few hundred KB in all, so the columns can be let go before the input is read again."""
+    def feature_moments(self, columns: np.ndarray, labels: np.ndarray,
+                        block_rows: int | None = None) -> dict[int, np.ndarray]:
+        """Per block of ``block_rows`` rows (``engine.input.blocks``' layout), keyed by its first
+        row, the per-chunk moments of the features from ``columns``, the run's feature columns as
+        it read them (float64, one row per input row, NaN where missing), by ``labels`` (one per
+        input row, -1: not segmented): a few hundred KB in all, so the columns can be let go
+        before the input is read again."""
         size = block_rows or layout.BLOCK_ROWS
         if columns.shape != (labels.shape[0], self.n_features):
             raise ValueError(f"expected ({labels.shape[0]}, {self.n_features}) feature values, got {columns.shape}")
-        return [segment_chunks(columns[start:start + size], labels[start:start + size], self.k)
-                for start in layout.block_starts(labels.shape[0], size)]
+        return {start: segment_chunks(columns[start:start + size], labels[start:start + size], self.k)
+                for start in layout.block_starts(labels.shape[0], size)}
 
     def add_figures(self, figures: BlockFigures, labels: np.ndarray) -> None:
         """The next block's figures computed elsewhere, with its labels (for the hash sample)."""
@@ -308,7 +310,7 @@ def row_labels(labels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
 
 
 def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int | None = None,
-               feature_moments: list[np.ndarray] | None = None) -> None:
+               feature_moments: dict[int, np.ndarray] | None = None) -> None:
     """The in-memory run's pass: the columns ``acc`` needs, read from the input once more, block by
     block (``engine.input.blocks``: Parquet row groups by slice, a CSV parsed once front to back),
     so only one block of them is held. ``feature_moments`` (``InsightPass.feature_moments`` with
@@ -317,7 +319,7 @@ def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int
     n = labels.shape[0]
     seen = 0
     for offset, block in layout.blocks(inp, n, acc.columns(), block_rows):
-        part = None if feature_moments is None else feature_moments[offset // (block_rows or layout.BLOCK_ROWS)]
+        part = None if feature_moments is None else feature_moments[offset]
         acc.add(offset, block, labels[offset:offset + block.height], part)
         seen = offset + block.height
     if seen != n or (inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows
