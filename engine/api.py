@@ -15,7 +15,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from importlib import metadata as importlib_metadata
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ from engine.outputs.write import atomic_file, check_file_target, scatter, write_
 from engine.streaming import Scratch, final_pass, source_of, stream_blocks, stream_refused, wants_stream
 
 Log = Callable[[str], None]
-PACKAGES = ("numpy", "polars", "pyarrow", "numba", "scikit-learn", "duckdb", "click")
+#: The libraries that compute a run's numbers: distribution name -> module.
+PACKAGES = {"numpy": "numpy", "polars": "polars", "pyarrow": "pyarrow", "numba": "numba", "duckdb": "duckdb",
+            "scikit-learn": "sklearn"}
 FINGERPRINT_CHUNK = 8 << 20
 
 
@@ -745,10 +747,14 @@ def open_and_report(options: InputOptions, spec: FeatureSpec, log: Log, spill: P
 
 
 def versions() -> dict[str, str]:
+    """Python's version and those of the ``PACKAGES`` this process has loaded, each the module's own
+    ``__version__`` (the code that ran; a library not loaded did not touch the numbers). Not
+    importlib.metadata: importing it costs a small run 0.04 s (it loads the e-mail parser)."""
     found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
-            found[name] = importlib_metadata.version(name)
+    for name, module in PACKAGES.items():
+        version = getattr(sys.modules.get(module), "__version__", None)
+        if isinstance(version, str):
+            found[name] = version
     return found
 
 

@@ -6,9 +6,10 @@ shared primitives in ``kernels.core``. One algorithm per module; the feature ker
 a parallel driver, and a Python wrapper that checks the arrays and allocates the outputs.
 
 The names below load on first use (PEP 562): ``kernels.assign`` imports ``kernels/assign.py``
-(and so numba) when it is first looked up, so ``import kernels`` costs nothing and a command
-imports only the kernel modules it calls. Every kernel module imports ``kernels.config`` first,
-which sets ``OMP_WAIT_POLICY`` before numba starts its threads.
+when it is first looked up, so a command imports only the kernel modules it calls. ``import
+kernels`` imports numba, through ``kernels.config``: that module starts numba (with the optional
+imports it would make for nothing held back) and sets ``OMP_WAIT_POLICY`` before numba starts its
+threads, so it comes before any kernel module.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import importlib
 import sys
 import types
 from typing import Any
+
+from kernels import config  # noqa: F401  (first: numba starts there)
 
 #: public name -> the kernel module that defines it
 EXPORTS = {

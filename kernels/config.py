@@ -19,24 +19,49 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class _Refuse(importlib.abc.MetaPathFinder):
-    """A finder that makes one module unimportable while it is on ``sys.meta_path``."""
+    """A finder that makes some packages (and their submodules) unimportable while it is on
+    ``sys.meta_path``."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
 
     def find_spec(self, fullname, path, target=None):
-        if fullname == self.name:
+        if fullname.partition(".")[0] in self.names or fullname in self.names:
             raise ModuleNotFoundError(f"{fullname} is held back while numba starts", name=fullname)
         return None
 
 
-# numba's first compile or cache load imports numba.np.arraymath, whose BLAS probe imports
-# scipy.linalg where SciPy is installed (scikit-learn brings it): 0.1 to 0.15 s of every run's
-# start-up, for a probe that only picks how np.correlate and np.convolve are compiled; no kernel
-# here calls them, nor np.dot or np.linalg (which import scipy.linalg themselves when compiled).
-# arraymath is loaded here with scipy.linalg held back, so it uses its own loop for those two in
-# this process; scipy.linalg imports normally afterwards. Without SciPy this changes nothing.
-_held_back = _Refuse("scipy.linalg")
+def held_back() -> set[str]:
+    """What numba's start-up would import for nothing here (each measured in a new process on the
+    2-core machine):
+
+    - ``scipy.linalg``: numba.np.arraymath's BLAS probe, run at its import, loads it where SciPy is
+      installed (scikit-learn brings it): 0.1 to 0.15 s, for a probe that only picks how
+      np.correlate and np.convolve are compiled. No kernel here calls them, nor np.dot or
+      np.linalg (which import scipy.linalg themselves when compiled), so arraymath uses its own
+      loop for those two in this process; scipy.linalg imports normally afterwards.
+    - ``scipy`` itself (0.07 s): numba imports it only to check its version, and skips the check
+      without it. Left alone when SciPy is already loaded.
+    - ``coverage`` (0.06 to 0.09 s, a test dependency): numba reports the lines it compiles to a
+      coverage measurement that is running. Left alone when coverage is loaded, as it is while it
+      measures.
+    - ``yaml`` (0.01 to 0.02 s): numba reads ``.numba_config.yaml`` from the working directory with
+      it. Left alone when that file is there. (``NUMBA_*`` variables work either way.)
+    """
+    names = {"scipy.linalg"}
+    names |= {name for name in ("scipy", "coverage") if name not in sys.modules}
+    if not os.path.isfile(".numba_config.yaml"):
+        names.add("yaml")
+    return names
+
+
+# numba starts here: every kernel module and engine.fit.threads import this module before numba
+# (``kernels/__init__.py`` imports it first), so numba.np.arraymath, which numba's first compile or
+# cache load would import anyway, is loaded now, with the imports above held back. Without SciPy,
+# coverage or PyYAML installed this changes nothing. Each of these modules imports normally once
+# numba is loaded; numba only remembers that coverage and yaml were missing, so a coverage
+# measurement started later in this process does not see compiled lines (one started first does).
+_held_back = _Refuse(held_back())
 sys.meta_path.insert(0, _held_back)
 try:
     import numba.np.arraymath  # noqa: F401  (the probe runs at its import)

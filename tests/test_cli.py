@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -319,7 +320,8 @@ atexit.register(report)
 sys.argv = ["segment", *sys.argv[3:]]
 runpy.run_path("cli.py", run_name="__main__")
 """
-HEAVY_AT_START = ("sklearn", "plotly", "streamlit", "duckdb", "scipy.linalg", "numba", "polars")
+HEAVY_AT_START = ("sklearn", "plotly", "streamlit", "duckdb", "scipy", "scipy.linalg", "coverage", "yaml", "numba",
+                  "polars")
 
 
 def imported_by(tmp_path: Path, *args: str) -> dict:
@@ -331,16 +333,59 @@ def imported_by(tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+def test_loading_pauses_the_collector_and_freezes_only_what_it_imported(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from cli import loading
+
+    (tmp_path / "freshly_loaded_module.py").write_text("VALUE = [1, 2, 3]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with loading():
+            assert not gc.isenabled()
+            import json  # noqa: F401  (already loaded: nothing new)
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        with loading():
+            import freshly_loaded_module  # noqa: F401
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
+        gc.disable()
+        with loading():
+            pass
+        assert not gc.isenabled()  # the caller's setting is kept
+    finally:
+        gc.unfreeze()
+        gc.enable()
+        sys.modules.pop("freshly_loaded_module", None)
+
+
 def test_help_imports_no_engine_library(tmp_path: Path) -> None:
     """``segment --help`` and ``segment run --help``: click and the options only."""
     assert imported_by(tmp_path, "--help") == {"heavy": [], "kernels": []}
     assert imported_by(tmp_path, "run", "--help") == {"heavy": [], "kernels": []}
 
 
+def test_numba_s_optional_imports_are_held_back_only_where_they_do_nothing(tmp_path: Path) -> None:
+    """coverage is left to numba when a measurement is running (it is imported first), and PyYAML
+    when the working directory has a ``.numba_config.yaml``, whose settings then apply."""
+    (tmp_path / ".numba_config.yaml").write_text("num_threads: 1\n")
+    code = ("import sys, coverage; sys.path.insert(0, sys.argv[1]); import kernels, numba, numba.misc.coverage_support as c;"
+            "from kernels.config import held_back;"
+            "print(sorted(held_back()), c.coverage_available, numba.config.NUMBA_NUM_THREADS, 'yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["['scipy',", "'scipy.linalg']", "True", "1", "True"]
+
+
 def test_a_small_run_imports_neither_sklearn_plotly_streamlit_nor_duckdb(tmp_path: Path, data_csv: Path) -> None:
-    """A run from a file needs no DuckDB (only --sql, --preset and --db do), nor scipy.linalg
-    (numba's BLAS probe is held back: ``kernels/config.py``), and loads only the kernel modules it
-    calls (the weighted kernels are for --weight-col)."""
+    """A run from a file needs no DuckDB (only --sql, --preset and --db do), nor SciPy, coverage
+    or PyYAML (numba's start-up would import them for nothing: held back in ``kernels/config.py``;
+    all three are installed here), and loads only the kernel modules it calls (the weighted kernels
+    are for --weight-col)."""
+    for name in ("scipy", "coverage", "yaml"):
+        assert importlib.util.find_spec(name) is not None, name  # else the test proves nothing
     found = imported_by(tmp_path, "run", str(data_csv), "--spec", "marketing", "--k", "3", "--out",
                         str(tmp_path / "run"), "--quiet")
     assert found["heavy"] == ["numba", "polars"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import kernels  # noqa: F401  (before numba: numba starts in kernels.config)
 import numba
 
 from engine.errors import InputError
