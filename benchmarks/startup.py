@@ -128,10 +128,12 @@ def bench_startup(repeat: int, log=lambda _m: None) -> dict:
         tmp = Path(tmp)
         cmd = [*segment(), *small_run_args(tmp / "run")]
         timed_process(cmd)  # the numba cache is warm from here on
-        log(f"start-up: {repeat} warm runs")
-        runs = [timed_process(cmd) for _ in range(repeat)]
-        floors = [timed_process([sys.executable, "-c", FLOOR]) for _ in range(repeat)]
-        phases = [probe(tmp / "probe", tmp) for _ in range(repeat)]
+        log(f"start-up: {repeat} rounds of a warm run, the library floor and the probe")
+        runs, floors, phases = [], [], []
+        for _ in range(repeat):  # in turn: a drift in the machine's speed moves all three alike
+            runs.append(timed_process(cmd))
+            floors.append(timed_process([sys.executable, "-c", FLOOR]))
+            phases.append(probe(tmp / "probe", tmp))
     result.update(warm_run_seconds=statistics.median(r["wall"] for r in runs),
                   warm_run_cpu_seconds=statistics.median(r["cpu"] for r in runs),
                   library_floor_seconds=statistics.median(f["wall"] for f in floors),
