@@ -37,8 +37,8 @@ def loading():
     """Import the engine for a command (the engine loads when a command runs, never for --help) with
     the collector paused, then freeze what the imports made: numba, Polars and the engine create
     some 150,000 long-lived objects, and the collections they set off, during the imports and at
-    the first full collection after them, cost a warm small run about 0.15 s (0.60 against 0.75 s
-    for the imports and the first kernel load, fastest of 15 each). Frozen only when something new
+    the first full collection after them, cost a warm small run about 0.13 s (0.52 against 0.66 s
+    for the imports and the first kernel load, fastest of 15 new processes each). Frozen only when something new
     was imported, so a process that runs many commands (the tests) freezes a few times at most."""
     enabled, known = gc.isenabled(), len(sys.modules)
     gc.disable()

@@ -12,10 +12,10 @@ import contextlib
 import hashlib
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-import sys
 from pathlib import Path
 from typing import Any
 
