@@ -26,7 +26,7 @@ class _Refuse(importlib.abc.MetaPathFinder):
         self.names = names
 
     def find_spec(self, fullname, path, target=None):
-        if fullname.partition(".")[0] in self.names or fullname in self.names:
+        if any(fullname == name or fullname.startswith(name + ".") for name in self.names):
             raise ModuleNotFoundError(f"{fullname} is held back while numba starts", name=fullname)
         return None
 
