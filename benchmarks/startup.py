@@ -66,7 +66,7 @@ from kernels.core import put_column
 gc.freeze()
 gc.enable()
 cols = np.empty((4, 2), order="F")
-put_column(cols, 0, pl.Series([1.0, 2.0, 3.0, 4.0]).rechunk().to_numpy())
+put_column(cols, 0, 0, pl.Series([1.0, 2.0, 3.0, 4.0]).rechunk().to_numpy())
 atexit.register(gc.freeze)
 """
 

@@ -98,8 +98,8 @@ def take_rows(X, idx, out):
 
 
 @njit(cache=True, **PARALLEL)
-def put_column(cols, j, src):
-    """cols[:, j] = src on every thread: the copy is bound by first touches of fresh pages, which
-    run in parallel."""
+def put_column(cols, j, lo, src):
+    """cols[lo:lo + len(src), j] = src (converted to cols' type) on every thread: the copy is
+    bound by first touches of fresh pages, which run in parallel."""
     for i in prange(src.shape[0]):
-        cols[i, j] = src[i]
+        cols[lo + i, j] = src[i]

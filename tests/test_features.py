@@ -43,6 +43,36 @@ def random_frame(n: int = 500, seed: int = 0) -> pl.DataFrame:
     })
 
 
+# ----------------------------------------------------------------------------- reading columns
+
+def test_plain_columns_of_every_type_read_as_their_cast(tmp_path: Path) -> None:
+    """A feature that is an integer or float column as it is is read in its own type and converted
+    by the copy (``put_series``), chunk by chunk: the same float64 values as Polars' cast, nulls
+    and NaN included, over several row groups."""
+    rng = np.random.default_rng(3)
+    n = 3_000
+    values = rng.integers(-2**40, 2**40, n)
+    frame = pl.DataFrame({
+        "i8": rng.integers(-128, 128, n).astype(np.int8), "u16": rng.integers(0, 2**16, n).astype(np.uint16),
+        "i32": rng.integers(-2**31, 2**31, n).astype(np.int32), "i64": values * 4099,  # beyond 2**53: rounded
+        "u64": (np.abs(values) * 8191).astype(np.uint64), "f32": rng.normal(0, 1e6, n).astype(np.float32),
+        "f64": rng.lognormal(0, 3, n), "nulls": pl.Series(rng.integers(0, 9, n)).set(pl.Series(rng.random(n) < 0.1), None),
+    }).with_columns(pl.when(pl.col("f64") > 20).then(float("nan")).otherwise(pl.col("f64")).alias("f64"))
+    path = tmp_path / "types.parquet"
+    frame.write_parquet(path, row_group_size=700)
+    columns = frame.columns
+    plain = build(path, spec_of(*[Feature(c, c) for c in columns], scale="none", missing="median"))
+    cast = build(path, spec_of(*[Feature(c, f"CAST({c} AS DOUBLE) * 1") for c in columns], scale="none",
+                               missing="median"))
+    assert plain.missing == cast.missing and plain.non_finite == cast.non_finite
+    assert plain.missing["nulls"] == frame["nulls"].null_count() and plain.non_finite["f64"] > 0
+    np.testing.assert_array_equal(plain.X, cast.X)
+    read = pl.read_parquet(path).select(pl.all().cast(pl.Float64)).fill_null(float("nan")).to_numpy()
+    data = build_features(open_input([path]), spec_of(*[Feature(c, c) for c in columns], scale="none"),
+                          keep_columns=True)
+    np.testing.assert_array_equal(data.columns, read)
+
+
 # ----------------------------------------------------------------------------- expressions
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
