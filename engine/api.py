@@ -43,6 +43,7 @@ from engine.input.files import Input
 from engine.input.memory import check_memory
 from engine.insight.migration import (Comparison, Period, check_keys, check_top, compare_periods, feature_values,
                                      keyed, load_period, write_comparison)
+from engine.insight import profiles as pf
 from engine.insight.stage import Insight
 from engine.options import (CLUSTER_ENV, SILHOUETTE_SAMPLE, FeatureOptions, InputOptions, PredictOptions,
                             RefreshOptions, RunOptions, SweepOptions, TransactionOptions, flatten, from_flat)
@@ -714,7 +715,8 @@ def prepare_features(options: InputOptions, spec: FeatureSpec, log: Log, seed: i
     else:
         with progress.stage("reading", n_features) as advance:
             data = build_features(inp, spec, allow_duplicate_ids=options.allow_duplicate_ids, seed=seed,
-                                  advance=advance, keep_columns=keep_columns)
+                                  advance=advance, keep_columns=keep_columns,
+                                  sample_size=pf.SAMPLE_ROWS if keep_columns else 0)
     for w in data.warnings:
         log(f"warning: {w}")
     return inp, data

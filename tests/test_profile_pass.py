@@ -81,12 +81,13 @@ def built(messy):
     return inp, data, labels
 
 
-def passed(built, block_rows: int, known: bool = False, features: np.ndarray | None = None):
+def passed(built, block_rows: int, known: bool = False, features: np.ndarray | None = None,
+           sampled: pl.DataFrame | None = None):
     inp, data, labels = built
     acc = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, K, 0, data.n_rows if known else None)
     every = row_labels(labels, data.kept)
     moments = None if features is None else acc.feature_moments(features, every, block_rows)
-    feed_input(acc, inp, every, block_rows, moments)
+    feed_input(acc, inp, every, block_rows, moments, sampled)
     return acc.finish()
 
 
@@ -100,7 +101,8 @@ def assert_same(a, b) -> None:
     assert a.profiles.table.equals(b.profiles.table)
     assert parquet_bytes(a.profiles.table) == parquet_bytes(b.profiles.table)
     assert a.profiles.overall == b.profiles.overall and a.profiles.warnings == b.profiles.warnings
-    assert a.profiles.offer_sums.equals(b.profiles.offer_sums)
+    sums = a.profiles.offer_sums, b.profiles.offer_sums
+    assert sums == (None, None) if sums[0] is None else sums[0].equals(sums[1])
     assert a.sample.equals(b.sample) and a.rows == b.rows
 
 
@@ -130,6 +132,61 @@ def test_the_run_s_feature_columns_give_the_same_bits(built) -> None:
     assert np.array_equal(kept.X, data.X) and build_features(inp, data.spec).columns is None
     for block_rows in (2 * CHUNK_ROWS, 1 << 20):
         assert_same(passed(built, block_rows, features=kept.columns), passed(built, block_rows))
+
+
+@pytest.mark.parametrize("sample_rows", [profiles.SAMPLE_ROWS, 30_000])
+def test_the_run_s_sampled_columns_give_the_same_bits(built, monkeypatch, sample_rows: int) -> None:
+    """The run's read also takes the raw values of the features that are columns as they are at
+    the pass's sampled rows (``FeatureData.sampled``): the pass then reads only the other columns,
+    and gives the same bits (profiles, sample, offers), with every row sampled or 30,000."""
+    import engine.input.blocks as layout
+
+    monkeypatch.setattr(profiles, "SAMPLE_ROWS", sample_rows)
+    inp, data, _ = built
+    kept = build_features(inp, data.spec, keep_columns=True, sample_size=sample_rows)
+    assert kept.sampled.columns == ["Income", "Recency", "@row"]
+    assert kept.sampled.height == min(sample_rows, ROWS) and kept.sampled["Income"].null_count() > 0
+    assert kept.sampled.schema["Recency"] == inp.schema()["Recency"]  # the input's own type
+    read, columns = layout.read_block, []
+    monkeypatch.setattr(layout, "read_block", lambda inp, start, rows, cols: columns.append(cols) or
+                        read(inp, start, rows, cols))
+    for block_rows in (2 * CHUNK_ROWS, 1 << 20):
+        columns.clear()
+        given = passed(built, block_rows, known=True, features=kept.columns, sampled=kept.sampled)
+        assert columns and all("Recency" not in c and "Income" not in c and "MntWines" in c for c in columns)
+        assert_same(given, passed(built, block_rows, known=True, features=kept.columns))
+        assert_same(given, passed(built, block_rows))
+    # a pass that does not know the row count up front reads every column, as before
+    columns.clear()
+    assert_same(passed(built, 1 << 20, features=kept.columns, sampled=kept.sampled), passed(built, 1 << 20))
+    assert "Recency" in columns[0]
+
+
+def test_a_run_whose_profile_reads_only_plain_features_reads_the_input_once(messy, tmp_path: Path) -> None:
+    """Features that are columns as they are, no measures or categorical columns: the in-memory
+    pass reads nothing more (the input may be gone), and its figures are those of a pass that
+    reads the input."""
+    path, _ = messy
+    spec_file = tmp_path / "plain.toml"
+    spec_file.write_text('id = "ID"\n[features]\nincome = "Income"\nrecency = "Recency"\nwines = "MntWines"\n')
+    spec = load_spec(str(spec_file))
+    copy = tmp_path / "copy.parquet"
+    shutil.copy(path, copy)
+    inp = open_source([str(copy)], None, spec)
+    data = build_features(inp, spec, keep_columns=True, sample_size=profiles.SAMPLE_ROWS)
+    labels = np.searchsorted(np.quantile(data.X[:, 0], [0.25, 0.5, 0.75]), data.X[:, 0]).astype(np.int32)
+    every = row_labels(labels, data.kept)
+
+    def fed(sampled):
+        acc = InsightPass(inp.schema(), inp.label, data.spec, data.fitted.levels, 4, 0, data.n_rows)
+        feed_input(acc, inp, every, 2 * CHUNK_ROWS, acc.feature_moments(data.columns, every, 2 * CHUNK_ROWS), sampled)
+        return acc.finish()
+
+    read = fed(None)
+    copy.unlink()
+    with pytest.raises(Exception):
+        fed(None)
+    assert_same(fed(data.sampled), read)
 
 
 def test_the_figures_of_the_old_group_by(built) -> None:

@@ -94,6 +94,28 @@ def test_streamed_run_equals_the_in_memory_run_on_many_blocks(fmt: str, customer
     assert segments.metadata.num_row_groups == -(-memory.metrics["rows"] // blocks.BLOCK_ROWS)
 
 
+def test_a_run_on_plain_columns_reads_its_input_once_and_equals_the_streamed_run(customers_200k: Path, tmp_path: Path,
+                                                                                  small_blocks, monkeypatch) -> None:
+    """Features that are the input's columns as they are, no business measures: the in-memory
+    run's insight takes its sample from the run's read and reads the input no more (two scans of
+    the file in all: the ids, then each feature column once), and its outputs equal a streamed
+    run's, describe.json and the hash sample's medians included (more rows than the sample)."""
+    import engine.insight.profiles as profiles
+
+    monkeypatch.setattr(profiles, "SAMPLE_ROWS", 30_000)
+    features = ["Income", "Recency", "MntWines", "MntMeatProducts", "NumWebVisitsMonth"]
+    kw = {"features": ",".join(features), "k": 4, "seed": 5}
+    read, sliced = blocks.read_block, []
+    monkeypatch.setattr(blocks, "read_block", lambda *a: sliced.append(a[1]) or read(*a))
+    memory = engine.run([customers_200k], out=tmp_path / "memory", **kw)
+    assert not sliced and memory.metrics["rows_dropped"] > 0
+    streamed = engine.run([customers_200k], out=tmp_path / "streamed", stream=True, **kw)
+    assert sliced  # the streamed run reads its blocks
+    assert_same_run(tmp_path / "memory", tmp_path / "streamed")
+    describe = [{**read_json(d / "describe.json"), "seconds": 0} for d in (tmp_path / "memory", tmp_path / "streamed")]
+    assert describe[0] == describe[1]
+
+
 def test_stream_flag_on_the_shared_dataset_through_the_cli(data_csv: Path, tmp_path: Path) -> None:
     args = ["run", data_csv, "--spec", "marketing", "--k", "4"]
     memory = invoke([*args, "--out", tmp_path / "memory"])

@@ -108,6 +108,9 @@ class FeatureData:
     # With ``build_features(keep_columns=True)``: the feature columns as read (float64, original
     # units, NaN where missing, one row per input row, Fortran order), for the insight's pass.
     columns: np.ndarray | None = None
+    # With ``sample_size`` too: the plain feature columns' raw values at the hash sample's rows,
+    # with ``SAMPLED_ROW`` (``read_columns``).
+    sampled: pl.DataFrame | None = None
     # A streamed build (``engine.features.stream``) holds no matrix, ids or mask: its blocks say
     # which rows were kept, and ``scratch`` (set by the run) holds the scaled rows.
     blocks: list | None = None
@@ -348,16 +351,20 @@ def put_series(cols: np.ndarray, j: int, series: pl.Series, advance: Callable[[i
 
 
 def read_columns(query: FeatureQuery, spec: FeatureSpec, columnar: bool, where: str,
-                 advance: Callable[[int], None] | None = None
-                 ) -> tuple[pl.Series, dict[str, pl.Series], np.ndarray, list[int]]:
+                 advance: Callable[[int], None] | None = None, sample: tuple[int, int] | None = None
+                 ) -> tuple[pl.Series, dict[str, pl.Series], np.ndarray, list[int], pl.DataFrame | None]:
     """The ids, the categorical columns, and the feature columns as one float64 (rows x features)
     Fortran-ordered array (NaN where missing) with their null counts.
 
     A columnar input (Parquet, or a SQL result already in memory) is read one feature at a time
     straight into the array, so the float64 data is held once: faster than one wide read, and
     half the peak memory. A feature that is an integer or float column as it is (``plain``) is
-    read in its own type and converted by the copy. A CSV is parsed once, and each column leaves the frame as it is copied.
-    ``advance(1)`` (progress) follows each feature column copied.
+    read in its own type and converted by the copy. A CSV is parsed once, and each column
+    leaves the frame as it is copied. ``advance(1)`` (progress) follows each feature column copied.
+
+    ``sample`` (size, seed): the last item is then the plain columns' raw values (their own type,
+    nulls kept) at the rows of ``kernels.hashsample.sample_rows(rows, size, seed)``, taken as each
+    is read, with ``SAMPLED_ROW`` (the row numbers); None for a CSV, or without ``sample``.
     """
     names = [f.name for f in spec.features]
     advance = advance or (lambda _n: None)
@@ -367,16 +374,21 @@ def read_columns(query: FeatureQuery, spec: FeatureSpec, columnar: bool, where: 
         ids = head.drop_in_place(head.columns[0])
         cats = {c.column: head.drop_in_place(c.column) for c in spec.categorical}
         cols = np.empty((n, len(names)), dtype=np.float64, order="F")
-        nulls = [put_series(cols, j, collect(query.source.select(pl.col(c)) if c else query.frame.select(e),
-                                             where).to_series(), advance)
-                 for j, (e, c) in enumerate(zip(query.exprs, query.plain))]
-        return ids, cats, cols, nulls
+        rows = None if sample is None else pl.Series(SAMPLED_ROW, sample_rows(n, *sample), pl.Int64)
+        taken: dict[str, pl.Series] = {}
+        nulls = []
+        for j, (e, c) in enumerate(zip(query.exprs, query.plain)):
+            series = collect(query.source.select(pl.col(c)) if c else query.frame.select(e), where).to_series()
+            if c and rows is not None and c not in taken:
+                taken[c] = series.gather(rows)
+            nulls.append(put_series(cols, j, series, advance))
+        return ids, cats, cols, nulls, None if rows is None else pl.DataFrame([*taken.values(), rows])
     frame = collect(query.all(), where)
     ids = frame.drop_in_place(frame.columns[0])
     cats = {c.column: frame.drop_in_place(c.column) for c in spec.categorical}
     cols = np.empty((frame.height, len(names)), dtype=np.float64, order="F")
     nulls = [put_series(cols, j, frame.drop_in_place(name), advance) for j, name in enumerate(names)]
-    return ids, cats, cols, nulls
+    return ids, cats, cols, nulls, None
 
 
 def finite(values: np.ndarray) -> np.ndarray:
@@ -663,6 +675,8 @@ def original_frame(query: FeatureQuery, spec: FeatureSpec, levels: dict[str, tup
 #: and each row's number): the same rows whether the data is read whole or streamed in blocks.
 #: At or below it they are learned from every row.
 STATS_SAMPLE = 1 << 20
+#: The row numbers of ``FeatureData.sampled``.
+SAMPLED_ROW = "@row"
 
 
 def stats_rows(n_rows: int, seed: int) -> np.ndarray:
@@ -703,6 +717,7 @@ def dropped_warning(dropped: tuple[str, ...] | list[str]) -> str:
 def build_features(
     inp: Input, spec: FeatureSpec, fitted: FittedFeatures | None = None, allow_duplicate_ids: bool = False,
     seed: int = 0, advance: Callable[[int], None] | None = None, keep_columns: bool = False,
+    sample_size: int = 0,
 ) -> FeatureData:
     """Read the input once and build the scaled float32 matrix.
 
@@ -714,14 +729,18 @@ def build_features(
     ``stats_rows(rows, seed)``, then applied to every row. ``advance(1)`` (progress) follows each
     feature column read. With ``keep_columns`` the feature columns as read stay in
     ``FeatureData.columns`` (the run's insight accumulates its profiles from them; they were held
-    beside the matrix at the read's peak anyway); otherwise they are freed here.
+    beside the matrix at the read's peak anyway); otherwise they are freed here. With
+    ``keep_columns`` and ``sample_size``, a columnar input's plain feature columns also leave
+    their raw values at the ``sample_size`` rows of the run's hash sample (``FeatureData.sampled``,
+    ``read_columns``): the insight then need not read them again.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     where = inp.label
     spec = resolve_spec(spec, inp.schema(), where)
     query = feature_query(inp, spec)
-    ids, cats, cols, nulls = read_columns(query, spec, inp.format != "csv", where, advance)
+    sample = (sample_size, seed) if keep_columns and sample_size else None
+    ids, cats, cols, nulls, sampled = read_columns(query, spec, inp.format != "csv", where, advance, sample)
     seconds["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     n_rows = len(ids)
@@ -751,7 +770,7 @@ def build_features(
     original = original_frame(query, spec, levels, kept)
     return FeatureData(X, ids, kept if kept.size else None, original, spec, fitted,
                        n_rows, clean.missing, clean.non_finite, clean.warnings, seconds,
-                       columns=cols if keep_columns else None)
+                       columns=cols if keep_columns else None, sampled=sampled)
 
 
 def input_warnings(spec: FeatureSpec) -> list[str]:

@@ -54,7 +54,7 @@ def learn(inp: Input, spec: FeatureSpec, n_rows: int, seed: int, columns: list[s
     rows = stats_rows(n_rows, seed)
     sample = layout.gather(inp, n_rows, rows, columns)
     part = replace(inp, frame=sample.lazy(), rows=sample.height)
-    _, cats, cols, _ = read_columns(feature_query(part, spec), spec, True, inp.label)
+    _, cats, cols, _, _ = read_columns(feature_query(part, spec), spec, True, inp.label)
     return fit_statistics(spec, cols, cats, inp.label)
 
 

@@ -32,7 +32,7 @@ import polars as pl
 
 from engine.duck.rfm import PRODUCTS
 from engine.errors import InputError, first_line
-from engine.features.build import one_hot_exprs
+from engine.features.build import SAMPLED_ROW, one_hot_exprs
 from engine.features.spec import FeatureSpec
 from engine.input import blocks as layout
 from engine.input.files import Input
@@ -133,16 +133,25 @@ class InsightPass:
             raise InputError(f"cannot read {self.where}: {first_line(exc)}") from exc
 
     def add(self, offset: int, block: pl.DataFrame, labels: np.ndarray,
-            feature_moments: np.ndarray | None = None) -> None:
+            feature_moments: np.ndarray | None = None, sampled: pl.DataFrame | None = None) -> None:
         """The input's rows ``offset .. offset + block.height - 1`` (blocks in row order; each but
         the last a whole number of ``CHUNK_ROWS``) and their segments (-1: not segmented).
         ``feature_moments``: the block's entry of ``feature_moments``, used instead of evaluating
-        the features on ``block`` again."""
+        the features on ``block`` again. ``sampled``: the raw values of some of the input columns
+        at the block's sampled rows, which ``block`` then need not hold (``block_columns``)."""
         labels = self.checked(offset, block.height, labels)
         self.sample.add(offset, label=labels)
         rows = self.sample.rows
         kept = rows[np.searchsorted(rows, offset):np.searchsorted(rows, offset + block.height)]
-        self.fold(self.figures(offset, block, labels, kept, feature_moments))
+        self.fold(self.figures(offset, block, labels, kept, feature_moments, sampled))
+
+    def block_columns(self, sampled: list[str]) -> list[str]:
+        """The input columns a block must hold when the features' moments are given and the raw
+        values of the columns ``sampled`` at the sampled rows: those the profile's other columns
+        read (measures, offers, one-hot levels, products), and those of the features not sampled."""
+        rest = {r for e in self.query.values[self.n_features:] for r in e.meta.root_names()}
+        rest |= set(self.query.cats) | ({self.products} if self.products else set())
+        return [c for c in self.columns() if c in rest or c not in sampled]
 
     def checked(self, offset: int, rows: int, labels: np.ndarray) -> np.ndarray:
         labels = np.ascontiguousarray(labels, dtype=np.int32)
@@ -152,12 +161,22 @@ class InsightPass:
         return labels
 
     def figures(self, offset: int, block: pl.DataFrame, labels: np.ndarray, wanted: np.ndarray,
-                feature_moments: np.ndarray | None = None) -> BlockFigures:
+                feature_moments: np.ndarray | None = None, sampled: pl.DataFrame | None = None) -> BlockFigures:
         """A block's figures, not folded yet (a cluster's worker computes them): per-chunk moments,
         the raw rows numbered ``wanted`` (those of the block the sample may keep), product counts.
-        With ``feature_moments`` (``add``) only the other columns' moments are worked out here."""
+        With ``feature_moments`` (``add``) only the other columns' moments are worked out here;
+        with ``sampled`` (``add``) the raw rows of its columns come from it."""
         frame = self.values(block, 0 if feature_moments is None else self.n_features)
-        raw = block.select(self.query.columns())[wanted - offset].with_columns(pl.Series(ROW, wanted, pl.Int64))
+        columns = self.query.columns()
+        if sampled is None:
+            raw = block.select(columns)[wanted - offset]
+        else:
+            if sampled.height != wanted.size:
+                raise RuntimeError(f"block at row {offset}: {sampled.height} sampled rows given, {wanted.size} wanted")
+            own = [c for c in columns if c not in sampled.columns]
+            raw = pl.concat([block.select(own)[wanted - offset], sampled], how="horizontal") if own else sampled
+            raw = raw.select(columns)
+        raw = raw.with_columns(pl.Series(ROW, wanted, pl.Int64))
         if feature_moments is None:
             moments = self.moments.chunks(matrix(frame, self.seg_columns), labels)
         else:  # each column's moments are its own: computed in two parts, then put in order
@@ -310,19 +329,39 @@ def row_labels(labels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
 
 
 def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int | None = None,
-               feature_moments: dict[int, np.ndarray] | None = None) -> None:
+               feature_moments: dict[int, np.ndarray] | None = None, sampled: pl.DataFrame | None = None) -> None:
     """The in-memory run's pass: the columns ``acc`` needs, read from the input once more, block by
     block (``engine.input.blocks``: Parquet row groups by slice, a CSV parsed once front to back),
     so only one block of them is held. ``feature_moments`` (``InsightPass.feature_moments`` with
     the same ``block_rows``): the features' moments from the columns the run read; the block read
-    then serves the sample and the other profile columns (measures, one-hot levels)."""
+    then serves the sample and the other profile columns (measures, one-hot levels).
+
+    ``sampled`` (with ``feature_moments``): the raw values the run's read took of some input
+    columns at the pass's sampled rows, with ``ROW`` (``FeatureData.sampled``). Those columns are
+    then not read again, and where the profile reads no other column (features that are columns
+    as they are, no business measures or categorical columns) the input is not read at all."""
     n = labels.shape[0]
+    chosen = getattr(acc.sample, "chosen", None)
+    if sampled is not None and (feature_moments is None or chosen is None
+                                or not np.array_equal(sampled[SAMPLED_ROW].to_numpy(), chosen)):
+        sampled = None  # not the pass's rows (another seed or size): read them
+    columns = acc.columns() if sampled is None else acc.block_columns(sampled.columns)
+    given = None if sampled is None else sampled.select(c for c in sampled.columns if c not in [SAMPLED_ROW, *columns])
+    if given is not None and not columns:
+        size = block_rows or layout.BLOCK_ROWS
+        read = ((start, pl.DataFrame({ROW: np.zeros(min(size, n - start), np.int8)}))
+                for start in layout.block_starts(n, size))  # no column to read: only the blocks' heights
+    else:
+        read = layout.blocks(inp, n, columns, block_rows)
+    at = None if given is None else chosen
     seen = 0
-    for offset, block in layout.blocks(inp, n, acc.columns(), block_rows):
+    for offset, block in read:
         part = None if feature_moments is None else feature_moments[offset]
-        acc.add(offset, block, labels[offset:offset + block.height], part)
+        some = None if given is None else given[int(np.searchsorted(at, offset)):int(np.searchsorted(at, offset + block.height))]
+        acc.add(offset, block, labels[offset:offset + block.height], part, some)
         seen = offset + block.height
-    if seen != n or (inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows
+    reads = given is None or bool(columns)
+    if seen != n or (reads and inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows
         raise InputError(f"{inp.label}: the input has other rows than the {n:,} segmented; did it change during the run?")
 
 

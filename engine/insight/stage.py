@@ -178,7 +178,8 @@ class Insight:
             every = row_labels(labels, data.kept)
             moments = None if data.columns is None else passed.feature_moments(data.columns, every)
             data.columns = None  # the features' moments are taken: let the columns go before the input is read
-            feed_input(passed, inp, every, feature_moments=moments)
+            sampled, data.sampled = data.sampled, None
+            feed_input(passed, inp, every, feature_moments=moments, sampled=sampled)
         result = passed.finish()
         profiles = result.profiles
         self.warnings = list(profiles.warnings)
