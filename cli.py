@@ -16,6 +16,15 @@ import os
 import sys
 import traceback
 
+# numpy asks the kernel for transparent huge pages for every large array. Where the kernel compacts
+# memory to find them (THP defrag "madvise", Linux's default) and memory is fragmented, as a page
+# cache full of input files leaves it, each first touch of a new array waits: filling a new
+# 1.25 GiB array took 2.7 to 3.2 s in 4 of 6 new processes here, against 0.54 to 0.91 s with 4 KiB
+# pages (and 0.20 s with huge pages when free ones were at hand). A run allocates some 2 GiB per
+# 10M rows, so the CLI's process uses plain pages unless NUMPY_MADVISE_HUGEPAGE says otherwise.
+# Set before numpy is imported (it reads this once); the engine as a library leaves it to the caller.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
 import click
 
 from engine.options import (PRESETS, BusinessOptions, CompareOptions, ExplainOptions, FeatureOptions, FitOptions,
