@@ -75,6 +75,19 @@ def test_column_stats_match_naive(n, d, seed, drop):
     np.testing.assert_array_equal(s.tmax, mx)
 
 
+@pytest.mark.parametrize("drop", [False, True])
+def test_column_stats_without_moments_find_the_same_rows_and_missing_values(drop):
+    """Applying statistics learned elsewhere needs no moments: the same missing counts, smallest
+    finite values and kept rows as the full scan, and NaN where the moments would be."""
+    cols = columns(20_000, 7, 4)
+    table, flags = params(7, 4, fill=not drop)
+    full, light = (kernels.column_stats(cols, table, flags, drop, m) for m in (True, False))
+    assert light.n_kept == full.n_kept
+    for name in ("kept", "bad", "low"):
+        np.testing.assert_array_equal(getattr(light, name), getattr(full, name))
+    assert all(np.isnan(getattr(light, name)).all() for name in ("mean", "m2", "tmin", "tmax"))
+
+
 def test_chunk_stats_kernel_alone_covers_its_rows_only():
     """The serial kernel on rows a:b: the naive figures of those rows, and no other row touched."""
     cols = columns(1000, 4, 11)
@@ -83,7 +96,7 @@ def test_chunk_stats_kernel_alone_covers_its_rows_only():
     bad = np.zeros(4, dtype=np.int64)
     stats = np.zeros((moments.N_STATS, 4))
     a, b = 300, 700
-    m = moments.chunk_stats(cols, a, b, table, flags, True, kept, bad, stats)
+    m = moments.chunk_stats(cols, a, b, table, flags, True, True, kept, bad, stats)
     rows = kept_mask(cols[a:b])
     assert m == rows.sum()
     np.testing.assert_array_equal(kept[a:b], rows)

@@ -451,10 +451,10 @@ class Transform:
         return kernels.transformed(cols[:, j], self.params[j], self.flags[j])
 
 
-def scan(cols: np.ndarray, tf: Transform, drop: bool) -> kernels.ColumnMoments:
-    """Missing values, the kept rows (with ``drop``: every feature finite) and the moments of the
-    transformed kept values, in one pass over the columns."""
-    return kernels.column_stats(cols, tf.params, tf.flags, drop)
+def scan(cols: np.ndarray, tf: Transform, drop: bool, moments: bool = True) -> kernels.ColumnMoments:
+    """Missing values, the kept rows (with ``drop``: every feature finite) and (with ``moments``)
+    the moments of the transformed kept values, in one pass over the columns."""
+    return kernels.column_stats(cols, tf.params, tf.flags, drop, moments)
 
 
 def fit_medians(names: list[str], cols: np.ndarray, tf: Transform, where: str) -> dict[str, float]:
@@ -565,12 +565,12 @@ def clean_columns(spec: FeatureSpec, cols: np.ndarray, nulls: list[int], fitted:
                   where: str) -> Cleaned:
     """Clip bounds, missing values and the policy: the rows kept (``drop``) or the gaps filled
     with medians (``median``), and the moments of the result. With ``fitted``, the model's clip
-    bounds and medians are used."""
+    bounds and medians are used, and no moments are taken (its scaler has them)."""
     n_rows = cols.shape[0]
     names = [f.name for f in spec.features]
     clip = fitted.clip if fitted else fit_clip_bounds(spec.features, cols, where)
     tf = Transform.of(spec.features, clip)
-    stats = scan(cols, tf, spec.missing == "drop")
+    stats = scan(cols, tf, spec.missing == "drop", moments=fitted is None)
     missing = {n: int(c) for n, c in zip(names, stats.bad) if c}
     non_finite = {n: int(c) - z for n, c, z in zip(names, stats.bad, nulls) if c > z}
     warnings: list[str] = []
@@ -593,7 +593,8 @@ def clean_columns(spec: FeatureSpec, cols: np.ndarray, nulls: list[int], fitted:
             raise InputError(f"{where}: the model holds no median for feature {unknown[0]!r}")
         if missing:  # the moments again, with the gaps filled
             tf.params[:, kernels.FILL] = [medians.get(n, np.nan) for n in names]
-            stats = scan(cols, tf, False)
+            if fitted is None:
+                stats = scan(cols, tf, False)
     if stats.n_kept == 0:
         raise InputError(f"{where}: no rows left after dropping rows with missing values (see missing = median)")
     return Cleaned(clip, tf, stats, medians, missing, non_finite, warnings)
