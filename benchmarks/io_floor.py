@@ -16,6 +16,7 @@ in the scan; Polars reads only the row groups the slice covers; as fast as pyarr
 segment and distance written as one row group with the engine's streamed writer (a pyarrow
 ParquetWriter). Memory stays at one block.
 
+It runs with the CLI's page setting (``NUMPY_MADVISE_HUGEPAGE=0`` unless set; see cli.py).
 No features are built and nothing is fitted: no segmentation run can do less I/O than this
 (a streamed run also reads its input at least twice: once to fit, once to write the ids).
 """
@@ -23,9 +24,14 @@ No features are built and nothing is fitted: no segmentation run can do less I/O
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+# The floor runs with the CLI's page setting (cli.py: plain pages for numpy's arrays), as the
+# least a `segment run` process could do.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 import numpy as np
 import polars as pl

@@ -307,6 +307,18 @@ def test_importing_the_engine_loads_neither_sklearn_nor_plotly() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("given,expected", [(None, "False"), ("1", "True"), ("0", "False")])
+def test_the_cli_s_process_uses_plain_pages_for_numpy_unless_told(given, expected) -> None:
+    """cli.py sets NUMPY_MADVISE_HUGEPAGE=0 before numpy loads (huge-page compaction stalls made
+    first touches 3 to 5 times slower here); a value the user set wins."""
+    code = "import cli, numpy._core.multiarray as m; print(m._get_madvise_hugepage())"
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == expected
+
+
 #: ``python -c IMPORTS_PROBE OUT ARGS...`` runs ``segment ARGS...`` and, at exit, writes to OUT the
 #: libraries of ``HEAVY_AT_START`` that were imported and the kernel modules that were loaded.
 IMPORTS_PROBE = """
