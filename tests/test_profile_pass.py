@@ -162,13 +162,16 @@ def test_the_run_s_sampled_columns_give_the_same_bits(built, monkeypatch, sample
     assert "Recency" in columns[0]
 
 
-def test_a_run_whose_profile_reads_only_plain_features_reads_the_input_once(messy, tmp_path: Path) -> None:
+@pytest.mark.parametrize("business", ["", '[business]\nrevenue = "Income + Recency + MntWines"\n'])
+def test_a_run_whose_profile_reads_only_plain_features_reads_the_input_once(messy, tmp_path: Path, business) -> None:
     """Features that are columns as they are, no measures or categorical columns: the in-memory
     pass reads nothing more (the input may be gone), and its figures are those of a pass that
-    reads the input."""
+    reads the input. With a measure that reads every one of those columns, the pass reads them
+    all, the same figures."""
     path, _ = messy
     spec_file = tmp_path / "plain.toml"
-    spec_file.write_text('id = "ID"\n[features]\nincome = "Income"\nrecency = "Recency"\nwines = "MntWines"\n')
+    spec_file.write_text('id = "ID"\n[features]\nincome = "Income"\nrecency = "Recency"\nwines = "MntWines"\n'
+                         + business)
     spec = load_spec(str(spec_file))
     copy = tmp_path / "copy.parquet"
     shutil.copy(path, copy)
@@ -183,6 +186,9 @@ def test_a_run_whose_profile_reads_only_plain_features_reads_the_input_once(mess
         return acc.finish()
 
     read = fed(None)
+    if business:
+        assert_same(fed(data.sampled), read)
+        return
     copy.unlink()
     with pytest.raises(Exception):
         fed(None)

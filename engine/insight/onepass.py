@@ -345,8 +345,12 @@ def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int
     if sampled is not None and (feature_moments is None or chosen is None
                                 or not np.array_equal(sampled[SAMPLED_ROW].to_numpy(), chosen)):
         sampled = None  # not the pass's rows (another seed or size): read them
-    columns = acc.columns() if sampled is None else acc.block_columns(sampled.columns)
-    given = None if sampled is None else sampled.select(c for c in sampled.columns if c not in [SAMPLED_ROW, *columns])
+    columns, given = acc.columns(), None
+    if sampled is not None:
+        columns = acc.block_columns(sampled.columns)
+        given = sampled.select(c for c in sampled.columns if c not in [SAMPLED_ROW, *columns])
+        if not given.width:  # the blocks hold every sampled column anyway
+            given = None
     if given is not None and not columns:
         size = block_rows or layout.BLOCK_ROWS
         read = ((start, pl.DataFrame({ROW: np.zeros(min(size, n - start), np.int8)}))
