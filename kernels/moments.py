@@ -23,13 +23,25 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from kernels.config import JIT, PARALLEL, chunk_count
+from kernels.config import INLINE, JIT, PARALLEL, chunk_count
 from kernels.core import chunk_bounds
 from kernels.transform import FILL, HI, LO, check_columns, value
 
 #: Planes of the per-chunk statistics table.
 LOW, MEAN, M2, TMIN, TMAX = 0, 1, 2, 3, 4
 N_STATS = 5
+
+
+@njit(cache=True, **INLINE)
+def kept_count(kept, a, b, drop):
+    """Rows of ``a:b`` kept: every one without ``drop``, else those ``kept`` marks."""
+    if not drop:
+        return b - a
+    m = 0
+    for i in range(a, b):
+        if kept[i]:
+            m += 1
+    return m
 
 
 @njit(cache=True, **JIT)
@@ -59,10 +71,7 @@ def chunk_stats(cols, a, b, params, flags, drop, moments, kept, bad, stats):
             for i in range(a, b):
                 if not np.isfinite(cols[i, j]):
                     kept[i] = False
-    m = 0
-    for i in range(a, b):
-        if not drop or kept[i]:
-            m += 1
+    m = kept_count(kept, a, b, drop)
     for j in range(d):
         lj, hj, fj, gj = params[j, LO], params[j, HI], flags[j], params[j, FILL]
         count = 0
@@ -100,8 +109,9 @@ def chunk_stats(cols, a, b, params, flags, drop, moments, kept, bad, stats):
 def chunk_missing(cols, a, b, drop, kept, bad, stats):
     """``chunk_stats`` without the moments: each value read once, branch-free, for the missing
     values, the smallest finite values and (with ``drop``) the kept rows; MEAN, M2, TMIN and TMAX
-    are NaN. 0.17 s for 10M rows x 16 here, against 0.45 s for the same figures in the loops of
-    ``chunk_stats``. Returns the number of kept rows."""
+    are NaN. ``column_stats`` of 10M rows x 16 took 0.24 s this way, 0.45 s with the same figures
+    found in ``chunk_stats``' separate loops, 0.87 s with the moments. Returns the number of kept
+    rows."""
     d = cols.shape[1]
     if drop:
         for i in range(a, b):
@@ -122,11 +132,7 @@ def chunk_missing(cols, a, b, drop, kept, bad, stats):
         stats[M2, j] = np.nan
         stats[TMIN, j] = np.nan
         stats[TMAX, j] = np.nan
-    m = 0
-    for i in range(a, b):
-        if not drop or kept[i]:
-            m += 1
-    return m
+    return kept_count(kept, a, b, drop)
 
 
 @njit(cache=True, **PARALLEL)

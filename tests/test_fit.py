@@ -13,7 +13,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
-from engine.fit import batches
+from engine.fit import batches, scores
 from engine.fit.batches import ArraySource
 from engine.errors import InputError
 from engine.fit.kmeans import FitParams, fit_kmeans, lloyd
@@ -236,13 +236,13 @@ def test_row_order_does_not_change_the_partition():
 
 @pytest.mark.parametrize("hash_above", [None, 1_000])
 def test_large_draws_are_uniform_distinct_and_the_same_for_every_source(monkeypatch, hash_above) -> None:
-    """A large share of many rows is drawn by hash (``draw_rows``), a small one by numpy: either
+    """A large share of many rows is drawn by hash (``sample_indices``), a small one by numpy: either
     way distinct rows, ascending, uniform over the data, and the same rows in memory and read by
     number (a scratch file's or a cluster's ``sample``)."""
     if hash_above is not None:
-        monkeypatch.setattr(batches, "HASH_DRAW_ROWS", hash_above)
+        monkeypatch.setattr(scores, "HASH_DRAW_ROWS", hash_above)
     n, size = 200_000, 50_000
-    rows = batches.draw_rows(n, size, np.random.default_rng(5))
+    rows = scores.sample_indices(n, size, np.random.default_rng(5))
     assert rows.size == size and np.all(np.diff(rows) > 0) and rows[0] >= 0 and rows[-1] < n
     deciles = np.bincount(rows * 10 // n, minlength=10)
     assert np.all(np.abs(deciles - size / 10) < 5 * np.sqrt(size / 10))  # uniform (5 sigma)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import chunk_count, dispersion, label_sums, reduce_chunks, silhouette_sorted
+from kernels.hashsample import sample_rows
 
 
 def silhouette_values(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -30,11 +31,22 @@ def silhouette_score(X: np.ndarray, labels: np.ndarray, k: int) -> float | None:
     return float(silhouette_values(X, labels, k).mean())
 
 
+#: Above this many rows a large sample is drawn by hash (``sample_indices``).
+HASH_DRAW_ROWS = 1 << 20
+
+
 def sample_indices(n_rows: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` distinct row numbers drawn uniformly (all rows when ``size >= n_rows``), ascending."""
+    """``size`` distinct row numbers drawn uniformly (all rows when ``size >= n_rows``), ascending.
+
+    Up to ``HASH_DRAW_ROWS`` rows, or for a small share, this is numpy's own draw (quick there).
+    A larger share of more rows is the bottom-k hash sample (``kernels.hashsample.sample_rows``)
+    keyed by a number drawn from ``rng``: numpy shuffles an array of all ``n_rows`` row numbers
+    for it, 0.30 s for 1,000,000 of 10,000,000 rows here, against 0.06 s."""
     if size >= n_rows:
         return np.arange(n_rows)
-    return np.sort(rng.choice(n_rows, size=size, replace=False))
+    if n_rows <= HASH_DRAW_ROWS or size * 50 <= n_rows:
+        return np.sort(rng.choice(n_rows, size=size, replace=False))
+    return sample_rows(n_rows, size, int(rng.integers(2**63)))
 
 
 def cluster_moments(X: np.ndarray, labels: np.ndarray, k: int, known: tuple[np.ndarray, np.ndarray] | None = None

@@ -43,7 +43,7 @@ from kernels.segments import CHUNK_ROWS, COUNT, M2, MAX, MIN, SUM, SegmentMoment
 
 ONES = "@rows"  # a column of ones: its count per segment is the segment's size
 INVALID = "@response_invalid"  # 1 where the response is neither 0 nor 1, null where missing
-ROW = "@row"  # global row number of a sampled row
+ROW = SAMPLED_ROW  # global row number of a sampled row (the name the run's read gives it too)
 LABEL = "@label"  # a sampled row's label (-1: not segmented)
 
 
@@ -343,28 +343,28 @@ def feed_input(acc: InsightPass, inp: Input, labels: np.ndarray, block_rows: int
     n = labels.shape[0]
     chosen = getattr(acc.sample, "chosen", None)
     if sampled is not None and (feature_moments is None or chosen is None
-                                or not np.array_equal(sampled[SAMPLED_ROW].to_numpy(), chosen)):
+                                or not np.array_equal(sampled[ROW].to_numpy(), chosen)):
         sampled = None  # not the pass's rows (another seed or size): read them
     columns, given = acc.columns(), None
     if sampled is not None:
         columns = acc.block_columns(sampled.columns)
-        given = sampled.select(c for c in sampled.columns if c not in [SAMPLED_ROW, *columns])
+        given = sampled.select(c for c in sampled.columns if c not in [ROW, *columns])
         if not given.width:  # the blocks hold every sampled column anyway
             given = None
-    if given is not None and not columns:
-        size = block_rows or layout.BLOCK_ROWS
-        read = ((start, pl.DataFrame({ROW: np.zeros(min(size, n - start), np.int8)}))
-                for start in layout.block_starts(n, size))  # no column to read: only the blocks' heights
-    else:
+    reads = given is None or bool(columns)
+    if reads:
         read = layout.blocks(inp, n, columns, block_rows)
-    at = None if given is None else chosen
+    else:  # no column to read: blocks of the right heights only
+        size = block_rows or layout.BLOCK_ROWS
+        read = ((start, pl.DataFrame({"@height": np.zeros(min(size, n - start), np.int8)}))
+                for start in layout.block_starts(n, size))
     seen = 0
     for offset, block in read:
         part = None if feature_moments is None else feature_moments[offset]
-        some = None if given is None else given[int(np.searchsorted(at, offset)):int(np.searchsorted(at, offset + block.height))]
+        some = None if given is None else given[int(np.searchsorted(chosen, offset)):
+                                                int(np.searchsorted(chosen, offset + block.height))]
         acc.add(offset, block, labels[offset:offset + block.height], part, some)
         seen = offset + block.height
-    reads = given is None or bool(columns)
     if seen != n or (reads and inp.format != "csv" and layout.row_count(inp) != n):  # a CSV's blocks count its rows
         raise InputError(f"{inp.label}: the input has other rows than the {n:,} segmented; did it change during the run?")
 
